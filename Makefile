@@ -1,0 +1,36 @@
+# Flotilla — single entry points for people and CI.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON ?= 3.11
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PYTEST_ARGS ?=
+
+.PHONY: help setup run test lint format bench
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup:  ## install uv if missing, then the locked workspace into .venv (idempotent)
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --all-packages --frozen --quiet
+
+run: setup  ## start the whole platform locally (edge on :8080, console on :8090)
+	@$(UV) run --frozen flotilla up
+
+test: setup  ## run the whole test suite (real Redis, RabbitMQ, PostgreSQL)
+	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: setup  ## ruff, mypy (strict on src/), import-linter contracts
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen mypy services/*/src
+	@$(UV) run --frozen lint-imports
+
+format: setup  ## apply ruff's formatting and safe fixes
+	@$(UV) run --frozen ruff check --fix .
+	@$(UV) run --frozen ruff format .
+
+bench: setup  ## run the benchmarks (see docs/benchmarks.md)
+	@$(UV) run --frozen python bench/edge.py
+	@$(UV) run --frozen python bench/worker.py

@@ -1,0 +1,97 @@
+"""Flotilla's shared library: what every component takes from the platform.
+
+Settings, JSON logging with trace correlation, OpenTelemetry set-up, Dramatiq brokers with
+trace-context propagation, the schemas of messages that cross services, pooled HTTP clients,
+RFC 9457 problems, health checks and graceful serving. It imports no other Flotilla member.
+FastAPI glue lives in :mod:`flotilla.core.fastapi`.
+"""
+
+from ._brokers import BrokerUnavailable, BrokerURLError, broker_from_url, broker_system
+from ._health import Check, HealthReport, run_checks
+from ._http import (
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    async_service_client,
+    service_client,
+    translate_http_error,
+)
+from ._logging import JsonFormatter, configure_logging
+from ._messages import (
+    FulfilOrder,
+    OrderConfirmation,
+    OrderLine,
+    QueueMessage,
+    build_message,
+    send_message,
+)
+from ._problems import (
+    PROBLEM_CONTENT_TYPE,
+    PROBLEM_TYPE_BASE,
+    FieldError,
+    Problem,
+    ProblemError,
+    field_path,
+)
+from ._serve import serve
+from ._settings import PLACEHOLDER_SECRETS, ComponentSettings, component_config
+from ._telemetry import (
+    configure_telemetry,
+    current_trace_id,
+    instrument_asgi,
+    instrument_fastapi,
+    instrument_httpx,
+    instrument_redis,
+    instrument_sqlalchemy,
+    shutdown_telemetry,
+    telemetry_enabled,
+)
+from ._tracing_middleware import QUEUE_WAIT_ATTRIBUTE, TRACE_CONTEXT_OPTION, TraceContextMiddleware
+from ._worker import run_worker
+
+__all__ = [
+    "PLACEHOLDER_SECRETS",
+    "PROBLEM_CONTENT_TYPE",
+    "PROBLEM_TYPE_BASE",
+    "QUEUE_WAIT_ATTRIBUTE",
+    "TRACE_CONTEXT_OPTION",
+    "BrokerURLError",
+    "BrokerUnavailable",
+    "Check",
+    "ComponentSettings",
+    "FieldError",
+    "FulfilOrder",
+    "HealthReport",
+    "JsonFormatter",
+    "OrderConfirmation",
+    "OrderLine",
+    "Problem",
+    "ProblemError",
+    "QueueMessage",
+    "TraceContextMiddleware",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "async_service_client",
+    "broker_from_url",
+    "broker_system",
+    "build_message",
+    "component_config",
+    "configure_logging",
+    "configure_telemetry",
+    "current_trace_id",
+    "field_path",
+    "instrument_asgi",
+    "instrument_fastapi",
+    "instrument_httpx",
+    "instrument_redis",
+    "instrument_sqlalchemy",
+    "run_checks",
+    "run_worker",
+    "send_message",
+    "serve",
+    "service_client",
+    "shutdown_telemetry",
+    "telemetry_enabled",
+    "translate_http_error",
+]

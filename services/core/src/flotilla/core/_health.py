@@ -1,0 +1,53 @@
+"""Liveness and readiness, framework-neutral.
+
+``/healthz`` answers as long as the process serves requests; ``/readyz`` runs the component's
+dependency checks (database, broker, upstreams) with a timeout each and is 503 when any fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Check = Callable[[], Awaitable[Any] | Any]
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """The outcome of the readiness checks."""
+
+    ready: bool
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of ``/readyz``."""
+        return {"status": "ready" if self.ready else "unready", "checks": self.checks}
+
+
+async def _run_one(check: Check, timeout_s: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        if inspect.iscoroutinefunction(check):
+            await asyncio.wait_for(check(), timeout_s)
+        else:
+            await asyncio.wait_for(asyncio.to_thread(check), timeout_s)
+    except Exception as exc:  # a failed check is a result, not a crash
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+async def run_checks(checks: Mapping[str, Check], *, timeout_s: float = 2.0) -> HealthReport:
+    """Run every readiness check concurrently.
+
+    Args:
+        checks: name → callable (sync or async) that raises when the dependency is not usable.
+        timeout_s: per-check limit.
+    """
+    names = list(checks)
+    results = await asyncio.gather(*(_run_one(checks[n], timeout_s) for n in names))
+    outcome = dict(zip(names, results, strict=True))
+    return HealthReport(ready=all(r["ok"] for r in results), checks=outcome)

@@ -1,0 +1,90 @@
+"""Schemas of the messages that cross services, and how to send one by name.
+
+A producer never imports the consumer's actor: it builds a Dramatiq message for the
+consumer's queue and actor name from one of these schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+from uuid import UUID
+
+import dramatiq
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from ._brokers import BrokerUnavailable
+from ._tracing_middleware import TraceContextMiddleware
+
+
+class QueueMessage(BaseModel):
+    """Base of a cross-service message: the schema, its queue and the actor that takes it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    queue: ClassVar[str]
+    actor: ClassVar[str]
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Self:
+        """Validate the single positional argument an actor received."""
+        return cls.model_validate(payload)
+
+
+class OrderLine(BaseModel):
+    """One line of an order as other services see it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    quantity: int = Field(gt=0)
+
+
+class FulfilOrder(QueueMessage):
+    """orders-api → orders-worker: fulfil this accepted order."""
+
+    queue: ClassVar[str] = "orders"
+    actor: ClassVar[str] = "fulfil_order"
+
+    order_id: UUID
+
+
+class OrderConfirmation(QueueMessage):
+    """orders-worker → notifications-worker: mail the customer that the order is fulfilled."""
+
+    queue: ClassVar[str] = "notifications"
+    actor: ClassVar[str] = "send_order_confirmation"
+
+    order_id: UUID
+    customer_email: EmailStr
+    items: tuple[OrderLine, ...]
+
+
+def build_message(message: QueueMessage) -> dramatiq.Message[Any]:
+    """The Dramatiq message that delivers ``message`` to its actor."""
+    return dramatiq.Message(
+        queue_name=message.queue,
+        actor_name=message.actor,
+        args=(message.model_dump(mode="json"),),
+        kwargs={},
+        options={},
+    )
+
+
+def send_message(
+    broker: dramatiq.Broker, message: QueueMessage, *, delay_ms: int | None = None
+) -> str:
+    """Enqueue ``message`` on its queue; returns the Dramatiq message id.
+
+    Raises:
+        BrokerUnavailable: the broker could not be reached; nothing was enqueued.
+    """
+    built = build_message(message)
+    broker.declare_queue(message.queue)
+    try:
+        broker.enqueue(built, delay=delay_ms)
+    except Exception as exc:  # translate redis/pika/dramatiq connection errors at the boundary
+        for middleware in broker.middleware:
+            if isinstance(middleware, TraceContextMiddleware):
+                middleware.abandon_enqueue(built, exc)
+        raise BrokerUnavailable(f"could not enqueue on {message.queue!r}: {exc}") from exc
+    return str(built.message_id)

@@ -1,0 +1,83 @@
+"""RFC 9457 problem details, framework-neutral.
+
+Every error a Flotilla service answers is ``application/problem+json``; the field at fault is
+named in ``errors[].field`` (a dotted path such as ``items.0.sku``). Never a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://flotilla.dev/problems/"
+
+
+class FieldError(BaseModel):
+    """One invalid input: where it is and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document with Flotilla's extensions."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body, without empty members."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class ProblemError(Exception):
+    """Raise from a handler to answer with a problem document.
+
+    Args:
+        status: the HTTP status.
+        title: a short, stable summary of the problem type.
+        detail: what happened this time, for a person.
+        slug: the problem type's last path segment (``type`` becomes a URL under
+            ``https://flotilla.dev/problems/``).
+        field: the input field at fault, if one is.
+        headers: extra response headers (``Retry-After``…).
+        extensions: more members of the problem document.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        slug: str | None = None,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.problem = Problem(
+            type=PROBLEM_TYPE_BASE + slug if slug else "about:blank",
+            title=title,
+            status=status,
+            detail=detail,
+            errors=[FieldError(field=field, message=detail or title)] if field else None,
+            **extensions,
+        )
+        self.headers = headers or {}
+
+
+def field_path(location: tuple[Any, ...] | list[Any]) -> str:
+    """Dotted path of a pydantic error location, without the leading ``body``."""
+    parts = [str(p) for p in location]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] or parts
+    return ".".join(parts) or "body"

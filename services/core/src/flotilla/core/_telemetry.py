@@ -1,0 +1,156 @@
+"""OpenTelemetry set-up that honours the standard ``OTEL_*`` variables.
+
+The SDK itself reads ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
+``OTEL_TRACES_SAMPLER(_ARG)``, ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` and ``OTEL_BSP_*``;
+this module only supplies the component's name when none is configured, chooses the exporter
+from ``OTEL_TRACES_EXPORTER`` (``otlp`` over HTTP by default, ``console``, ``none``) and turns
+the whole thing off with ``OTEL_SDK_DISABLED=true``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+
+logger = logging.getLogger(__name__)
+
+_provider: TracerProvider | None = None
+
+
+def telemetry_enabled() -> bool:
+    """Whether ``OTEL_SDK_DISABLED`` leaves tracing on."""
+    return os.environ.get("OTEL_SDK_DISABLED", "false").strip().lower() != "true"
+
+
+def _service_resource(default_service_name: str) -> Resource:
+    configured = os.environ.get("OTEL_SERVICE_NAME") or any(
+        item.strip().startswith("service.name=")
+        for item in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(",")
+    )
+    # NOTE: attributes passed to Resource.create override the environment, so the default
+    # name is only passed when the environment names no service.
+    return Resource.create({} if configured else {SERVICE_NAME: default_service_name})
+
+
+def _exporters() -> list[SpanExporter]:
+    names = os.environ.get("OTEL_TRACES_EXPORTER", "otlp")
+    exporters: list[SpanExporter] = []
+    for name in (n.strip().lower() for n in names.split(",")):
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporters.append(OTLPSpanExporter())
+        elif name == "console":
+            exporters.append(ConsoleSpanExporter())
+        elif name in ("none", ""):
+            continue
+        else:
+            logger.warning("OTEL_TRACES_EXPORTER names an unknown exporter", extra={"name": name})
+    return exporters
+
+
+def configure_telemetry(
+    default_service_name: str, *, exporter: SpanExporter | None = None
+) -> TracerProvider | None:
+    """Install the global tracer provider for this process.
+
+    Args:
+        default_service_name: used as ``service.name`` unless ``OTEL_SERVICE_NAME`` or
+            ``OTEL_RESOURCE_ATTRIBUTES`` names the service.
+        exporter: an extra exporter, flushed synchronously (tests use an in-memory one).
+
+    Returns:
+        The provider, or ``None`` when ``OTEL_SDK_DISABLED=true``.
+    """
+    global _provider
+    if not telemetry_enabled():
+        return None
+    if _provider is not None:
+        if exporter is not None:
+            _provider.add_span_processor(SimpleSpanProcessor(exporter))
+        return _provider
+    provider = TracerProvider(resource=_service_resource(default_service_name))
+    for each in _exporters():
+        provider.add_span_processor(BatchSpanProcessor(each))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    atexit.register(shutdown_telemetry)
+    return provider
+
+
+def shutdown_telemetry() -> None:
+    """Flush and stop the exporters (called at exit and on graceful shutdown)."""
+    global _provider
+    if _provider is not None:
+        _provider.shutdown()
+        _provider = None
+
+
+def instrument_httpx() -> None:
+    """Trace every httpx request of this process and propagate W3C context on it."""
+    if telemetry_enabled():
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        instrumentor = HTTPXClientInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
+
+
+def instrument_redis() -> None:
+    """Trace every redis-py command of this process."""
+    if telemetry_enabled():
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+        instrumentor = RedisInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
+
+
+def instrument_sqlalchemy(engine: Any) -> None:
+    """Trace the statements of one SQLAlchemy engine."""
+    if telemetry_enabled():
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+        SQLAlchemyInstrumentor().instrument(engine=engine)
+
+
+def instrument_fastapi(app: Any) -> None:
+    """Trace a FastAPI app's requests (server spans, context extracted from headers)."""
+    if telemetry_enabled():
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+
+
+def instrument_asgi(app: Any) -> Any:
+    """Wrap any ASGI app (the Falcon edge) in OpenTelemetry's ASGI middleware.
+
+    NOTE: opentelemetry-instrumentation-falcon only instruments ``falcon.App`` (WSGI); for
+    ``falcon.asgi.App`` the official ASGI instrumentation is the one that works
+    (opentelemetry-python-contrib issue 3095).
+    """
+    if not telemetry_enabled():
+        return app
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    return OpenTelemetryMiddleware(app, excluded_urls="healthz,readyz,metrics")
+
+
+def current_trace_id() -> str | None:
+    """The current trace id as 32 hex digits, or ``None`` outside a recorded span."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from flotilla.core._health import Check, run_checks
+from flotilla.core._problems import (
+    PROBLEM_CONTENT_TYPE,
+    PROBLEM_TYPE_BASE,
+    FieldError,
+    Problem,
+    ProblemError,
+    field_path,
+)
+from flotilla.core._telemetry import current_trace_id, instrument_fastapi
+
+logger = logging.getLogger(__name__)
+
+
+def problem_response(problem: Problem, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """A JSON response carrying ``problem`` as ``application/problem+json``."""
+    return JSONResponse(
+        problem.to_dict(),
+        status_code=problem.status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def _validation_problem(request: Request, exc: RequestValidationError) -> Problem:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return Problem(
+            type=PROBLEM_TYPE_BASE + "malformed-json",
+            title="Malformed JSON",
+            status=400,
+            detail="The request body is not valid JSON.",
+            instance=request.url.path,
+            errors=[FieldError(field="body", message="not valid JSON")],
+        )
+    return Problem(
+        type=PROBLEM_TYPE_BASE + "validation",
+        title="Invalid request",
+        status=422,
+        detail="; ".join(f"{field_path(e['loc'])}: {e['msg']}" for e in errors)[:500],
+        instance=request.url.path,
+        errors=[FieldError(field=field_path(e["loc"]), message=e["msg"]) for e in errors],
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Answer every error of ``app`` with an RFC 9457 problem, never a traceback."""
+
+    async def on_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ProblemError)
+        problem = exc.problem.model_copy(update={"instance": request.url.path})
+        return problem_response(problem, exc.headers)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(_validation_problem(request, exc))
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        problem = Problem(
+            title=str(exc.detail) if exc.status_code != 404 else "Not found",
+            status=exc.status_code,
+            detail=str(exc.detail),
+            instance=request.url.path,
+        )
+        return problem_response(problem, exc.headers)
+
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        trace_id = current_trace_id()
+        problem = Problem(
+            title="Internal error",
+            status=500,
+            detail="The service failed to handle the request; it has been logged"
+            + (f" under trace {trace_id}." if trace_id else "."),
+            instance=request.url.path,
+        )
+        return problem_response(problem)
+
+    app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)
+
+
+def health_router(checks: Mapping[str, Check] | None = None) -> APIRouter:
+    """``GET /healthz`` (alive) and ``GET /readyz`` (every check passes, else 503)."""
+    router = APIRouter(tags=["health"])
+    all_checks = dict(checks or {})
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        report = await run_checks(all_checks)
+        return JSONResponse(report.to_dict(), status_code=200 if report.ready else 503)
+
+    return router
+
+
+def service_app(
+    *, title: str, checks: Mapping[str, Check] | None = None, **fastapi_options: Any
+) -> FastAPI:
+    """A FastAPI app with problem answers, health routes and OpenTelemetry instrumentation.
+
+    Args:
+        title: the OpenAPI title.
+        checks: the readiness checks behind ``/readyz``.
+        **fastapi_options: passed to :class:`fastapi.FastAPI` (``lifespan``…).
+    """
+    app = FastAPI(title=title, **fastapi_options)
+    install_problem_handlers(app)
+    app.include_router(health_router(checks))
+    instrument_fastapi(app)
+    return app

@@ -1,0 +1,60 @@
+"""Fixtures shared by the whole test tree: real backends and an in-memory span exporter."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import os
+
+os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")  # unit tests export to memory only
+
+from flotilla.core import configure_telemetry  # noqa: E402
+from tests.support.services import  # noqa: E402
+    POSTGRES_URL, RABBITMQ_URL, REDIS_URL, require
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A real Redis; the URL carries a fresh Dramatiq namespace so tests never share keys."""
+    base = require(REDIS_URL, 6379, "Redis")
+    return f"{base}?namespace=flotilla-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def rabbitmq_url() -> str:
+    """A real RabbitMQ server."""
+    return require(RABBITMQ_URL, 5672, "RabbitMQ")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    base = require(POSTGRES_URL, 5432, "PostgreSQL")
+    name = f"flotilla_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+_EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Every span this test process finishes, recorded in memory (no network)."""
+    configure_telemetry("flotilla-tests", exporter=_EXPORTER)
+    _EXPORTER.clear()
+    yield _EXPORTER
+    _EXPORTER.clear()

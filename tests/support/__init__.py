@@ -1,0 +1,1 @@
+"""Helpers shared by the test tree: real backing services, free ports, child processes."""
