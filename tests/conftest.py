@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")  # unit tests export to memory only
+
 import uuid
 from collections.abc import Iterator
 
@@ -9,13 +13,8 @@ import pytest
 import sqlalchemy as sa
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import os
-
-os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")  # unit tests export to memory only
-
-from flotilla.core import configure_telemetry  # noqa: E402
-from tests.support.services import  # noqa: E402
-    POSTGRES_URL, RABBITMQ_URL, REDIS_URL, require
+from flotilla.core import configure_telemetry
+from tests.support.services import POSTGRES_URL, RABBITMQ_URL, REDIS_URL, require
 
 
 @pytest.fixture
