@@ -38,6 +38,7 @@ from ._settings import PLACEHOLDER_SECRETS, ComponentSettings, component_config
 from ._telemetry import (
     configure_telemetry,
     current_trace_id,
+    flush_telemetry,
     instrument_asgi,
     instrument_fastapi,
     instrument_httpx,
@@ -81,6 +82,7 @@ __all__ = [
     "configure_telemetry",
     "current_trace_id",
     "field_path",
+    "flush_telemetry",
     "instrument_asgi",
     "instrument_fastapi",
     "instrument_httpx",

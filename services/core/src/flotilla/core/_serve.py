@@ -6,7 +6,7 @@ from typing import Any
 
 import uvicorn
 
-from ._telemetry import shutdown_telemetry
+from ._telemetry import flush_telemetry
 
 
 def serve(app: Any, *, host: str, port: int, graceful_timeout_s: int = 20) -> None:
@@ -30,4 +30,4 @@ def serve(app: Any, *, host: str, port: int, graceful_timeout_s: int = 20) -> No
     try:
         uvicorn.Server(config).run()
     finally:
-        shutdown_telemetry()
+        flush_telemetry()

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import (
 logger = logging.getLogger(__name__)
 
 _provider: TracerProvider | None = None
+_extra_exporters: list[SpanExporter] = []
 
 
 def telemetry_enabled() -> bool:
@@ -78,18 +79,30 @@ def configure_telemetry(
     if not telemetry_enabled():
         return None
     if _provider is not None:
-        if exporter is not None:
+        if exporter is not None and all(exporter is not e for e in _extra_exporters):
+            _extra_exporters.append(exporter)
             _provider.add_span_processor(SimpleSpanProcessor(exporter))
         return _provider
     provider = TracerProvider(resource=_service_resource(default_service_name))
     for each in _exporters():
         provider.add_span_processor(BatchSpanProcessor(each))
     if exporter is not None:
+        _extra_exporters.append(exporter)
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _provider = provider
     atexit.register(shutdown_telemetry)
     return provider
+
+
+def flush_telemetry(timeout_ms: int = 5000) -> None:
+    """Export every finished span now (graceful shutdown of a server or worker).
+
+    Unlike :func:`shutdown_telemetry` the provider stays usable, so an in-process server or
+    worker in a test can stop without ending tracing for the rest of the process.
+    """
+    if _provider is not None:
+        _provider.force_flush(timeout_ms)
 
 
 def shutdown_telemetry() -> None:
@@ -98,6 +111,7 @@ def shutdown_telemetry() -> None:
     if _provider is not None:
         _provider.shutdown()
         _provider = None
+        _extra_exporters.clear()
 
 
 def instrument_httpx() -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import dramatiq
 from dramatiq import Worker
 
-from ._telemetry import shutdown_telemetry
+from ._telemetry import flush_telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -49,5 +49,5 @@ def run_worker(
     logger.info("worker draining", extra={"timeout_s": drain_timeout_s})
     worker.stop(timeout=int(drain_timeout_s * 1000))
     broker.close()
-    shutdown_telemetry()
+    flush_telemetry()
     logger.info("worker stopped")

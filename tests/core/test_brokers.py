@@ -1,0 +1,93 @@
+"""Brokers from URLs, enqueue failures and the worker's graceful drain."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import dramatiq
+import pytest
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from flotilla.core import (
+    BrokerUnavailable,
+    BrokerURLError,
+    FulfilOrder,
+    TraceContextMiddleware,
+    broker_from_url,
+    build_message,
+    run_worker,
+    send_message,
+)
+from tests.support.ports import free_port
+
+
+def test_urls_choose_the_broker_and_every_broker_traces() -> None:
+    redis_broker = broker_from_url("redis://127.0.0.1:6379/3?namespace=shop")
+    assert isinstance(redis_broker, RedisBroker)
+    assert redis_broker.namespace == "shop"
+    assert any(isinstance(m, TraceContextMiddleware) for m in redis_broker.middleware)
+    bare = broker_from_url("redis://127.0.0.1:6379/3", tracing=False)
+    assert not any(isinstance(m, TraceContextMiddleware) for m in bare.middleware)
+
+
+def test_amqp_url_builds_a_rabbitmq_broker(rabbitmq_url: str) -> None:
+    broker = broker_from_url(rabbitmq_url)
+    try:
+        assert isinstance(broker, RabbitmqBroker)
+        middleware = next(m for m in broker.middleware if isinstance(m, TraceContextMiddleware))
+        assert middleware.system == "rabbitmq"
+    finally:
+        broker.close()
+
+
+def test_unknown_scheme_is_refused_with_the_supported_forms() -> None:
+    with pytest.raises(BrokerURLError, match=r"redis://host:6379/0 or amqp://"):
+        broker_from_url("kafka://127.0.0.1:9092")
+
+
+def test_message_schema_decides_queue_actor_and_payload() -> None:
+    order_id = uuid.uuid4()
+    message = build_message(FulfilOrder(order_id=order_id))
+    assert message.queue_name == "orders"
+    assert message.actor_name == "fulfil_order"
+    assert message.args == ({"order_id": str(order_id)},)
+    assert FulfilOrder.from_payload(message.args[0]).order_id == order_id
+
+
+def test_enqueue_on_an_unreachable_broker_raises_our_error_and_an_error_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    broker = broker_from_url(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(BrokerUnavailable, match="could not enqueue on 'orders'"):
+        send_message(broker, FulfilOrder(order_id=uuid.uuid4()))
+    (publish,) = [s for s in spans.get_finished_spans() if s.name == "publish orders"]
+    assert publish.status.status_code.name == "ERROR"
+
+
+def test_worker_drains_on_stop_finishing_the_message_it_holds(redis_url: str) -> None:
+    """Given a message being processed, when the worker is told to stop, it finishes it first."""
+    broker = broker_from_url(redis_url)
+    queue = f"core-drain-{uuid.uuid4().hex[:8]}"
+    started, finished = threading.Event(), threading.Event()
+
+    @dramatiq.actor(broker=broker, queue_name=queue)
+    def slow_job() -> None:
+        started.set()
+        time.sleep(1.0)
+        finished.set()
+
+    slow_job.send()
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=run_worker, args=(broker,), kwargs={"queues": [queue], "threads": 1, "stop": stop}
+    )
+    runner.start()
+    assert started.wait(15)
+    stop.set()
+    runner.join(30)
+    assert not runner.is_alive()
+    assert finished.is_set(), "the worker exited before finishing the job it held"

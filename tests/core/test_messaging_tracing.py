@@ -1,0 +1,154 @@
+"""Trace context crosses a real broker: the consumer's span continues the producer's trace.
+
+Given a real Redis or RabbitMQ broker built by ``broker_from_url`` and a real Dramatiq worker,
+when a message is sent inside a request span, then the worker's ``process <queue>`` span is a
+child of the ``publish <queue>`` span, which is a child of the request span.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import dramatiq
+import pytest
+from dramatiq import Worker
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from flotilla.core import QUEUE_WAIT_ATTRIBUTE, TRACE_CONTEXT_OPTION, broker_from_url
+
+BrokerFactory = Callable[[], tuple[dramatiq.Broker, str]]
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_and_queue(request: pytest.FixtureRequest) -> Iterator[tuple[dramatiq.Broker, str]]:
+    """One test body, two brokers: a fresh queue on real Redis and on real RabbitMQ."""
+    url = request.getfixturevalue(f"{request.param}_url")
+    broker = broker_from_url(url)
+    queue = f"core-test-{uuid.uuid4().hex[:8]}"
+    yield broker, queue
+    if request.param == "rabbitmq":
+        channel = broker.channel
+        channel.queue_delete(queue)
+        channel.queue_delete(f"{queue}.DQ")
+        channel.queue_delete(f"{queue}.XQ")
+    broker.close()
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+def test_consumer_span_continues_the_producer_span(
+    broker_and_queue: tuple[dramatiq.Broker, str], spans: InMemorySpanExporter
+) -> None:
+    broker, queue = broker_and_queue
+    seen: list[str] = []
+    done = threading.Event()
+
+    @dramatiq.actor(broker=broker, queue_name=queue, actor_name=f"echo_{queue}")
+    def echo(payload: dict[str, str]) -> None:
+        seen.append(payload["text"])
+        with trace.get_tracer("test").start_as_current_span("inside actor"):
+            pass
+        done.set()
+
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("http request", kind=SpanKind.SERVER) as request_span:
+        message = echo.send({"text": "hello"})
+    assert TRACE_CONTEXT_OPTION in message.options  # the context travels with the message
+
+    worker = Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        assert done.wait(15), "the worker never processed the message"
+        _wait_for(lambda: any(s.name == f"process {queue}" for s in spans.get_finished_spans()))
+    finally:
+        worker.stop()
+
+    assert seen == ["hello"]
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    publish, process, inner = (
+        by_name[f"publish {queue}"],
+        by_name[f"process {queue}"],
+        by_name["inside actor"],
+    )
+    trace_id = request_span.get_span_context().trace_id
+    assert {publish.context.trace_id, process.context.trace_id, inner.context.trace_id} == {
+        trace_id
+    }
+    assert publish.kind is SpanKind.PRODUCER
+    assert process.kind is SpanKind.CONSUMER
+    assert publish.parent is not None and process.parent is not None and inner.parent is not None
+    assert publish.parent.span_id == request_span.get_span_context().span_id
+    assert process.parent.span_id == publish.context.span_id
+    assert inner.parent.span_id == process.context.span_id
+    assert process.attributes is not None and publish.attributes is not None
+    assert process.attributes["messaging.destination.name"] == queue
+    assert process.attributes["messaging.operation.type"] == "process"
+    assert publish.attributes["messaging.operation.type"] == "publish"
+    assert process.attributes["messaging.message.id"] == message.message_id
+    assert process.attributes[QUEUE_WAIT_ATTRIBUTE] >= 0
+
+
+def test_failed_message_marks_the_consumer_span_as_error(
+    redis_url: str, spans: InMemorySpanExporter
+) -> None:
+    """An actor that raises leaves an ERROR consumer span with the exception recorded."""
+    broker = broker_from_url(redis_url)
+    queue = f"core-fail-{uuid.uuid4().hex[:8]}"
+    attempts = threading.Event()
+
+    @dramatiq.actor(broker=broker, queue_name=queue, max_retries=0)
+    def explode() -> None:
+        attempts.set()
+        raise RuntimeError("payment declined")
+
+    explode.send()
+    worker = Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        assert attempts.wait(15)
+        _wait_for(lambda: any(s.name == f"process {queue}" for s in spans.get_finished_spans()))
+    finally:
+        worker.stop()
+        broker.close()
+    (process,) = [s for s in spans.get_finished_spans() if s.name == f"process {queue}"]
+    assert process.status.status_code.name == "ERROR"
+    assert any(e.name == "exception" for e in process.events)
+
+
+def test_queue_wait_counts_the_time_spent_in_the_queue(
+    redis_url: str, spans: InMemorySpanExporter
+) -> None:
+    """A message that sat 300 ms before a worker started reports at least that wait."""
+    broker = broker_from_url(redis_url)
+    queue = f"core-wait-{uuid.uuid4().hex[:8]}"
+    done = threading.Event()
+
+    @dramatiq.actor(broker=broker, queue_name=queue)
+    def noop() -> None:
+        done.set()
+
+    noop.send()
+    time.sleep(0.3)
+    worker = Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        assert done.wait(15)
+        _wait_for(lambda: any(s.name == f"process {queue}" for s in spans.get_finished_spans()))
+    finally:
+        worker.stop()
+        broker.close()
+    (process,) = [s for s in spans.get_finished_spans() if s.name == f"process {queue}"]
+    assert process.attributes is not None
+    assert process.attributes[QUEUE_WAIT_ATTRIBUTE] >= 300
