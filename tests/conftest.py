@@ -57,3 +57,11 @@ def spans() -> Iterator[InMemorySpanExporter]:
     _EXPORTER.clear()
     yield _EXPORTER
     _EXPORTER.clear()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    """One test body, two databases: a SQLite file (local runtime) and PostgreSQL (cluster)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/service.db"
+    return str(request.getfixturevalue("postgres_url"))

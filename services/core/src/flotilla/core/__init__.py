@@ -7,6 +7,7 @@ FastAPI glue lives in :mod:`flotilla.core.fastapi`.
 """
 
 from ._brokers import BrokerUnavailable, BrokerURLError, broker_from_url, broker_system
+from ._database import is_sqlite, make_engine
 from ._health import Check, HealthReport, run_checks
 from ._http import (
     UpstreamError,
@@ -25,6 +26,7 @@ from ._messages import (
     build_message,
     send_message,
 )
+from ._migrations import upgrade_database
 from ._problems import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_BASE,
@@ -88,6 +90,8 @@ __all__ = [
     "instrument_httpx",
     "instrument_redis",
     "instrument_sqlalchemy",
+    "is_sqlite",
+    "make_engine",
     "run_checks",
     "run_worker",
     "send_message",
@@ -96,4 +100,5 @@ __all__ = [
     "shutdown_telemetry",
     "telemetry_enabled",
     "translate_http_error",
+    "upgrade_database",
 ]

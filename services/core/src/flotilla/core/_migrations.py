@@ -1,0 +1,27 @@
+"""Running a service's Alembic migrations (needs ``flotilla-core[database]``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+
+def upgrade_database(engine: sa.Engine, versions_dir: Path, *, revision: str = "head") -> None:
+    """Upgrade the database behind ``engine`` with the revisions in ``versions_dir``.
+
+    Args:
+        engine: the service's engine.
+        versions_dir: the service's ``migrations/versions`` folder.
+        revision: the target revision.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "_alembic"))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", str(versions_dir))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from flotilla.core import make_engine, upgrade_database
+
+from ._stock import seed_catalogue
+
+VERSIONS = Path(__file__).parent / "migrations" / "versions"
+
+
+def session_factory(engine: sa.Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def migrate(database_url: str) -> int:
+    """Bring the schema to head and add missing demo products; returns how many were added."""
+    engine = make_engine(database_url, trace=False)
+    try:
+        upgrade_database(engine, VERSIONS)
+        with session_factory(engine).begin() as session:
+            return seed_catalogue(session=session)
+    finally:
+        engine.dispose()

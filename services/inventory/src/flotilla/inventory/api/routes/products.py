@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from flotilla.core import ProblemError
+
+from ... import _stock
+from ...schemas import ProductList, ProductOut
+from ..deps import DbSession
+
+router = APIRouter(prefix="/products", tags=["products"])
+
+
+@router.get("")
+def list_products(session: DbSession) -> ProductList:
+    products = _stock.list_products(session=session)
+    return ProductList(items=[ProductOut.model_validate(p, from_attributes=True) for p in products])
+
+
+@router.get("/{sku}")
+def get_product(sku: str, session: DbSession) -> ProductOut:
+    product = _stock.get_product(session=session, sku=sku)
+    if product is None:
+        raise ProblemError(
+            404,
+            "Unknown product",
+            f"no product has sku {sku}",
+            slug="unknown-sku",
+            field="sku",
+            sku=sku,
+        )
+    return ProductOut.model_validate(product, from_attributes=True)
