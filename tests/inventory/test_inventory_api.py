@@ -34,8 +34,9 @@ def test_catalogue_is_seeded_with_plenty_of_stock(inventory: TestClient) -> None
 
 
 def test_seeding_again_never_resets_stock(database_url: str, inventory: TestClient) -> None:
-    inventory.post("/reservations", json={"reference": "r1", "items": [
-        {"sku": "FLT-KAYAK", "quantity": 5}]})
+    inventory.post(
+        "/reservations", json={"reference": "r1", "items": [{"sku": "FLT-KAYAK", "quantity": 5}]}
+    )
     before = _stock(inventory, "FLT-KAYAK")
     assert migrate(database_url) == 0
     assert _stock(inventory, "FLT-KAYAK") == before
@@ -52,8 +53,10 @@ def test_reservation_holds_every_line_and_is_idempotent_per_reference(
     inventory: TestClient,
 ) -> None:
     before = _stock(inventory, "FLT-PADDLE")
-    body = {"reference": "order-1", "items": [{"sku": "FLT-PADDLE", "quantity": 2},
-                                              {"sku": "FLT-VEST", "quantity": 1}]}
+    body = {
+        "reference": "order-1",
+        "items": [{"sku": "FLT-PADDLE", "quantity": 2}, {"sku": "FLT-VEST", "quantity": 1}],
+    }
     first = inventory.post("/reservations", json=body)
     again = inventory.post("/reservations", json=body)
     assert (first.status_code, again.status_code) == (201, 200)
@@ -64,9 +67,16 @@ def test_reservation_holds_every_line_and_is_idempotent_per_reference(
 
 def test_one_short_line_reserves_nothing(inventory: TestClient) -> None:
     before = _stock(inventory, "FLT-DRYBAG")
-    answer = inventory.post("/reservations", json={"reference": "big", "items": [
-        {"sku": "FLT-DRYBAG", "quantity": 1}, {"sku": "FLT-LANTERN", "quantity": 100_000}
-    ]})
+    answer = inventory.post(
+        "/reservations",
+        json={
+            "reference": "big",
+            "items": [
+                {"sku": "FLT-DRYBAG", "quantity": 1},
+                {"sku": "FLT-LANTERN", "quantity": 100_000},
+            ],
+        },
+    )
     assert answer.status_code == 409
     problem = answer.json()
     assert problem["sku"] == "FLT-LANTERN"
@@ -75,8 +85,13 @@ def test_one_short_line_reserves_nothing(inventory: TestClient) -> None:
 
 
 def test_unknown_sku_in_a_reservation_is_422_naming_it(inventory: TestClient) -> None:
-    answer = inventory.post("/reservations", json={"reference": "x", "items": [
-        {"sku": "FLT-KAYAK", "quantity": 1}, {"sku": "NO-SUCH", "quantity": 1}]})
+    answer = inventory.post(
+        "/reservations",
+        json={
+            "reference": "x",
+            "items": [{"sku": "FLT-KAYAK", "quantity": 1}, {"sku": "NO-SUCH", "quantity": 1}],
+        },
+    )
     assert answer.status_code == 422
     assert answer.json()["sku"] == "NO-SUCH"
     assert answer.json()["errors"][0]["field"] == "items.1.sku"
@@ -84,15 +99,17 @@ def test_unknown_sku_in_a_reservation_is_422_naming_it(inventory: TestClient) ->
 
 def test_commit_and_release_are_idempotent_and_exclusive(inventory: TestClient) -> None:
     before = _stock(inventory, "FLT-COMPASS")
-    held = inventory.post("/reservations", json={"reference": "a", "items": [
-        {"sku": "FLT-COMPASS", "quantity": 3}]}).json()
+    held = inventory.post(
+        "/reservations", json={"reference": "a", "items": [{"sku": "FLT-COMPASS", "quantity": 3}]}
+    ).json()
     assert inventory.post(f"/reservations/{held['id']}/commit").json()["status"] == "committed"
     assert inventory.post(f"/reservations/{held['id']}/commit").status_code == 200
     assert inventory.post(f"/reservations/{held['id']}/release").status_code == 409
     assert _stock(inventory, "FLT-COMPASS") == before - 3
 
-    other = inventory.post("/reservations", json={"reference": "b", "items": [
-        {"sku": "FLT-COMPASS", "quantity": 4}]}).json()
+    other = inventory.post(
+        "/reservations", json={"reference": "b", "items": [{"sku": "FLT-COMPASS", "quantity": 4}]}
+    ).json()
     assert inventory.post(f"/reservations/{other['id']}/release").json()["status"] == "released"
     assert inventory.post(f"/reservations/{other['id']}/release").status_code == 200
     assert inventory.post(f"/reservations/{other['id']}/commit").status_code == 409
@@ -101,8 +118,9 @@ def test_commit_and_release_are_idempotent_and_exclusive(inventory: TestClient) 
 
 
 def test_malformed_reservation_is_a_problem_naming_the_field(inventory: TestClient) -> None:
-    answer = inventory.post("/reservations", json={"reference": "r", "items": [
-        {"sku": "FLT-KAYAK", "quantity": 0}]})
+    answer = inventory.post(
+        "/reservations", json={"reference": "r", "items": [{"sku": "FLT-KAYAK", "quantity": 0}]}
+    )
     assert answer.status_code == 422
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["errors"][0]["field"] == "items.0.quantity"
@@ -119,6 +137,7 @@ def test_concurrent_reservations_never_oversell(database_url: str) -> None:
     barrier = threading.Barrier(16)
 
     with serve_in_thread(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+
         def attempt(i: int) -> int:
             if i < 16:
                 barrier.wait()

@@ -30,20 +30,18 @@ def make_engine(url: str, *, pool_size: int = 10, trace: bool = True) -> sa.Engi
         pool_size: connections kept for PostgreSQL.
         trace: instrument the engine with OpenTelemetry.
     """
+    if trace:
+        instrument_sqlalchemy()  # NOTE: patches sa.create_engine, so it must come first
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(
-            parsed, connect_args={"timeout": 30, "check_same_thread": False}
-        )
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_like_a_server(engine)
     else:
         engine = sa.create_engine(
             parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
         )
-    if trace:
-        instrument_sqlalchemy(engine)
     return engine
 
 

@@ -134,12 +134,14 @@ def instrument_redis() -> None:
             instrumentor.instrument()
 
 
-def instrument_sqlalchemy(engine: Any) -> None:
-    """Trace the statements of one SQLAlchemy engine."""
+def instrument_sqlalchemy() -> None:
+    """Trace the statements of every SQLAlchemy engine created from now on."""
     if telemetry_enabled():
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-        SQLAlchemyInstrumentor().instrument(engine=engine)
+        instrumentor = SQLAlchemyInstrumentor()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
 
 
 def instrument_fastapi(app: Any) -> None:

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from flotilla.core import broker_from_url, make_engine, run_worker
+
+from ._database import session_factory
+from ._fulfilment import Fulfilment
+from ._inventory import InventoryClient
+from ._outbox import OutboxRelay
+from ._settings import OrdersSettings
+from .actors import declare_actors
+
+
+def run(settings: OrdersSettings) -> None:
+    """orders-worker: consume ``orders`` until SIGTERM, then drain."""
+    broker = broker_from_url(settings.broker_url)
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    inventory = InventoryClient(settings.inventory_url, timeout_s=settings.inventory_timeout_s)
+    fulfilment = Fulfilment(
+        sessions=sessions,
+        inventory=inventory,
+        broker=broker,
+        payment_latency_ms=settings.payment_latency_ms,
+    )
+    declare_actors(broker, fulfilment, settings)
+    # NOTE: the worker relays too, so a confirmation left behind by a broker blip goes out
+    # even when no orders-api runs.
+    relay = OutboxRelay(sessions=sessions, broker=broker, interval_s=1.0)
+    relay.start()
+    try:
+        run_worker(broker, queues=["orders"], threads=settings.worker_threads)
+    finally:
+        relay.stop()
+        inventory.close()
+        engine.dispose()

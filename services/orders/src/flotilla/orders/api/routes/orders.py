@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy.exc import IntegrityError
+
+from flotilla.core import FulfilOrder, ProblemError, UpstreamError
+
+from ... import _orders
+from ..._inventory import ReservationGone, StockRefused
+from ...models import STATUSES, Order
+from ...schemas import OrderIn, OrderOut, OrderPage
+from ..deps import DbSession, Inventory, Relay
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+
+def _not_found(order_id: str) -> ProblemError:
+    return ProblemError(
+        404, "Unknown order", f"no order {order_id}", slug="unknown-order", field="id"
+    )
+
+
+def _out(order: Order) -> OrderOut:
+    out = OrderOut.model_validate(order)
+    return out.model_copy(
+        update={
+            "created_at": _orders.as_utc(out.created_at),
+            "updated_at": _orders.as_utc(out.updated_at),
+        }
+    )
+
+
+def _stock_problem(refused: StockRefused) -> ProblemError:
+    sku = str(refused.problem.get("sku", ""))
+    fields = refused.problem.get("errors") or [{"field": "items"}]
+    if refused.status == 409:
+        return ProblemError(
+            409,
+            "Not enough stock",
+            refused.problem.get("detail"),
+            slug="insufficient-stock",
+            field=fields[0]["field"],
+            sku=sku,
+        )
+    return ProblemError(
+        422,
+        "Unknown product",
+        refused.problem.get("detail"),
+        slug="unknown-sku",
+        field=fields[0]["field"],
+        sku=sku,
+    )
+
+
+@router.post("", status_code=202)
+def place_order(
+    body: OrderIn,
+    session: DbSession,
+    inventory: Inventory,
+    relay: Relay,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> OrderOut:
+    """Reserve stock, store the order with its outbox row, answer 202 Accepted."""
+    payload = body.model_dump(mode="json")
+    body_hash = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    if idempotency_key is not None:
+        known = _orders.find_idempotency_key(session=session, key=idempotency_key)
+        if known is not None:
+            if known.body_hash != body_hash:
+                raise ProblemError(
+                    422,
+                    "Idempotency key reused",
+                    "this Idempotency-Key was used with another request body",
+                    slug="idempotency-key-reused",
+                    field="Idempotency-Key",
+                )
+            order = _orders.get_order(session=session, order_id=known.order_id)
+            assert order is not None
+            response.headers["Location"] = f"/orders/{order.id}"
+            return _out(order)
+
+    order_id = str(uuid.uuid4())
+    try:
+        reservation_id = inventory.reserve(reference=order_id, items=payload["items"])
+    except StockRefused as refused:
+        raise _stock_problem(refused) from None
+    except UpstreamError as exc:
+        raise ProblemError(
+            503,
+            "Inventory unavailable",
+            str(exc),
+            slug="inventory-unavailable",
+            headers={"Retry-After": "2"},
+        ) from exc
+    try:
+        order = _orders.create_order(
+            session=session,
+            order_id=order_id,
+            customer_email=payload["customer_email"],
+            items=payload["items"],
+            reservation_id=reservation_id,
+            announce=FulfilOrder(order_id=uuid.UUID(order_id)),
+            idempotency_key=idempotency_key,
+            body_hash=body_hash,
+        )
+        session.commit()
+    except Exception as exc:
+        session.rollback()
+        _release_quietly(inventory, reservation_id)
+        if isinstance(exc, IntegrityError) and idempotency_key is not None:
+            # NOTE: a concurrent request with the same key won; answer with its order.
+            known = _orders.find_idempotency_key(session=session, key=idempotency_key)
+            if known is not None and known.body_hash == body_hash:
+                order = _orders.get_order(session=session, order_id=known.order_id)
+                assert order is not None
+                return _out(order)
+        raise
+    if relay is not None:
+        relay.wake()
+    response.headers["Location"] = f"/orders/{order.id}"
+    return _out(order)
+
+
+def _release_quietly(inventory: Inventory, reservation_id: str) -> None:
+    try:
+        inventory.settle(reservation_id=reservation_id, action="release")
+    except Exception:
+        logger.exception("could not release reservation", extra={"reservation": reservation_id})
+
+
+@router.get("")
+def list_orders(
+    session: DbSession,
+    status: Annotated[str | None, Query(description="accepted|fulfilled|cancelled|failed")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> OrderPage:
+    """Orders newest first, a page at a time (pass ``next_cursor`` back as ``cursor``)."""
+    if status is not None and status not in STATUSES:
+        raise ProblemError(
+            422,
+            "Unknown status",
+            f"status must be one of {', '.join(STATUSES)}",
+            slug="validation",
+            field="status",
+        )
+    try:
+        page, next_cursor = _orders.list_orders(
+            session=session, status=status, limit=limit, cursor=cursor
+        )
+    except _orders.InvalidCursor as exc:
+        raise ProblemError(
+            422,
+            "Invalid cursor",
+            "pass back a next_cursor from a previous page",
+            slug="validation",
+            field="cursor",
+        ) from exc
+    return OrderPage(items=[_out(o) for o in page], next_cursor=next_cursor)
+
+
+@router.get("/{order_id}")
+def get_order(order_id: str, session: DbSession) -> OrderOut:
+    order = _orders.get_order(session=session, order_id=order_id)
+    if order is None:
+        raise _not_found(order_id)
+    return _out(order)
+
+
+@router.post("/{order_id}/cancel")
+def cancel_order(order_id: str, session: DbSession, inventory: Inventory) -> OrderOut:
+    """Release the reservation and cancel; refused once the order is fulfilled."""
+    order = _orders.get_order(session=session, order_id=order_id)
+    if order is None:
+        raise _not_found(order_id)
+    if order.status == "cancelled":
+        return _out(order)
+    if order.status != "accepted":
+        raise ProblemError(
+            409,
+            "Order cannot be cancelled",
+            f"order {order_id} is {order.status}",
+            slug="order-not-cancellable",
+            field="status",
+        )
+    # NOTE: the reservation decides races with the worker: whoever settles it first wins.
+    try:
+        inventory.settle(reservation_id=order.reservation_id, action="release")
+    except ReservationGone:
+        raise ProblemError(
+            409,
+            "Order cannot be cancelled",
+            f"order {order_id} is being fulfilled",
+            slug="order-not-cancellable",
+            field="status",
+        ) from None
+    except UpstreamError as exc:
+        raise ProblemError(
+            503,
+            "Inventory unavailable",
+            str(exc),
+            slug="inventory-unavailable",
+            headers={"Retry-After": "2"},
+        ) from exc
+    _orders.transition(session=session, order_id=order_id, to="cancelled")
+    session.commit()
+    session.refresh(order)
+    return _out(order)

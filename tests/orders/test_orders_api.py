@@ -1,0 +1,145 @@
+"""Placing, reading, listing and cancelling orders over HTTP (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.orders.conftest import Orders
+
+ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-KAYAK", "quantity": 2}]}
+
+
+def test_an_order_is_accepted_and_its_stock_reserved(orders: Orders) -> None:
+    before = orders.stock("FLT-KAYAK")
+    answer = orders.client.post("/orders", json=ORDER)
+    assert answer.status_code == 202
+    order = answer.json()
+    assert order["status"] == "accepted"
+    assert answer.headers["location"] == f"/orders/{order['id']}"
+    assert orders.stock("FLT-KAYAK") == before - 2
+    assert orders.client.get(f"/orders/{order['id']}").json()["status"] == "accepted"
+
+
+def test_same_idempotency_key_and_body_is_the_same_order(orders: Orders) -> None:
+    headers = {"Idempotency-Key": "checkout-123"}
+    before = orders.stock("FLT-KAYAK")
+    first = orders.client.post("/orders", json=ORDER, headers=headers)
+    again = orders.client.post("/orders", json=ORDER, headers=headers)
+    assert first.json()["id"] == again.json()["id"]
+    assert orders.stock("FLT-KAYAK") == before - 2  # reserved once
+
+
+def test_idempotency_key_reused_with_another_body_is_refused(orders: Orders) -> None:
+    headers = {"Idempotency-Key": "checkout-456"}
+    orders.client.post("/orders", json=ORDER, headers=headers)
+    other = {**ORDER, "customer_email": "bob@example.com"}
+    answer = orders.client.post("/orders", json=other, headers=headers)
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_not_enough_stock_is_409_naming_the_sku(orders: Orders) -> None:
+    body = {
+        "customer_email": "ada@example.com",
+        "items": [{"sku": "FLT-VEST", "quantity": 1}, {"sku": "FLT-KAYAK", "quantity": 1000}],
+    }
+    for _ in range(60):  # 60 × 1000 > the 50,000 in stock
+        answer = orders.client.post("/orders", json=body)
+        if answer.status_code != 202:
+            break
+    assert answer.status_code == 409
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["sku"] == "FLT-KAYAK"
+    assert answer.json()["errors"][0]["field"] == "items.1.quantity"
+
+
+def test_unknown_sku_is_422_naming_it(orders: Orders) -> None:
+    answer = orders.client.post(
+        "/orders",
+        json={
+            "customer_email": "ada@example.com",
+            "items": [{"sku": "NO-SUCH-SKU", "quantity": 1}],
+        },
+    )
+    assert answer.status_code == 422
+    assert answer.json()["sku"] == "NO-SUCH-SKU"
+    assert "Traceback" not in answer.text
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (
+            {"customer_email": "not-an-email", "items": [{"sku": "FLT-KAYAK", "quantity": 1}]},
+            "customer_email",
+        ),
+        ({"customer_email": "ada@example.com", "items": []}, "items"),
+        (
+            {"customer_email": "ada@example.com", "items": [{"sku": "FLT-KAYAK", "quantity": 0}]},
+            "items.0.quantity",
+        ),
+    ],
+)
+def test_invalid_order_is_422_naming_the_field(
+    orders: Orders, body: dict[str, object], field: str
+) -> None:
+    answer = orders.client.post("/orders", json=body)
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in answer.json()["errors"]] == [field]
+
+
+def test_malformed_json_is_400_problem(orders: Orders) -> None:
+    answer = orders.client.post(
+        "/orders", content=b'{"customer_email": ', headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_inventory_down_is_503_with_retry_after(
+    database_url: str, unreachable_broker_url: str
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from flotilla.orders import create_app, migrate
+    from tests.orders.conftest import orders_settings
+    from tests.support.ports import free_port
+
+    migrate(database_url)
+    settings = orders_settings(
+        database_url, f"http://127.0.0.1:{free_port()}", unreachable_broker_url
+    )
+    with TestClient(create_app(settings, relay=False)) as client:
+        answer = client.post("/orders", json=ORDER)
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "2"
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_listing_pages_newest_first_with_a_status_filter(orders: Orders) -> None:
+    ids = [orders.client.post("/orders", json=ORDER).json()["id"] for _ in range(5)]
+    orders.client.post(f"/orders/{ids[0]}/cancel")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 2, "status": "accepted"} | ({"cursor": cursor} if cursor else {})
+        page = orders.client.get("/orders", params=params).json()
+        seen += [o["id"] for o in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids[1:]))
+    assert orders.client.get("/orders", params={"cursor": "garbage!"}).status_code == 422
+    assert orders.client.get("/orders", params={"status": "lost"}).status_code == 422
+
+
+def test_cancel_gives_the_stock_back_and_is_idempotent(orders: Orders) -> None:
+    before = orders.stock("FLT-KAYAK")
+    order = orders.client.post("/orders", json=ORDER).json()
+    cancelled = orders.client.post(f"/orders/{order['id']}/cancel")
+    assert cancelled.json()["status"] == "cancelled"
+    assert orders.client.post(f"/orders/{order['id']}/cancel").status_code == 200
+    assert orders.stock("FLT-KAYAK") == before
+    assert orders.client.get("/orders/nope").status_code == 404
