@@ -44,7 +44,7 @@ def test_not_enough_stock_is_409_naming_the_sku(orders: Orders) -> None:
         "customer_email": "ada@example.com",
         "items": [{"sku": "FLT-VEST", "quantity": 1}, {"sku": "FLT-KAYAK", "quantity": 1000}],
     }
-    for _ in range(60):  # 60 × 1000 > the 50,000 in stock
+    for _ in range(60):  # 60 x 1000 > the 50,000 in stock
         answer = orders.client.post("/orders", json=body)
         if answer.status_code != 202:
             break
