@@ -13,7 +13,16 @@ from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Values that ship as local defaults and must never reach a production deployment.
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "local-dev-secret", "secret"})
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "local-dev-secret",
+        "local-dev-secret-not-for-production-use",
+        "secret",
+    }
+)
 
 
 class ComponentSettings(BaseSettings):

@@ -149,7 +149,9 @@ def instrument_fastapi(app: Any) -> None:
     if telemetry_enabled():
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+        )
 
 
 def instrument_asgi(app: Any) -> Any:
@@ -163,7 +165,10 @@ def instrument_asgi(app: Any) -> Any:
         return app
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    return OpenTelemetryMiddleware(app, excluded_urls="healthz,readyz,metrics")
+    # NOTE: per-message "http send/receive" spans double the span count for no insight.
+    return OpenTelemetryMiddleware(
+        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+    )
 
 
 def current_trace_id() -> str | None:

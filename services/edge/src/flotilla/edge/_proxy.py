@@ -1,0 +1,206 @@
+"""The edge's proxy: authenticate, rate-limit, bound, forward, retry, break circuits.
+
+The decisions are plain functions and objects (routing, auth, breaker, headers); this module
+only translates between HTTP and them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import falcon
+import falcon.asgi
+import httpx
+
+from flotilla.core import FieldError, Problem
+
+from ._auth import Authenticator, AuthError, Client
+from ._breaker import CircuitBreaker
+from ._headers import downstream_response_headers, upstream_request_headers
+from ._metrics import EdgeMetrics
+from ._ratelimit import RedisRateLimiter
+from ._routing import resolve
+from ._settings import EdgeSettings
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+class EdgeProblem(Exception):
+    """An answer the edge makes itself, as an RFC 9457 problem."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        slug: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        errors = [FieldError(field=field, message=detail)] if field else None
+        self.problem = Problem(
+            type=f"https://flotilla.dev/problems/{slug}",
+            title=title,
+            status=status,
+            detail=detail,
+            errors=errors,
+        )
+        self.headers = headers or {}
+
+
+class Proxy:
+    """Falcon sink that forwards every routed request to its upstream."""
+
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        *,
+        authenticator: Authenticator,
+        limiter: RedisRateLimiter,
+        http: httpx.AsyncClient,
+        metrics: EdgeMetrics,
+    ) -> None:
+        self.settings, self.authenticator, self.limiter = settings, authenticator, limiter
+        self.http, self.metrics = http, metrics
+        self.breakers = {
+            route.name: CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
+            for route in settings.routes
+        }
+
+    async def __call__(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response | None, **_: Any
+    ) -> None:
+        assert resp is not None  # NOTE: None only for WebSocket sinks
+        destination = resolve(self.settings.routes, req.path, req.query_string)
+        if destination is None:
+            raise EdgeProblem(
+                404,
+                "No such route",
+                f"nothing is served at {req.path}",
+                slug="no-route",
+                field="path",
+            )
+        req.context.route = destination.route.name
+        client = self._authenticate(req)
+        decision = await self.limiter.check(client.id)
+        if not decision.allowed:
+            self.metrics.rate_limited.inc()
+            retry_after = str(max(1, math.ceil(decision.retry_after_s)))
+            raise EdgeProblem(
+                429,
+                "Too many requests",
+                f"slow down; retry in {retry_after} s",
+                slug="rate-limited",
+                headers={"Retry-After": retry_after},
+            )
+        body = await self._read_body(req)
+        headers = upstream_request_headers(
+            req.headers.items(),
+            client_ip=req.remote_addr or "",
+            scheme=req.scheme,
+            host=req.host,
+            client_id=client.id,
+            request_id=req.context.request_id,
+            trust_forwarded=self.settings.trust_forwarded,
+        )
+        upstream = await self._forward(
+            destination.route.name, req.method, destination.url, headers, body
+        )
+        resp.status = upstream.status_code
+        for name, value in downstream_response_headers(upstream.headers.multi_items()):
+            resp.append_header(name, value)
+        resp.data = upstream.content
+
+    def _authenticate(self, req: falcon.asgi.Request) -> Client:
+        try:
+            return self.authenticator.authenticate(
+                req.get_header("Authorization"), req.get_header("X-API-Key")
+            )
+        except AuthError as exc:
+            raise EdgeProblem(
+                401,
+                "Unauthorized",
+                str(exc),
+                slug="unauthorized",
+                field="Authorization",
+                headers={"WWW-Authenticate": 'Bearer realm="flotilla"'},
+            ) from exc
+
+    async def _read_body(self, req: falcon.asgi.Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        too_large = EdgeProblem(
+            413,
+            "Request body too large",
+            f"at most {limit} bytes",
+            slug="body-too-large",
+            field="body",
+        )
+        if req.content_length is not None and req.content_length > limit:
+            raise too_large
+        chunks, size = [], 0
+        # NOTE: count what actually arrives; Content-Length may be absent (chunked) or lie.
+        async for chunk in req.stream:
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _forward(
+        self, name: str, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> httpx.Response:
+        breaker = self.breakers[name]
+        wait = breaker.allow()
+        if wait is not None:
+            self.metrics.breaker_open.labels(name).set(1)
+            retry_after = str(max(1, math.ceil(wait)))
+            raise EdgeProblem(
+                503,
+                "Upstream unavailable",
+                f"{name} is failing; the edge stopped calling it for a while",
+                slug="circuit-open",
+                headers={"Retry-After": retry_after},
+            )
+        attempts = 1 + (self.settings.retries if method in IDEMPOTENT else 0)
+        for attempt in range(1, attempts + 1):
+            last = attempt == attempts
+            try:
+                answer = await self.http.request(method, url, headers=headers, content=body)
+            except httpx.TimeoutException as exc:
+                self._failed(breaker, name, "timeout")
+                raise EdgeProblem(
+                    504,
+                    "Upstream timeout",
+                    f"{name} did not answer in time",
+                    slug="upstream-timeout",
+                ) from exc
+            except httpx.TransportError as exc:
+                self._failed(breaker, name, "unreachable")
+                if not last:
+                    await asyncio.sleep(0.05 * attempt)
+                    continue
+                raise EdgeProblem(
+                    502,
+                    "Upstream unreachable",
+                    f"{name} could not be reached",
+                    slug="upstream-unreachable",
+                ) from exc
+            if answer.status_code in RETRY_STATUSES:
+                self._failed(breaker, name, str(answer.status_code))
+                if not last:
+                    await asyncio.sleep(0.05 * attempt)
+                    continue
+            else:
+                breaker.record_success()
+                self.metrics.breaker_open.labels(name).set(0)
+            return answer
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failed(self, breaker: CircuitBreaker, name: str, kind: str) -> None:
+        breaker.record_failure()
+        self.metrics.upstream_errors.labels(name, kind).inc()

@@ -1,0 +1,136 @@
+"""The edge's decisions as plain functions: routing, authentication, breaker, headers."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from flotilla.edge import (
+    Authenticator,
+    AuthError,
+    CircuitBreaker,
+    Route,
+    downstream_response_headers,
+    hash_api_key,
+    parse_api_keys,
+    resolve,
+    upstream_request_headers,
+)
+
+ROUTES = [
+    Route(name="orders-api", prefix="/api/orders", upstream="http://o:8001", rewrite="/orders"),
+    Route(name="inventory-api", prefix="/api/inventory", upstream="http://i:8002/", rewrite=""),
+    Route(name="special", prefix="/api/orders/special", upstream="http://s", rewrite="/x"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "expected"),
+    [
+        ("/api/orders", "", "http://o:8001/orders"),
+        ("/api/orders/42", "a=1", "http://o:8001/orders/42?a=1"),
+        ("/api/inventory/products", "", "http://i:8002/products"),
+        ("/api/inventory", "", "http://i:8002/"),
+        ("/api/orders/special/1", "", "http://s/x/1"),
+        ("/api/ordersx", "", None),
+        ("/healthz", "", None),
+    ],
+)
+def test_routes_match_the_longest_prefix_on_segment_boundaries(
+    path: str, query: str, expected: str | None
+) -> None:
+    destination = resolve(ROUTES, path, query)
+    assert (destination.url if destination else None) == expected
+
+
+SECRET = "s3cret-for-tests-only-and-long-enough-for-hs256"
+
+
+def authenticator() -> Authenticator:
+    return Authenticator(
+        api_keys=parse_api_keys(f"shop:{hash_api_key('k-1')}"),
+        jwt_key=SECRET,
+        jwt_algorithms=("HS256",),
+        jwt_issuer="iss",
+        jwt_audience="aud",
+    )
+
+
+def token(**claims: object) -> str:
+    base = {"sub": "ada", "iss": "iss", "aud": "aud", "exp": int(time.time()) + 60}
+    return jwt.encode({**base, **claims}, SECRET, algorithm="HS256")
+
+
+def test_api_key_and_jwt_identify_the_client() -> None:
+    auth = authenticator()
+    assert auth.authenticate("Bearer k-1", None).id == "key:shop"
+    assert auth.authenticate(None, "k-1").id == "key:shop"
+    assert auth.authenticate(f"Bearer {token()}", None).id == "jwt:ada"
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (None, "send Authorization"),
+        ("Basic abc", "Bearer scheme"),
+        ("Bearer wrong-key", "not known"),
+        (f"Bearer {token(exp=int(time.time()) - 10)}", "expired"),
+        (f"Bearer {token(aud='other')}", "audience"),
+        (f"Bearer {token(iss='other')}", "issuer"),
+    ],
+)
+def test_bad_credentials_say_what_is_wrong(header: str | None, message: str) -> None:
+    with pytest.raises(AuthError, match=message):
+        authenticator().authenticate(header, None)
+
+
+def test_api_keys_must_be_configured_as_hashes() -> None:
+    with pytest.raises(ValueError, match="client:sha256hex"):
+        parse_api_keys("shop:plaintext-key")
+
+
+def test_breaker_opens_after_failures_then_probes_once() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failures_to_open=3, cooldown_s=10, clock=lambda: now[0])
+    for _ in range(3):
+        assert breaker.allow() is None
+        breaker.record_failure()
+    assert breaker.state == "open"
+    assert breaker.allow() == 10
+    now[0] = 10.5
+    assert breaker.allow() is None  # the one probe
+    assert breaker.allow() is not None  # everyone else waits for it
+    breaker.record_failure()
+    assert breaker.state == "open"
+    now[0] = 21
+    assert breaker.allow() is None
+    breaker.record_success()
+    assert breaker.state == "closed"
+    assert breaker.allow() is None
+
+
+def test_hop_by_hop_and_credentials_stay_at_the_edge() -> None:
+    headers = upstream_request_headers(
+        [
+            ("Connection", "keep-alive, X-Private"),
+            ("X-Private", "1"),
+            ("Keep-Alive", "5"),
+            ("Authorization", "Bearer k"),
+            ("Accept", "application/json"),
+            ("X-Forwarded-For", "6.6.6.6"),
+        ],
+        client_ip="10.0.0.1",
+        scheme="http",
+        host="edge",
+        client_id="key:shop",
+        request_id="r1",
+        trust_forwarded=False,
+    )
+    assert headers["accept"] == "application/json"
+    assert headers["x-forwarded-for"] == "10.0.0.1"  # a client cannot forge its address
+    assert headers["x-client-id"] == "key:shop"
+    assert not {"connection", "x-private", "keep-alive", "authorization"} & set(headers)
+    back = downstream_response_headers([("Transfer-Encoding", "chunked"), ("X-A", "1")])
+    assert back == [("X-A", "1")]
