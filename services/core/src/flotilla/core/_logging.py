@@ -20,6 +20,10 @@ _STANDARD_ATTRS = frozenset(
 )
 
 
+# uvicorn adds an ANSI-coloured copy of its message; the JSON line has the plain one.
+_DROPPED = frozenset({"color_message"})
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON object with trace correlation."""
 
@@ -41,7 +45,7 @@ class JsonFormatter(logging.Formatter):
             entry["trace_id"] = format(context.trace_id, "032x")
             entry["span_id"] = format(context.span_id, "016x")
         for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            if key not in _STANDARD_ATTRS and key not in _DROPPED and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

