@@ -1,0 +1,171 @@
+"""End to end: orders placed through the edge are fulfilled, traced and mailed.
+
+Everything is real: ``flotilla up`` starts every service as a process, on free ports, with a
+real Redis; the test is a client speaking HTTP to the edge and the console.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import Platform
+
+ORDER = {"customer_email": "grace@example.com", "items": [{"sku": "FLT-KAYAK", "quantity": 1}]}
+SERVICES = {"edge", "orders-api", "inventory-api", "orders-worker", "notifications-worker"}
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+def fulfilled(client: httpx.Client, order_id: str) -> bool:
+    return bool(client.get(f"/api/orders/{order_id}").json()["status"] == "fulfilled")
+
+
+def complete_trace(platform: Platform, trace_id: str) -> dict[str, Any] | None:
+    answer = httpx.get(f"{platform.console}/api/traces/{trace_id}")
+    if answer.status_code != 200:
+        return None
+    trace: dict[str, Any] = answer.json()
+    services = {s["service"] for s in trace["spans"]}
+    names = {s["name"] for s in trace["spans"]}
+    return trace if services >= SERVICES and "smtp.send" in names else None
+
+
+def test_an_order_goes_through_five_processes_in_one_trace(platform: Platform) -> None:
+    with platform.client() as client:
+        answer = client.post("/api/orders", json=ORDER)
+        assert answer.status_code == 202
+        order = answer.json()
+        trace_id = answer.headers["x-trace-id"]
+        wait_for(lambda: fulfilled(client, order["id"]), timeout_s=30)
+
+    trace = wait_for(lambda: complete_trace(platform, trace_id), timeout_s=30)
+    spans = trace["spans"]
+    by_id = {s["span_id"]: s for s in spans}
+    roots = [s for s in spans if s["parent_span_id"] is None]
+    assert len(roots) == 1 and roots[0]["service"] == "edge"
+    assert all(s["parent_span_id"] in by_id for s in spans if s is not roots[0]), (
+        "a span's parent is missing: the chain is broken"
+    )
+    for queue in ("orders", "notifications"):
+        (publish,) = [s for s in spans if s["name"] == f"publish {queue}"]
+        (process,) = [s for s in spans if s["name"] == f"process {queue}"]
+        assert publish["kind"] == "PRODUCER"
+        assert process["kind"] == "CONSUMER"
+        assert process["parent_span_id"] == publish["span_id"]
+        assert process["attributes"]["messaging.dramatiq.queue_wait_ms"] >= 0
+    assert (
+        by_id[next(s["span_id"] for s in spans if s["name"] == "process orders")]["service"]
+        == "orders-worker"
+    )
+
+    mails = wait_for(
+        lambda: [
+            m for m in (platform.var_dir / "mail").glob("*.eml") if order["id"] in m.read_text()
+        ],
+        timeout_s=30,
+    )
+    assert "grace@example.com" in mails[0].read_text()
+
+
+def test_bad_requests_get_problems_without_tracebacks(platform: Platform) -> None:
+    anonymous = httpx.post(f"{platform.edge}/api/orders", json=ORDER)
+    with platform.client() as client:
+        malformed = client.post(
+            "/api/orders",
+            content=b'{"customer_email": ',
+            headers={"Content-Type": "application/json"},
+        )
+        unknown = client.post(
+            "/api/orders",
+            json={"customer_email": "a@example.com", "items": [{"sku": "NO-SUCH", "quantity": 1}]},
+        )
+    assert anonymous.status_code == 401
+    assert malformed.status_code in (400, 422)
+    assert unknown.status_code in (404, 409, 422)
+    assert unknown.json()["sku"] == "NO-SUCH"
+    for answer in (anonymous, malformed, unknown):
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "Traceback" not in answer.text
+        assert "x-trace-id" in answer.headers
+
+
+def test_the_trace_reads_as_a_tree_in_the_terminal(platform: Platform) -> None:
+    with platform.client() as client:
+        answer = client.post("/api/orders", json=ORDER)
+    trace_id = answer.headers["x-trace-id"]
+    wait_for(lambda: complete_trace(platform, trace_id), timeout_s=30)
+    shown = subprocess.run(
+        [sys.executable, "-m", "flotilla.cli", "traces", trace_id, "--console", platform.console],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"COLUMNS": "200", "PATH": ""},
+    ).stdout
+    for service in SERVICES:
+        assert service in shown
+    assert "waited" in shown  # queue waits are shown on consumer spans
+
+
+def test_load_places_orders_and_reports_percentiles(platform: Platform) -> None:
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flotilla.cli",
+            "load",
+            "--orders",
+            "20",
+            "--concurrency",
+            "4",
+            "--edge",
+            platform.edge,
+            "--api-key-file",
+            str(platform.var_dir / "local" / "api-key"),
+            "--wait",
+            "--timeout",
+            "120",
+        ],
+        capture_output=True,
+        text=True,
+        env={"COLUMNS": "200", "PATH": ""},
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "202: 20" in shown.stdout
+    assert "latency p95" in shown.stdout
+    assert "fulfilled" in shown.stdout and "20 of 20" in shown.stdout
+
+
+def test_orders_accepted_during_a_broker_outage_are_fulfilled_after_it(
+    platform: Platform,
+) -> None:
+    """Stop the broker, place orders (202), start it again: every one is fulfilled."""
+    platform.redis.stop()
+    try:
+        with platform.client() as client:
+            answers = [client.post("/api/orders", json=ORDER) for _ in range(3)]
+        assert [a.status_code for a in answers] == [202, 202, 202]
+        time.sleep(2)  # the relay tries and keeps them in the outbox
+        with platform.client() as client:
+            assert all(
+                client.get(f"/api/orders/{a.json()['id']}").json()["status"] == "accepted"
+                for a in answers
+            )
+    finally:
+        platform.redis.start()
+    with platform.client() as client:
+        for answer in answers:
+            wait_for(lambda a=answer: fulfilled(client, a.json()["id"]), timeout_s=90)
