@@ -30,7 +30,7 @@ err = Console(stderr=True, highlight=False)
 
 def fail(message: str, code: int = 1) -> None:
     """One line saying what is wrong and how to fix it; no traceback."""
-    err.print(f"flotilla: {message}", markup=False)
+    err.print(f"flotilla: {message}", markup=False, soft_wrap=True)
     sys.exit(code)
 
 
@@ -92,7 +92,7 @@ def up(prefer: str | None, **options: Any) -> None:
                 code = 1
                 break
     except (StartError, BrokerStartError, subprocess.SubprocessError, OSError) as exc:
-        err.print(f"flotilla: {exc}; stopping the platform", markup=False)
+        err.print(f"flotilla: {exc}; stopping the platform", markup=False, soft_wrap=True)
         code = 1
     finally:
         console.print("flotilla: stopping")

