@@ -18,7 +18,7 @@ setup:  ## install uv if missing, then the locked workspace into .venv (idempote
 run: setup  ## start the whole platform locally (edge on :8080, console on :8090)
 	@$(UV) run --frozen flotilla up
 
-test: setup  ## run the whole test suite (real Redis, RabbitMQ, PostgreSQL)
+test: setup lint  ## lint, then the whole test suite (real Redis, RabbitMQ, PostgreSQL)
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 lint: setup  ## ruff, mypy (strict on src/), import-linter contracts

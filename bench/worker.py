@@ -104,14 +104,26 @@ def main() -> None:
             for variant in ("bare", "platform"):
                 status.update(f"round {round_no}/{args.rounds}: {variant}")
                 out = subprocess.run(
-                    [sys.executable, __file__, "--variant", variant,
-                     "--messages", str(args.messages), "--threads", str(args.threads)],
-                    check=True, capture_output=True, text=True,
+                    [
+                        sys.executable,
+                        __file__,
+                        "--variant",
+                        variant,
+                        "--messages",
+                        str(args.messages),
+                        "--threads",
+                        str(args.threads),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 )
                 results[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
 
-    table = Table(title=f"Dramatiq no-op actor, {args.messages} messages, real Redis, "
-                  f"{args.threads} worker threads, median of {args.rounds} rounds")
+    table = Table(
+        title=f"Dramatiq no-op actor, {args.messages} messages, real Redis, "
+        f"{args.threads} worker threads, median of {args.rounds} rounds"
+    )
     table.add_column("metric")
     table.add_column("bare Dramatiq", justify="right")
     table.add_column("platform (tracing on)", justify="right")
@@ -119,8 +131,12 @@ def main() -> None:
     for metric in ("enqueue_per_s", "process_per_s", "total_per_s"):
         bare = statistics.median(r[metric] for r in results["bare"])
         platform = statistics.median(r[metric] for r in results["platform"])
-        table.add_row(metric.replace("_per_s", " jobs/s"), f"{bare:,.0f}", f"{platform:,.0f}",
-                      f"{platform / bare:.2f}x")
+        table.add_row(
+            metric.replace("_per_s", " jobs/s"),
+            f"{bare:,.0f}",
+            f"{platform:,.0f}",
+            f"{platform / bare:.2f}x",
+        )
     console.print(table)
 
 
