@@ -1,10 +1,8 @@
-"""``python -m flotilla.edge api``."""
+"""``python -m flotilla.edge api`` (ASGI server from ``FLOTILLA_EDGE_SERVER``)."""
 
 from __future__ import annotations
 
 import sys
-
-from flotilla.core import configure_logging, configure_telemetry, serve
 
 from ._settings import EdgeSettings
 
@@ -15,11 +13,25 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m flotilla.edge api", file=sys.stderr)
         return 2
     settings = EdgeSettings()
-    configure_logging("edge", settings.log_level)
-    configure_telemetry("edge")
-    from .app import create_app
+    if settings.server == "granian":
+        from granian.constants import Interfaces
+        from granian.server import Server
 
-    serve(create_app(settings), host=settings.host, port=settings.port)
+        Server(
+            "flotilla.edge.app:app_from_environment",
+            factory=True,
+            address=settings.host,
+            port=settings.port,
+            interface=Interfaces.ASGI,
+            workers=1,
+            log_enabled=False,
+        ).serve()
+        return 0
+    from flotilla.core import serve
+
+    from .app import app_from_environment
+
+    serve(app_from_environment(), host=settings.host, port=settings.port)
     return 0
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import falcon
 import falcon.asgi
-import httpx
 
 from flotilla.core import FieldError, Problem
 
@@ -23,6 +22,7 @@ from ._metrics import EdgeMetrics
 from ._ratelimit import RedisRateLimiter
 from ._routing import resolve
 from ._settings import EdgeSettings
+from ._upstream import Upstream, UpstreamAnswer, UpstreamTimeoutError, UpstreamTransportError
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -62,7 +62,7 @@ class Proxy:
         *,
         authenticator: Authenticator,
         limiter: RedisRateLimiter,
-        http: httpx.AsyncClient,
+        http: Upstream,
         metrics: EdgeMetrics,
     ) -> None:
         self.settings, self.authenticator, self.limiter = settings, authenticator, limiter
@@ -76,6 +76,8 @@ class Proxy:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response | None, **_: Any
     ) -> None:
         assert resp is not None  # NOTE: None only for WebSocket sinks
+        # NOTE: credentials first, so an anonymous caller learns nothing about the routes.
+        client = self._authenticate(req)
         destination = resolve(self.settings.routes, req.path, req.query_string)
         if destination is None:
             raise EdgeProblem(
@@ -86,7 +88,6 @@ class Proxy:
                 field="path",
             )
         req.context.route = destination.route.name
-        client = self._authenticate(req)
         decision = await self.limiter.check(client.id)
         if not decision.allowed:
             self.metrics.rate_limited.inc()
@@ -111,8 +112,8 @@ class Proxy:
         upstream = await self._forward(
             destination.route.name, req.method, destination.url, headers, body
         )
-        resp.status = upstream.status_code
-        for name, value in downstream_response_headers(upstream.headers.multi_items()):
+        resp.status = upstream.status
+        for name, value in downstream_response_headers(upstream.headers):
             resp.append_header(name, value)
         resp.data = upstream.content
 
@@ -153,7 +154,7 @@ class Proxy:
 
     async def _forward(
         self, name: str, method: str, url: str, headers: dict[str, str], body: bytes
-    ) -> httpx.Response:
+    ) -> UpstreamAnswer:
         breaker = self.breakers[name]
         wait = breaker.allow()
         if wait is not None:
@@ -170,8 +171,8 @@ class Proxy:
         for attempt in range(1, attempts + 1):
             last = attempt == attempts
             try:
-                answer = await self.http.request(method, url, headers=headers, content=body)
-            except httpx.TimeoutException as exc:
+                answer = await self.http.request(method, url, headers, body)
+            except UpstreamTimeoutError as exc:
                 self._failed(breaker, name, "timeout")
                 raise EdgeProblem(
                     504,
@@ -179,7 +180,7 @@ class Proxy:
                     f"{name} did not answer in time",
                     slug="upstream-timeout",
                 ) from exc
-            except httpx.TransportError as exc:
+            except UpstreamTransportError as exc:
                 self._failed(breaker, name, "unreachable")
                 if not last:
                     await asyncio.sleep(0.05 * attempt)
@@ -190,8 +191,8 @@ class Proxy:
                     f"{name} could not be reached",
                     slug="upstream-unreachable",
                 ) from exc
-            if answer.status_code in RETRY_STATUSES:
-                self._failed(breaker, name, str(answer.status_code))
+            if answer.status in RETRY_STATUSES:
+                self._failed(breaker, name, str(answer.status))
                 if not last:
                     await asyncio.sleep(0.05 * attempt)
                     continue

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr
 
 from flotilla.core import ComponentSettings, component_config
@@ -36,6 +38,8 @@ class EdgeSettings(ComponentSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    server: Literal["uvicorn", "granian"] = "uvicorn"
+    http_client: Literal["httpx", "aiohttp"] = "httpx"
     routes: list[Route] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
     api_keys: str = ""  # comma-separated client_id:sha256hex(key); keys are never stored
     jwt_secret: SecretStr = SecretStr("local-dev-secret-not-for-production-use")

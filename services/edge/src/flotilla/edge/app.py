@@ -12,13 +12,13 @@ from typing import Any
 
 import falcon
 import falcon.asgi
-import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flotilla.core import (
     PROBLEM_CONTENT_TYPE,
     Problem,
-    async_service_client,
+    configure_logging,
+    configure_telemetry,
     current_trace_id,
     instrument_asgi,
     instrument_redis,
@@ -29,6 +29,7 @@ from ._metrics import EdgeMetrics
 from ._proxy import EdgeProblem, Proxy
 from ._ratelimit import RedisRateLimiter
 from ._settings import EdgeSettings
+from ._upstream import Upstream, UpstreamTransportError, make_upstream
 
 logger = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -79,17 +80,15 @@ class Health:
 
 
 class Ready:
-    def __init__(
-        self, settings: EdgeSettings, http: httpx.AsyncClient, limiter: RedisRateLimiter
-    ) -> None:
+    def __init__(self, settings: EdgeSettings, http: Upstream, limiter: RedisRateLimiter) -> None:
         self.settings, self.http, self.limiter = settings, http, limiter
 
     async def _upstream(self, url: str) -> dict[str, Any]:
         try:
-            answer = await self.http.get(url.rstrip("/") + "/healthz", timeout=1.0)
-        except httpx.HTTPError as exc:
-            return {"ok": False, "error": type(exc).__name__}
-        return {"ok": answer.status_code == 200, "status": answer.status_code}
+            status = await self.http.probe(url.rstrip("/") + "/healthz", 1.0)
+        except UpstreamTransportError as exc:
+            return {"ok": False, "error": str(exc)}
+        return {"ok": status == 200, "status": status}
 
     async def _redis(self) -> dict[str, Any]:
         try:
@@ -119,7 +118,7 @@ class Metrics:
 
 
 class Lifespan:
-    def __init__(self, http: httpx.AsyncClient, limiter: RedisRateLimiter) -> None:
+    def __init__(self, http: Upstream, limiter: RedisRateLimiter) -> None:
         self.http, self.limiter = http, limiter
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
@@ -132,10 +131,10 @@ def create_app(settings: EdgeSettings | None = None) -> Any:
     settings = settings or EdgeSettings()
     instrument_redis()
     metrics = EdgeMetrics()
-    http = async_service_client(
+    http = make_upstream(
+        settings.http_client,
         timeout_s=settings.upstream_timeout_s,
         connect_timeout_s=settings.upstream_connect_timeout_s,
-        max_connections=200,
     )
     limiter = RedisRateLimiter(
         settings.redis_url,
@@ -190,3 +189,15 @@ def create_app(settings: EdgeSettings | None = None) -> Any:
         prefix="/",
     )
     return instrument_asgi(app)
+
+
+def app_from_environment() -> Any:
+    """Factory for ASGI servers: settings, logging and tracing from the environment.
+
+    Granian runs the app in a worker process of its own, so everything process-wide is set up
+    here rather than in the launcher.
+    """
+    settings = EdgeSettings()
+    configure_logging("edge", settings.log_level)
+    configure_telemetry("edge")
+    return create_app(settings)
