@@ -7,7 +7,7 @@ FastAPI glue lives in :mod:`flotilla.core.fastapi`.
 """
 
 from ._brokers import BrokerUnavailable, BrokerURLError, broker_from_url, broker_system
-from ._database import is_sqlite, make_engine
+from ._database import is_sqlite, make_engine, read_only
 from ._health import Check, HealthReport, run_checks
 from ._http import (
     UpstreamError,
@@ -92,6 +92,7 @@ __all__ = [
     "instrument_sqlalchemy",
     "is_sqlite",
     "make_engine",
+    "read_only",
     "run_checks",
     "run_worker",
     "send_message",

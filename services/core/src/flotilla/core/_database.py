@@ -16,6 +16,8 @@ from sqlalchemy import event
 
 from ._telemetry import instrument_sqlalchemy
 
+READ_ONLY = "flotilla_read_only"
+
 
 def is_sqlite(url: str | sa.URL) -> bool:
     """Whether ``url`` names a SQLite database."""
@@ -59,4 +61,15 @@ def _sqlite_like_a_server(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # PERF: readers (see read_only) take no write lock, so WAL lets them run side by side.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def read_only(engine: sa.Engine) -> sa.Engine:
+    """The same engine for transactions that only read.
+
+    On SQLite they begin with a plain ``BEGIN`` instead of ``BEGIN IMMEDIATE``, so they never
+    queue behind writers; on PostgreSQL nothing changes.
+    """
+    return engine.execution_options(**{READ_ONLY: True})

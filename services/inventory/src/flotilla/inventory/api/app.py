@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from flotilla.core import make_engine
+from flotilla.core import make_engine, read_only
 from flotilla.core.fastapi import service_app
 
 from .._database import session_factory
@@ -30,6 +30,7 @@ def create_app(settings: InventorySettings | None = None) -> FastAPI:
 
     app = service_app(title="Flotilla inventory", checks={"database": database}, lifespan=lifespan)
     app.state.sessions = session_factory(engine)
+    app.state.read_sessions = session_factory(read_only(engine))
     app.include_router(products.router)
     app.include_router(reservations.router)
     return app

@@ -13,4 +13,11 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def _read_session(request: Request) -> Iterator[Session]:
+    factory: sessionmaker[Session] = request.app.state.read_sessions
+    with factory() as session:
+        yield session
+
+
 DbSession = Annotated[Session, Depends(_session)]
+ReadSession = Annotated[Session, Depends(_read_session)]

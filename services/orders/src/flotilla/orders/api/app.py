@@ -7,7 +7,7 @@ import dramatiq
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from flotilla.core import broker_from_url, make_engine
+from flotilla.core import broker_from_url, make_engine, read_only
 from flotilla.core.fastapi import service_app
 
 from .._database import session_factory
@@ -73,6 +73,7 @@ def create_app(
         checks={"database": database, "broker": broker_check},
     )
     app.state.sessions = sessions
+    app.state.read_sessions = session_factory(read_only(engine))
     app.state.inventory = inventory
     app.state.relay = outbox
     app.include_router(orders.router)

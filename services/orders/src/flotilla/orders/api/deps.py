@@ -16,6 +16,12 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def _read_session(request: Request) -> Iterator[Session]:
+    factory: sessionmaker[Session] = request.app.state.read_sessions
+    with factory() as session:
+        yield session
+
+
 def _inventory(request: Request) -> InventoryClient:
     client: InventoryClient = request.app.state.inventory
     return client
@@ -27,5 +33,6 @@ def _relay(request: Request) -> OutboxRelay | None:
 
 
 DbSession = Annotated[Session, Depends(_session)]
+ReadSession = Annotated[Session, Depends(_read_session)]
 Inventory = Annotated[InventoryClient, Depends(_inventory)]
 Relay = Annotated[OutboxRelay | None, Depends(_relay)]

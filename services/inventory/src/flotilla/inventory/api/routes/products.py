@@ -6,19 +6,19 @@ from flotilla.core import ProblemError
 
 from ... import _stock
 from ...schemas import ProductList, ProductOut
-from ..deps import DbSession
+from ..deps import ReadSession
 
 router = APIRouter(prefix="/products", tags=["products"])
 
 
 @router.get("")
-def list_products(session: DbSession) -> ProductList:
+def list_products(session: ReadSession) -> ProductList:
     products = _stock.list_products(session=session)
     return ProductList(items=[ProductOut.model_validate(p, from_attributes=True) for p in products])
 
 
 @router.get("/{sku}")
-def get_product(sku: str, session: DbSession) -> ProductOut:
+def get_product(sku: str, session: ReadSession) -> ProductOut:
     product = _stock.get_product(session=session, sku=sku)
     if product is None:
         raise ProblemError(

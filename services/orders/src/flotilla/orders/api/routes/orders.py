@@ -15,7 +15,7 @@ from ... import _orders
 from ..._inventory import ReservationGone, StockRefused
 from ...models import STATUSES, Order
 from ...schemas import OrderIn, OrderOut, OrderPage
-from ..deps import DbSession, Inventory, Relay
+from ..deps import DbSession, Inventory, ReadSession, Relay
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -138,7 +138,7 @@ def _release_quietly(inventory: Inventory, reservation_id: str) -> None:
 
 @router.get("")
 def list_orders(
-    session: DbSession,
+    session: ReadSession,
     status: Annotated[str | None, Query(description="accepted|fulfilled|cancelled|failed")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
@@ -168,7 +168,7 @@ def list_orders(
 
 
 @router.get("/{order_id}")
-def get_order(order_id: str, session: DbSession) -> OrderOut:
+def get_order(order_id: str, session: ReadSession) -> OrderOut:
     order = _orders.get_order(session=session, order_id=order_id)
     if order is None:
         raise _not_found(order_id)
