@@ -1,4 +1,4 @@
-"""Upstream HTTP clients the edge can use: httpx (default) or aiohttp.
+"""Upstream HTTP clients the edge can use: aiohttp (default) or httpx.
 
 Both are pooled, traced (their OpenTelemetry instrumentations propagate W3C context) and
 raise the same two errors, so the proxy does not care which one runs; ``bench/edge.py``
