@@ -97,7 +97,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=140)
     results: dict[str, list[dict[str, float]]] = {"bare": [], "platform": []}
     with console.status("measuring") as status:
         for round_no in range(1, args.rounds + 1):

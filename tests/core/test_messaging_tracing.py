@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from flotilla.core import QUEUE_WAIT_ATTRIBUTE, TRACE_CONTEXT_OPTION, broker_from_url
+from tests.support.waiting import wait_for
 
 BrokerFactory = Callable[[], tuple[dramatiq.Broker, str]]
 
@@ -37,15 +38,6 @@ def broker_and_queue(request: pytest.FixtureRequest) -> Iterator[tuple[dramatiq.
         channel.queue_delete(f"{queue}.DQ")
         channel.queue_delete(f"{queue}.XQ")
     broker.close()
-
-
-def _wait_for(predicate: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def test_consumer_span_continues_the_producer_span(
@@ -71,7 +63,7 @@ def test_consumer_span_continues_the_producer_span(
     worker.start()
     try:
         assert done.wait(15), "the worker never processed the message"
-        _wait_for(lambda: any(s.name == f"process {queue}" for s in spans.get_finished_spans()))
+        wait_for(lambda: any(s.name == f"process {queue}" for s in spans.get_finished_spans()))
     finally:
         worker.stop()
 
@@ -118,7 +110,7 @@ def test_failed_message_marks_the_consumer_span_as_error(
     worker.start()
     try:
         assert attempts.wait(15)
-        _wait_for(lambda: any(s.name == f"process {queue}" for s in spans.get_finished_spans()))
+        wait_for(lambda: any(s.name == f"process {queue}" for s in spans.get_finished_spans()))
     finally:
         worker.stop()
         broker.close()
@@ -145,7 +137,7 @@ def test_queue_wait_counts_the_time_spent_in_the_queue(
     worker.start()
     try:
         assert done.wait(15)
-        _wait_for(lambda: any(s.name == f"process {queue}" for s in spans.get_finished_spans()))
+        wait_for(lambda: any(s.name == f"process {queue}" for s in spans.get_finished_spans()))
     finally:
         worker.stop()
         broker.close()

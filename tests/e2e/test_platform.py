@@ -9,25 +9,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from tests.e2e.conftest import Platform
+from tests.support.waiting import wait_for
 
 ORDER = {"customer_email": "grace@example.com", "items": [{"sku": "FLT-KAYAK", "quantity": 1}]}
 SERVICES = {"edge", "orders-api", "inventory-api", "orders-worker", "notifications-worker"}
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
 
 
 def fulfilled(client: httpx.Client, order_id: str) -> bool:

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dramatiq
@@ -16,7 +16,7 @@ from dramatiq import Worker
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from flotilla.core import OrderConfirmation, broker_from_url, make_engine
+from flotilla.core import OrderConfirmation, broker_from_url, make_engine, session_factory
 from flotilla.orders import (
     Fulfilment,
     InventoryClient,
@@ -26,19 +26,10 @@ from flotilla.orders import (
     migrate,
     publish_pending,
 )
-from flotilla.orders._database import session_factory
 from tests.orders.conftest import orders_settings
+from tests.support.waiting import wait_for
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-PADDLE", "quantity": 1}]}
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 @dataclass

@@ -7,7 +7,7 @@ FastAPI glue lives in :mod:`flotilla.core.fastapi`.
 """
 
 from ._brokers import BrokerUnavailable, BrokerURLError, broker_from_url, broker_system
-from ._database import is_sqlite, make_engine, read_only
+from ._database import is_sqlite, make_engine, read_only, session_factory
 from ._health import Check, HealthReport, run_checks
 from ._http import (
     UpstreamError,
@@ -98,6 +98,7 @@ __all__ = [
     "send_message",
     "serve",
     "service_client",
+    "session_factory",
     "shutdown_telemetry",
     "telemetry_enabled",
     "translate_http_error",

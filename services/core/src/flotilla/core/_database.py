@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
 
 from ._telemetry import instrument_sqlalchemy
 
@@ -73,3 +74,8 @@ def read_only(engine: sa.Engine) -> sa.Engine:
     queue behind writers; on PostgreSQL nothing changes.
     """
     return engine.execution_options(**{READ_ONLY: True})
+
+
+def session_factory(engine: sa.Engine) -> sessionmaker[Session]:
+    """Sessions whose objects stay readable after commit (answers are built after it)."""
+    return sessionmaker(engine, expire_on_commit=False)

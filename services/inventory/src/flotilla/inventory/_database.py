@@ -2,18 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
-
-from flotilla.core import make_engine, upgrade_database
+from flotilla.core import make_engine, session_factory, upgrade_database
 
 from ._stock import seed_catalogue
 
 VERSIONS = Path(__file__).parent / "migrations" / "versions"
-
-
-def session_factory(engine: sa.Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
 
 
 def migrate(database_url: str) -> int:

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from flotilla.core import broker_from_url, make_engine, run_worker
+from flotilla.core import broker_from_url, make_engine, run_worker, session_factory
 
-from ._database import session_factory
 from ._fulfilment import Fulfilment
 from ._inventory import InventoryClient
 from ._outbox import OutboxRelay

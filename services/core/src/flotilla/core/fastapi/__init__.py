@@ -4,6 +4,20 @@ Import only from FastAPI services (``flotilla-core[fastapi]``); the edge and the
 not need FastAPI.
 """
 
-from ._app import health_router, install_problem_handlers, problem_response, service_app
+from ._app import (
+    db_session,
+    health_router,
+    install_problem_handlers,
+    problem_response,
+    read_session,
+    service_app,
+)
 
-__all__ = ["health_router", "install_problem_handlers", "problem_response", "service_app"]
+__all__ = [
+    "db_session",
+    "health_router",
+    "install_problem_handlers",
+    "problem_response",
+    "read_session",
+    "service_app",
+]

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flotilla.core._health import Check, run_checks
@@ -126,3 +127,17 @@ def service_app(
     app.include_router(health_router(checks))
     instrument_fastapi(app)
     return app
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    """A session from ``app.state.sessions`` for one request (writes allowed)."""
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        yield session
+
+
+def read_session(request: Request) -> Iterator[Session]:
+    """A session from ``app.state.read_sessions`` for one request that only reads."""
+    factory: sessionmaker[Session] = request.app.state.read_sessions
+    with factory() as session:
+        yield session

@@ -6,10 +6,9 @@ from contextlib import asynccontextmanager
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from flotilla.core import make_engine, read_only
+from flotilla.core import make_engine, read_only, session_factory
 from flotilla.core.fastapi import service_app
 
-from .._database import session_factory
 from .._settings import InventorySettings
 from .routes import products, reservations
 

@@ -7,10 +7,9 @@ import dramatiq
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from flotilla.core import broker_from_url, make_engine, read_only
+from flotilla.core import broker_from_url, make_engine, read_only, session_factory
 from flotilla.core.fastapi import service_app
 
-from .._database import session_factory
 from .._inventory import InventoryClient
 from .._outbox import OutboxRelay
 from .._settings import OrdersSettings
