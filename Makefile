@@ -34,3 +34,4 @@ format: setup  ## apply ruff's formatting and safe fixes
 bench: setup  ## run the benchmarks (see docs/benchmarks.md)
 	@$(UV) run --frozen python bench/edge.py
 	@$(UV) run --frozen python bench/worker.py
+	@$(UV) run --frozen python bench/memory.py
