@@ -24,7 +24,7 @@ test: setup lint  ## lint, then the whole test suite (real Redis, RabbitMQ, Post
 lint: setup  ## ruff, mypy (strict on src/), import-linter contracts
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
-	@$(UV) run --frozen mypy services/*/src
+	@$(UV) run --frozen mypy services/*/src operator/src
 	@$(UV) run --frozen lint-imports
 
 format: setup  ## apply ruff's formatting and safe fixes

@@ -1,0 +1,145 @@
+"""The autoscaling policy: a pure function from (spec, observation, history, now) to a decision.
+
+No kopf, no broker client, no clock: the operator and the local supervisor both call it, and
+its properties are tested on their own (bounds, stabilization window, monotone in depth,
+never below in-flight demand).
+
+How it decides, in order:
+1. paused: keep the current replica count;
+2. broker unreadable: go to ``fallback_replicas`` (clamped to the bounds);
+3. demand = ceil(depth / target_per_replica), depth = ready + delayed-due + in-flight; from zero
+   replicas, nothing starts until depth reaches ``activation_depth``;
+4. clamp to [min_replicas, max_replicas];
+5. scaling up happens at once, at most ``scale_up_max_step`` replicas above the current count;
+6. scaling down follows the highest recommendation of the last ``scale_down_window_s``
+   seconds (the stabilization window), at most ``scale_down_max_step`` replicas at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ScalingSpec:
+    """What a WorkerAutoscaler asks for."""
+
+    min_replicas: int = 1
+    max_replicas: int = 8
+    target_per_replica: int = 100
+    activation_depth: int = 1
+    scale_up_max_step: int = 4
+    scale_down_max_step: int = 100
+    scale_down_window_s: float = 60.0
+    fallback_replicas: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_replicas <= self.max_replicas:
+            raise ValueError("need 0 <= min_replicas <= max_replicas")
+        if self.target_per_replica < 1 or self.scale_up_max_step < 1:
+            raise ValueError("target_per_replica and scale_up_max_step must be positive")
+        if self.scale_down_max_step < 1 or self.scale_down_window_s < 0:
+            raise ValueError("scale_down_max_step must be positive, the window not negative")
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """What a worker pool's queues hold, the way Dramatiq holds it."""
+
+    ready: int = 0
+    delayed_due: int = 0
+    in_flight: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.ready + self.delayed_due + self.in_flight
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One look at the world: the depth (``None`` when the broker could not be read)."""
+
+    current_replicas: int
+    depth: QueueDepth | None
+    paused: bool = False
+    broker_error: str | None = None
+
+
+@dataclass(frozen=True)
+class History:
+    """Recent recommendations ``(time, replicas)``, newest last."""
+
+    recommendations: tuple[tuple[float, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class ScaleDecision:
+    desired: int
+    action: str  # "scale-up", "scale-down", "hold", "fallback", "paused"
+    reason: str
+    history: History = field(default_factory=History)
+
+
+def _clamp(value: int, spec: ScalingSpec) -> int:
+    return max(spec.min_replicas, min(spec.max_replicas, value))
+
+
+def demand(spec: ScalingSpec, depth: QueueDepth, current: int) -> int:
+    """Replicas the depth asks for, before bounds and rate limits."""
+    if current == 0 and depth.total < spec.activation_depth:
+        return 0
+    return math.ceil(depth.total / spec.target_per_replica)
+
+
+def decide(
+    spec: ScalingSpec, observation: Observation, history: History, now: float
+) -> ScaleDecision:
+    """The replica count a pool should have now, with the reason in one line."""
+    current = observation.current_replicas
+    if observation.paused:
+        return ScaleDecision(
+            current, "paused", "paused by annotation; replicas left alone", history
+        )
+    if observation.depth is None:
+        target = _clamp(spec.fallback_replicas, spec)
+        why = observation.broker_error or "broker unreadable"
+        return ScaleDecision(target, "fallback", f"{why}; fallback to {target}", history)
+
+    depth = observation.depth
+    recommended = _clamp(demand(spec, depth, current), spec)
+    window_start = now - spec.scale_down_window_s
+    kept = tuple((t, r) for t, r in history.recommendations if t > window_start)
+    new_history = History((*kept, (now, recommended)))
+    stats = (
+        f"depth {depth.total} (ready {depth.ready}, delayed {depth.delayed_due}, "
+        f"in-flight {depth.in_flight}), target {spec.target_per_replica}/replica"
+    )
+
+    if recommended > current:
+        desired = min(recommended, current + spec.scale_up_max_step)
+    else:
+        stabilized = max(r for _, r in new_history.recommendations)
+        desired = (
+            max(stabilized, current - spec.scale_down_max_step) if stabilized < current else current
+        )
+    # NOTE: the bounds win over the rate limits: a pool below its minimum (or above its
+    # maximum, after the spec changed) goes straight back inside.
+    desired = _clamp(desired, spec)
+    if desired > current:
+        limited = " (step-limited)" if desired < recommended else ""
+        return ScaleDecision(
+            desired, "scale-up", f"{current}→{desired}{limited}: {stats}", new_history
+        )
+    if desired < current:
+        return ScaleDecision(desired, "scale-down", f"{current}→{desired}: {stats}", new_history)
+    if recommended < current:
+        return ScaleDecision(
+            current,
+            "hold",
+            f"{current}: waiting out the "
+            f"{spec.scale_down_window_s:.0f}s window before scaling down; "
+            f"{stats}",
+            new_history,
+        )
+    return ScaleDecision(current, "hold", f"{current}: {stats}", new_history)

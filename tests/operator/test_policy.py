@@ -1,0 +1,171 @@
+"""The autoscaling policy: decision tables and properties (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flotilla.operator import History, Observation, QueueDepth, ScalingSpec, decide
+
+SPEC = ScalingSpec(
+    min_replicas=1,
+    max_replicas=10,
+    target_per_replica=100,
+    activation_depth=1,
+    scale_up_max_step=4,
+    scale_down_window_s=60,
+    fallback_replicas=2,
+)
+
+
+def look(current: int, ready: int = 0, in_flight: int = 0, delayed: int = 0) -> Observation:
+    return Observation(current, QueueDepth(ready=ready, delayed_due=delayed, in_flight=in_flight))
+
+
+@pytest.mark.parametrize(
+    ("current", "ready", "in_flight", "desired", "action"),
+    [
+        (1, 0, 0, 1, "hold"),  # idle at the minimum
+        (2, 480, 20, 5, "scale-up"),  # ceil(500 / 100)
+        (1, 5000, 0, 5, "scale-up"),  # at most 4 more at a time
+        (1, 100_000, 0, 5, "scale-up"),
+        (9, 100_000, 0, 10, "scale-up"),  # never above the maximum
+        (3, 0, 250, 3, "hold"),  # in-flight work counts as demand
+    ],
+)
+def test_decision_table(
+    current: int, ready: int, in_flight: int, desired: int, action: str
+) -> None:
+    decision = decide(SPEC, look(current, ready, in_flight), History(), now=1000)
+    assert (decision.desired, decision.action) == (desired, action)
+
+
+def test_the_reason_says_what_was_seen() -> None:
+    decision = decide(SPEC, look(2, 480, 20), History(), now=0)
+    assert decision.reason.startswith("2→5")
+    assert "depth 500" in decision.reason and "in-flight 20" in decision.reason
+    assert "100/replica" in decision.reason
+
+
+def test_scale_down_waits_for_the_window_then_follows_the_highest_recent_demand() -> None:
+    history = decide(SPEC, look(5, 480, 20), History(), now=0).history
+    waiting = decide(SPEC, look(5), history, now=30)
+    assert (waiting.desired, waiting.action) == (5, "hold")
+    assert "window" in waiting.reason
+    after = decide(SPEC, look(5), waiting.history, now=61)
+    assert (after.desired, after.action) == (1, "scale-down")
+
+
+def test_scale_to_zero_and_activation() -> None:
+    spec = ScalingSpec(
+        min_replicas=0,
+        max_replicas=5,
+        target_per_replica=10,
+        activation_depth=5,
+        scale_down_window_s=0,
+    )
+    assert decide(spec, look(0, ready=4), History(), now=0).desired == 0  # below activation
+    assert decide(spec, look(0, ready=5), History(), now=0).desired == 1
+    assert decide(spec, look(1, ready=0), History(), now=0).desired == 0  # idle: back to zero
+    assert decide(spec, look(1, ready=3), History(), now=0).desired == 1  # running: no threshold
+
+
+def test_broker_unreadable_gives_the_fallback_and_says_why() -> None:
+    seen = Observation(current_replicas=7, depth=None, broker_error="redis: connection refused")
+    decision = decide(SPEC, seen, History(), now=0)
+    assert (decision.desired, decision.action) == (2, "fallback")
+    assert "connection refused" in decision.reason
+
+
+def test_paused_changes_nothing() -> None:
+    seen = Observation(current_replicas=3, depth=QueueDepth(ready=10_000), paused=True)
+    decision = decide(SPEC, seen, History(), now=0)
+    assert (decision.desired, decision.action) == (3, "paused")
+
+
+def test_nonsense_specs_are_refused() -> None:
+    with pytest.raises(ValueError, match="min_replicas <= max_replicas"):
+        ScalingSpec(min_replicas=5, max_replicas=2)
+    with pytest.raises(ValueError, match="positive"):
+        ScalingSpec(target_per_replica=0)
+
+
+# -- properties ------------------------------------------------------------------------------
+
+specs = st.builds(
+    lambda lo, span, target, step, down, window, act, fb: ScalingSpec(
+        min_replicas=lo,
+        max_replicas=lo + span,
+        target_per_replica=target,
+        scale_up_max_step=step,
+        scale_down_max_step=down,
+        scale_down_window_s=window,
+        activation_depth=act,
+        fallback_replicas=fb,
+    ),
+    st.integers(0, 5),
+    st.integers(0, 20),
+    st.integers(1, 500),
+    st.integers(1, 10),
+    st.integers(1, 50),
+    st.floats(0, 600),
+    st.integers(1, 50),
+    st.integers(0, 30),
+)
+depths = st.builds(
+    QueueDepth, st.integers(0, 100_000), st.integers(0, 10_000), st.integers(0, 10_000)
+)
+histories = st.lists(st.tuples(st.floats(0, 1000), st.integers(0, 30)), max_size=10).map(
+    lambda items: History(tuple(sorted(items)))
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs, st.integers(0, 30), st.one_of(st.none(), depths), histories, st.floats(1000, 2000))
+def test_never_outside_the_bounds(
+    spec: ScalingSpec, current: int, depth: QueueDepth | None, history: History, now: float
+) -> None:
+    decision = decide(spec, Observation(current, depth), history, now)
+    assert spec.min_replicas <= decision.desired <= spec.max_replicas
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs, st.integers(0, 30), depths, histories, st.floats(1000, 2000))
+def test_no_scale_down_below_a_recommendation_inside_the_window(
+    spec: ScalingSpec, current: int, depth: QueueDepth, history: History, now: float
+) -> None:
+    decision = decide(spec, Observation(current, depth), history, now)
+    recent = [r for t, r in history.recommendations if t > now - spec.scale_down_window_s]
+    if decision.desired < current and recent:
+        # whatever was recommended within the window is still honoured
+        assert decision.desired >= min(max(recent), spec.max_replicas)
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs, st.integers(0, 30), depths, depths, histories, st.floats(1000, 2000))
+def test_monotone_in_depth(
+    spec: ScalingSpec, current: int, a: QueueDepth, b: QueueDepth, history: History, now: float
+) -> None:
+    low, high = sorted((a, b), key=lambda d: d.total)
+    more_ready = QueueDepth(
+        ready=high.total - low.total + low.ready,
+        delayed_due=low.delayed_due,
+        in_flight=low.in_flight,
+    )
+    first = decide(spec, Observation(current, low), history, now)
+    second = decide(spec, Observation(current, more_ready), history, now)
+    assert second.desired >= first.desired
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs, st.integers(1, 30), depths, histories, st.floats(1000, 2000))
+def test_never_below_in_flight_demand(
+    spec: ScalingSpec, current: int, depth: QueueDepth, history: History, now: float
+) -> None:
+    decision = decide(spec, Observation(current, depth), history, now)
+    needed = min(spec.max_replicas, math.ceil(depth.in_flight / spec.target_per_replica))
+    if decision.desired < current:  # a scale-down never drops below what in-flight work needs
+        assert decision.desired >= needed
