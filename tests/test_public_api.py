@@ -7,7 +7,17 @@ import types
 
 import pytest
 
-MEMBERS = ["core", "core.fastapi", "edge", "orders", "inventory", "notifications", "console", "cli"]
+MEMBERS = [
+    "core",
+    "core.fastapi",
+    "edge",
+    "orders",
+    "inventory",
+    "notifications",
+    "console",
+    "cli",
+    "operator",
+]
 
 
 @pytest.mark.parametrize("member", MEMBERS)
