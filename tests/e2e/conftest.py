@@ -95,6 +95,10 @@ def platform(
         argv += [f"--{name}-port", str(port)]
     env = {
         **os.environ,
+        # small pools and a short window, so a test burst scales up and back down quickly
+        "FLOTILLA_CLI_POOL_MAX": "3",
+        "FLOTILLA_CLI_POOL_TARGET_PER_REPLICA": "5",
+        "FLOTILLA_CLI_POOL_SCALE_DOWN_WINDOW_S": "5",
         "FLOTILLA_REDIS_URL": redis_server.url,
         "FLOTILLA_CLI_PAYMENT_LATENCY_MS": "50",
     }
@@ -132,9 +136,8 @@ def platform(
         (var_dir / "local" / "api-key").read_text().strip(),
         log,
     )
-    supervisor = psutil.Process(process.pid)
-    tree = supervisor.children(recursive=True)
     yield running
+    tree = psutil.Process(process.pid).children(recursive=True)
     # Ctrl-C, as a person would press it: everything stops, nothing is left behind.
     process.send_signal(signal.SIGINT)
     try:

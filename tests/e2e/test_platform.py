@@ -6,6 +6,7 @@ real Redis; the test is a client speaking HTTP to the edge and the console.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -159,3 +160,59 @@ def test_orders_accepted_during_a_broker_outage_are_fulfilled_after_it(
     with platform.client() as client:
         for answer in answers:
             wait_for(lambda a=answer: fulfilled(client, a.json()["id"]), timeout_s=90)
+
+
+def pool_status(platform: Platform) -> dict[str, dict[str, Any]]:
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flotilla.cli",
+            "status",
+            "--json",
+            "--var-dir",
+            str(platform.var_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {pool["name"]: pool for pool in json.loads(shown.stdout)["pools"]}
+
+
+def test_a_burst_scales_the_orders_pool_up_and_back_down_after_the_window(
+    platform: Platform,
+) -> None:
+    """The operator's policy drives the local pools: more workers for a burst, then fewer."""
+    before = pool_status(platform)["orders-worker"]
+    assert before["replicas"] == before["min"] == 1
+    assert pool_status(platform)["notifications-worker"]["queue"] == "notifications"
+    burst = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flotilla.cli",
+            "load",
+            "--orders",
+            "80",
+            "--concurrency",
+            "8",
+            "--edge",
+            platform.edge,
+            "--api-key-file",
+            str(platform.var_dir / "local" / "api-key"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        grown = wait_for(
+            lambda: (p := pool_status(platform)["orders-worker"])["replicas"] > 1 and p,
+            timeout_s=60,
+        )
+    finally:
+        burst.wait(120)
+    assert grown["desired"] <= grown["max"] == 3
+    assert any("orders-worker scale-up" in line for line in platform.log)
+    wait_for(lambda: pool_status(platform)["orders-worker"]["replicas"] == 1, timeout_s=120)
+    assert any("orders-worker scale-down" in line for line in platform.log)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,9 +19,12 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from flotilla.operator import ScalingSpec
+
 from ._broker import BrokerStartError, choose_broker, wait_until_answering
 from ._load import run_load
 from ._platform import PortTaken, check_ports, ensure_api_key, platform_specs
+from ._pools import LocalAutoscaler, WorkerPool
 from ._settings import CliSettings
 from ._supervisor import ProcessSpec, StartError, Supervisor
 from ._traces import trace_tree
@@ -70,6 +75,8 @@ def up(prefer: str | None, **options: Any) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     code = 0
+    pools: list[WorkerPool] = []
+    autoscaler: LocalAutoscaler | None = None
     try:
         if broker.argv:
             child = supervisor.start(ProcessSpec("broker", broker.argv))
@@ -78,8 +85,21 @@ def up(prefer: str | None, **options: Any) -> None:
         for spec in platform_specs(settings, broker, api_key):
             if stop.is_set():
                 break
-            supervisor.start(spec)
+            if spec.queue is None:
+                supervisor.start(spec)
+                continue
+            pool = WorkerPool(spec, _pool_spec(settings), supervisor)
+            pool.scale_to(settings.pool_min)
+            pools.append(pool)
         if not stop.is_set():
+            autoscaler = LocalAutoscaler(
+                pools,
+                broker.url,
+                _status_path(settings.var_dir),
+                console,
+                interval_s=settings.pool_poll_interval_s,
+            )
+            autoscaler.start()
             _welcome(settings, key_path)
         while not stop.wait(0.5):
             exited = supervisor.first_exited()
@@ -96,9 +116,69 @@ def up(prefer: str | None, **options: Any) -> None:
         code = 1
     finally:
         console.print("flotilla: stopping")
+        if autoscaler is not None:
+            autoscaler.stop()
         supervisor.stop()
         console.print("flotilla: stopped")
     sys.exit(code)
+
+
+def _pool_spec(settings: CliSettings) -> ScalingSpec:
+    return ScalingSpec(
+        min_replicas=settings.pool_min,
+        max_replicas=settings.pool_max,
+        target_per_replica=settings.pool_target_per_replica,
+        scale_down_window_s=settings.pool_scale_down_window_s,
+        fallback_replicas=settings.pool_min,
+    )
+
+
+def _status_path(var_dir: Path) -> Path:
+    path = var_dir / "local" / "pools.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print the pools as JSON")
+@click.option(
+    "--var-dir",
+    type=click.Path(path_type=Path),
+    default=Path("var"),
+    show_default=True,
+    help="the state folder of the running platform",
+)
+def status(as_json: bool, var_dir: Path) -> None:
+    """Show each worker pool: queue depth, in-flight, replicas, desired, last decision."""
+    path = var_dir / "local" / "pools.json"
+    try:
+        body = json.loads(path.read_text())
+    except FileNotFoundError:
+        fail(f"no running platform writes {path}; start it with `make run` or pass --var-dir")
+    except json.JSONDecodeError:
+        fail(f"{path} is not readable JSON; is another program writing it?")
+    if time.time() - float(body.get("updated_at", 0)) > 30:
+        fail(f"{path} has not been updated for 30 s; the platform is not running")
+    pools = body["pools"]
+    if as_json:
+        click.echo(json.dumps({"pools": pools}))
+        return
+    table = Table(title="worker pools")
+    for column in ("pool", "queue", "depth", "in-flight", "replicas", "desired", "min-max"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("last decision", overflow="fold")
+    for pool in pools:
+        table.add_row(
+            pool["name"],
+            pool["queue"],
+            str(pool["depth"]),
+            str(pool["in_flight"]),
+            str(pool["replicas"]),
+            str(pool["desired"]),
+            f"{pool['min']}-{pool['max']}",
+            pool["last_decision"],
+        )
+    console.print(table)
 
 
 def _welcome(settings: CliSettings, key_path: Path) -> None:

@@ -157,6 +157,7 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
             "orders-worker",
             [py, "-m", "flotilla.orders", "worker"],
             {**orders_env, **traced, "OTEL_SERVICE_NAME": "orders-worker"},
+            queue="orders",
         ),
         ProcessSpec(
             "notifications-worker",
@@ -168,6 +169,7 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
                 "FLOTILLA_NOTIFICATIONS_SMTP_HOST": host,
                 "FLOTILLA_NOTIFICATIONS_SMTP_PORT": str(settings.smtp_port),
             },
+            queue="notifications",
         ),
         ProcessSpec(
             "mail-sink",

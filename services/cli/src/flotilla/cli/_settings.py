@@ -25,4 +25,9 @@ class CliSettings(ComponentSettings):
     smtp_port: int = 1025
     payment_latency_ms: int = 200
     grace_period_s: float = 15.0
+    pool_min: int = 1
+    pool_max: int = 8
+    pool_target_per_replica: int = 20
+    pool_scale_down_window_s: float = 30.0
+    pool_poll_interval_s: float = 1.0
     ready_timeout_s: float = 60.0

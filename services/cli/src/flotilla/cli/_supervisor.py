@@ -47,6 +47,7 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     ready: Callable[[], bool] | None = None
     oneshot: bool = False  # runs to completion (a migration) before the next one starts
+    queue: str | None = None  # a worker consuming this queue: run as an autoscaled pool
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Supervisor:
         self.console = console
         self.grace_period_s, self.ready_timeout_s = grace_period_s, ready_timeout_s
         self.children: list[Child] = []
+        self.retiring: list[Child] = []
         self._lock = threading.Lock()
         self._width = 12
 
@@ -119,6 +121,27 @@ class Supervisor:
             time.sleep(0.1)
         return child
 
+    def retire(self, child: Child) -> None:
+        """Stop one child without waiting: SIGTERM now (a worker drains), SIGKILL after grace."""
+        with self._lock:
+            if child in self.children:
+                self.children.remove(child)
+            self.retiring.append(child)
+        self._signal(child, signal.SIGTERM)
+
+        def reap() -> None:
+            try:
+                child.process.wait(self.grace_period_s)
+            except subprocess.TimeoutExpired:
+                self._signal(child, signal.SIGKILL)
+                child.process.wait(5)
+            self._signal(child, signal.SIGKILL)  # grandchildren, if any
+            with self._lock:
+                if child in self.retiring:
+                    self.retiring.remove(child)
+
+        threading.Thread(target=reap, name=f"reap-{child.spec.name}", daemon=True).start()
+
     def first_exited(self) -> Child | None:
         """A child that has exited on its own, if any."""
         for child in list(self.children):
@@ -129,7 +152,8 @@ class Supervisor:
     def stop(self) -> None:
         """Stop every child, newest first: SIGTERM, then SIGKILL after the grace period."""
         with self._lock:
-            children, self.children = list(reversed(self.children)), []
+            children = list(reversed(self.children)) + list(self.retiring)
+            self.children, self.retiring = [], []
         for child in children:
             self._signal(child, signal.SIGTERM)
             deadline = time.monotonic() + self.grace_period_s

@@ -1,0 +1,93 @@
+"""Local worker pools: the operator's policy, a real Redis depth, real worker processes.
+
+The "workers" are tiny Python processes that log and wait for SIGTERM: the pool's job is to
+start and retire processes; what a real worker does on SIGTERM is tested in tests/core.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import dramatiq
+import psutil
+from rich.console import Console
+
+from flotilla.cli import ProcessSpec, Supervisor
+from flotilla.cli._pools import LocalAutoscaler, WorkerPool
+from flotilla.core import broker_from_url
+from flotilla.operator import ScalingSpec
+
+WORKER = (
+    "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+    "print('worker up', flush=True); time.sleep(120)"
+)
+
+
+def test_depth_scales_worker_processes_up_then_down_after_the_window(
+    redis_url: str, tmp_path: Path
+) -> None:
+    queue = f"pool-{uuid.uuid4().hex[:8]}"
+    broker = broker_from_url(redis_url)
+
+    @dramatiq.actor(broker=broker, queue_name=queue)
+    def job(i: int) -> None: ...
+
+    shown = Console(file=io.StringIO(), width=200)
+    supervisor = Supervisor(shown, grace_period_s=5)
+    spec = ScalingSpec(
+        min_replicas=1,
+        max_replicas=4,
+        target_per_replica=10,
+        scale_up_max_step=4,
+        scale_down_window_s=5,
+    )
+    pool = WorkerPool(
+        ProcessSpec("w", [sys.executable, "-c", WORKER], queue=queue), spec, supervisor
+    )
+    status = tmp_path / "pools.json"
+    autoscaler = LocalAutoscaler([pool], redis_url, status, shown)
+    try:
+        pool.scale_to(1)
+        for i in range(35):
+            job.send(i)
+        autoscaler.tick(now=100)
+        assert len(pool.replicas) == 4  # ceil(35 / 10)
+        written = json.loads(status.read_text())["pools"][0]
+        assert (written["name"], written["depth"], written["replicas"]) == ("w", 35, 4)
+        assert written["last_decision"].startswith("1→4")
+
+        broker.flush(queue)
+        autoscaler.tick(now=102)
+        assert len(pool.replicas) == 4  # inside the window: nothing is stopped
+        retired = list(pool.replicas[1:])
+        autoscaler.tick(now=106)
+        assert len(pool.replicas) == 1
+        deadline = time.monotonic() + 10
+        while any(c.process.poll() is None for c in retired) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # stopped by SIGTERM (a replica still booting dies of it before its handler exists)
+        assert {c.process.returncode for c in retired} <= {0, -15}
+    finally:
+        supervisor.stop()
+        broker.close()
+    assert "scale-up 1→4" in shown.file.getvalue()  # type: ignore[attr-defined]
+    assert not [
+        p for p in psutil.Process().children(recursive=True) if "worker up" in " ".join(p.cmdline())
+    ]
+
+
+def test_status_without_a_running_platform_says_so(tmp_path: Path) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "flotilla.cli", "status", "--var-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 1
+    assert shown.stderr.startswith("flotilla: no running platform writes")
+    assert shown.stderr.count("\n") == 1
