@@ -59,7 +59,8 @@ def authenticator() -> Authenticator:
 
 
 def token(**claims: object) -> str:
-    base = {"sub": "ada", "iss": "iss", "aud": "aud", "exp": int(time.time()) + 60}
+    # NOTE: parametrized tokens are made at collection time; give them room to outlive the run
+    base = {"sub": "ada", "iss": "iss", "aud": "aud", "exp": int(time.time()) + 24 * 3600}
     return jwt.encode({**base, **claims}, SECRET, algorithm="HS256")
 
 
