@@ -1,7 +1,13 @@
-"""orders-api in front of a real inventory-api served over HTTP on a free port."""
+"""orders-api in front of a real inventory-api served over HTTP on a free port.
+
+The inventory here is the real inventory-api (its own SQLite file, seeded catalogue), not a
+stand-in: orders' tests then also check that both sides read docs/contracts.md the same way.
+"""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,15 +15,18 @@ from pathlib import Path
 import dramatiq
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from flotilla.core import broker_from_url
 from flotilla.inventory import InventorySettings
 from flotilla.inventory import create_app as create_inventory
 from flotilla.inventory import migrate as migrate_inventory
 from flotilla.orders import OrdersSettings, create_app, migrate
-from tests.support.ports import free_port
+from tests.support.ports import free_port, wait_for_port
 from tests.support.servers import serve_in_thread
+from tests.support.services import in_ci
 
 
 @pytest.fixture
@@ -46,6 +55,7 @@ def orders_settings(database_url: str, inventory_url: str, broker_url: str) -> O
         broker_url=broker_url,
         payment_latency_ms=10,
         relay_interval_ms=50,
+        relay_outage_interval_ms=50,
         fulfil_min_backoff_ms=50,
         fulfil_max_backoff_ms=100,
     )
@@ -67,3 +77,60 @@ def orders(database_url: str, inventory_url: str, unreachable_broker_url: str) -
         httpx.Client(base_url=inventory_url) as inventory,
     ):
         yield Orders(client, settings, inventory)
+
+
+def outbox_rows(database_url: str) -> list[dict[str, object]]:
+    """The outbox as the database holds it, oldest first."""
+    engine = sa.create_engine(database_url)
+    try:
+        # NOTE: the test's own queries are not part of any trace the tests look at
+        with suppress_instrumentation(), engine.connect() as connection:
+            query = sa.text(
+                "SELECT id, actor, payload, attempts, published_at FROM outbox ORDER BY id"
+            )
+            return [dict(row._mapping) for row in connection.execute(query)]
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class LateRedis:
+    """A private redis-server on a free port that is only started when the test says so."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+
+@pytest.fixture
+def late_redis() -> Iterator[LateRedis]:
+    """A broker that is down until ``start()``: a real outage, then a real recovery."""
+    if shutil.which("redis-server") is None:
+        if in_ci():
+            pytest.fail("CI=true and redis-server is not on PATH")
+        pytest.skip("redis-server is not on PATH")
+    redis = LateRedis(free_port())
+    yield redis
+    if redis.process is not None:
+        redis.process.terminate()
+        redis.process.wait(10)

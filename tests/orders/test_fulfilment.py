@@ -1,10 +1,9 @@
-"""The outbox relay and the orders-worker against a real Redis broker and a real inventory."""
+"""orders-worker: a real dramatiq.Worker on a real Redis broker, fulfilling real orders."""
 
 from __future__ import annotations
 
-import json
+import itertools
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +15,14 @@ from dramatiq import Worker
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from flotilla.core import OrderConfirmation, broker_from_url, make_engine, session_factory
+from flotilla.core import (
+    FulfilOrder,
+    OrderConfirmation,
+    broker_from_url,
+    make_engine,
+    send_message,
+    session_factory,
+)
 from flotilla.orders import (
     Fulfilment,
     InventoryClient,
@@ -24,7 +30,6 @@ from flotilla.orders import (
     create_app,
     declare_actors,
     migrate,
-    publish_pending,
 )
 from tests.orders.conftest import orders_settings
 from tests.support.waiting import wait_for
@@ -43,6 +48,9 @@ class Platform:
 
     def status(self, order_id: str) -> str:
         return str(self.api.get(f"/orders/{order_id}").json()["status"])
+
+    def stock(self, sku: str = "FLT-PADDLE") -> int:
+        return int(self.inventory.get(f"/products/{sku}").json()["available"])
 
 
 @pytest.fixture
@@ -79,40 +87,84 @@ def platform(database_url: str, inventory_url: str, redis_url: str) -> Iterator[
 
 @pytest.fixture
 def worker(platform: Platform) -> Iterator[Worker]:
-    running = Worker(platform.broker, worker_threads=2)
+    running = Worker(platform.broker, worker_threads=2, worker_timeout=100)
     running.start()
     yield running
     running.stop()
 
 
-def test_an_accepted_order_is_fulfilled_and_confirmed(platform: Platform, worker: Worker) -> None:
-    before = platform.inventory.get("/products/FLT-PADDLE").json()
+def test_an_accepted_order_is_fulfilled_and_confirmed_in_one_trace(
+    platform: Platform, worker: Worker, spans: InMemorySpanExporter
+) -> None:
+    """POST /orders → publish orders → process orders → publish notifications, one trace."""
+    before = platform.stock()
     order = platform.api.post("/orders", json=ORDER).json()
     wait_for(lambda: platform.status(order["id"]) == "fulfilled")
     wait_for(lambda: len(platform.confirmations) == 1)
     assert str(platform.confirmations[0].order_id) == order["id"]
     assert platform.confirmations[0].customer_email == "ada@example.com"
-    after = platform.inventory.get("/products/FLT-PADDLE").json()
-    assert after["available"] == before["available"] - 1
+    assert [(i.sku, i.quantity) for i in platform.confirmations[0].items] == [("FLT-PADDLE", 1)]
+    assert platform.stock() == before - 1
     reservation = platform.inventory.post(f"/reservations/{order['reservation_id']}/release")
     assert reservation.status_code == 409  # committed: the units left the shelf
 
+    finished = wait_for(
+        lambda: (
+            (f := spans.get_finished_spans())
+            and any(s.name == "process notifications" for s in f)
+            and f
+        )
+    )
+    by_name = {s.name: s for s in finished}
+    request = next(s for s in finished if s.name == "POST /orders" and s.kind.name == "SERVER")
+    chain = [
+        request,
+        by_name["publish orders"],
+        by_name["process orders"],
+        by_name["publish notifications"],
+    ]
+    for parent, child in itertools.pairwise(chain):
+        assert child.context.trace_id == request.context.trace_id
+        assert child.parent is not None and child.parent.span_id == parent.context.span_id
+    payment = by_name["payment.charge"]
+    assert payment.parent is not None
+    assert payment.parent.span_id == by_name["process orders"].context.span_id
 
-def test_fulfilling_twice_commits_and_confirms_once(platform: Platform) -> None:
-    """Redelivery of a FulfilOrder (at-least-once brokers) changes nothing the second time."""
+
+def test_a_redelivered_fulfil_order_commits_and_confirms_once(
+    platform: Platform, worker: Worker
+) -> None:
+    """At-least-once brokers may deliver FulfilOrder twice: the second delivery changes nothing."""
+    before = platform.stock()
     order = platform.api.post("/orders", json=ORDER).json()
-    order_id = uuid.UUID(order["id"])
-    assert platform.fulfilment.fulfil(order_id) == "fulfilled"
-    assert platform.fulfilment.fulfil(order_id) == "fulfilled"
-    pending = platform.broker.client.llen(f"{platform.broker.namespace}:notifications")
-    assert pending == 1
+    wait_for(lambda: platform.status(order["id"]) == "fulfilled")
+    send_message(platform.broker, FulfilOrder(order_id=uuid.UUID(order["id"])))
+    platform.broker.join(FulfilOrder.queue, timeout=20_000)
+    platform.broker.join(OrderConfirmation.queue, timeout=20_000)
+    worker.join()
+    assert platform.stock() == before - 1
+    assert [str(c.order_id) for c in platform.confirmations] == [order["id"]]
 
 
-def test_a_cancelled_order_is_never_fulfilled(platform: Platform) -> None:
+def test_a_cancelled_order_is_never_fulfilled(platform: Platform, worker: Worker) -> None:
     order = platform.api.post("/orders", json=ORDER).json()
     assert platform.api.post(f"/orders/{order['id']}/cancel").json()["status"] == "cancelled"
-    assert platform.fulfilment.fulfil(uuid.UUID(order["id"])) == "cancelled"
+    send_message(platform.broker, FulfilOrder(order_id=uuid.UUID(order["id"])))
+    platform.broker.join(FulfilOrder.queue, timeout=20_000)
+    worker.join()
     assert platform.status(order["id"]) == "cancelled"
+    assert platform.confirmations == []
+
+
+def test_an_order_whose_stock_was_released_first_ends_cancelled(platform: Platform) -> None:
+    """A cancel that released the stock but died before saving: the worker finishes the job."""
+    order = platform.api.post("/orders", json=ORDER).json()
+    released = platform.inventory.post(f"/reservations/{order['reservation_id']}/release")
+    assert released.status_code == 200
+    assert platform.fulfilment.fulfil(uuid.UUID(order["id"])) == "cancelled"
+    cancelled = platform.api.get(f"/orders/{order['id']}").json()
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["failure_reason"] == "reservation released before fulfilment"
 
 
 def test_cancel_is_refused_once_fulfilled(platform: Platform, worker: Worker) -> None:
@@ -140,46 +192,3 @@ def test_an_order_whose_retries_run_out_is_failed_and_its_stock_returned(
     assert "card declined" in failed["failure_reason"]
     assert platform.inventory.get("/products/FLT-PADDLE").json()["available"] == before
     assert platform.confirmations == []
-
-
-def test_orders_accepted_while_the_broker_is_down_are_published_once_it_is_back(
-    database_url: str, inventory_url: str, redis_url: str, unreachable_broker_url: str
-) -> None:
-    """The outbox keeps every accepted order until a broker takes it: nothing is lost."""
-    migrate(database_url)
-    down = orders_settings(database_url, inventory_url, unreachable_broker_url)
-    with TestClient(create_app(down, relay=True)) as api:
-        ids = [api.post("/orders", json=ORDER).json()["id"] for _ in range(3)]
-        time.sleep(0.3)  # the relay tries, fails, keeps the rows
-    engine = make_engine(database_url)
-    broker = broker_from_url(redis_url)
-    try:
-        sessions = session_factory(engine)
-        assert publish_pending(sessions=sessions, broker=broker) == 3
-        assert publish_pending(sessions=sessions, broker=broker) == 0
-        queued = broker.client.hvals(f"{broker.namespace}:orders.msgs")
-        relayed = {json.loads(raw)["args"][0]["order_id"] for raw in queued}
-        assert relayed == set(ids)
-    finally:
-        engine.dispose()
-        broker.close()
-
-
-def test_relayed_message_continues_the_trace_of_the_request(
-    platform: Platform, spans: InMemorySpanExporter
-) -> None:
-    answer = platform.api.post("/orders", json=ORDER)
-    order_id = answer.json()["id"]
-    wait_for(lambda: any(s.name == "publish orders" for s in spans.get_finished_spans()))
-    server = next(
-        s
-        for s in spans.get_finished_spans()
-        if s.name == "POST /orders" and s.kind.name == "SERVER"
-    )
-    publish = next(s for s in spans.get_finished_spans() if s.name == "publish orders")
-    assert publish.context.trace_id == server.context.trace_id
-    assert publish.parent is not None
-    assert publish.attributes is not None
-    assert publish.attributes["messaging.destination.name"] == "orders"
-    queued = platform.broker.client.hvals(f"{platform.broker.namespace}:orders.msgs")
-    assert order_id in {json.loads(raw)["args"][0]["order_id"] for raw in queued}

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+from concurrent.futures import ThreadPoolExecutor
 
-from tests.orders.conftest import Orders
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from flotilla.orders import create_app, migrate
+from tests.orders.conftest import Orders, orders_settings
+from tests.support.ports import free_port
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-KAYAK", "quantity": 2}]}
 
@@ -25,8 +31,24 @@ def test_same_idempotency_key_and_body_is_the_same_order(orders: Orders) -> None
     before = orders.stock("FLT-KAYAK")
     first = orders.client.post("/orders", json=ORDER, headers=headers)
     again = orders.client.post("/orders", json=ORDER, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 202)
     assert first.json()["id"] == again.json()["id"]
+    assert again.headers["location"] == f"/orders/{first.json()['id']}"
+    assert orders.client.get("/orders").json()["items"] == [first.json()]
     assert orders.stock("FLT-KAYAK") == before - 2  # reserved once
+
+
+def test_concurrent_retries_with_one_idempotency_key_make_one_order(orders: Orders) -> None:
+    """A client that retries before the first answer arrived still gets a single order."""
+    headers = {"Idempotency-Key": "checkout-race"}
+    before = orders.stock("FLT-KAYAK")
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(lambda _: orders.client.post("/orders", json=ORDER, headers=headers), range(4))
+        )
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert orders.stock("FLT-KAYAK") == before - 2
 
 
 def test_idempotency_key_reused_with_another_body_is_refused(orders: Orders) -> None:
@@ -101,18 +123,13 @@ def test_malformed_json_is_400_problem(orders: Orders) -> None:
 def test_inventory_down_is_503_with_retry_after(
     database_url: str, unreachable_broker_url: str
 ) -> None:
-    from fastapi.testclient import TestClient
-
-    from flotilla.orders import create_app, migrate
-    from tests.orders.conftest import orders_settings
-    from tests.support.ports import free_port
-
     migrate(database_url)
     settings = orders_settings(
         database_url, f"http://127.0.0.1:{free_port()}", unreachable_broker_url
     )
     with TestClient(create_app(settings, relay=False)) as client:
         answer = client.post("/orders", json=ORDER)
+        assert client.get("/orders").json()["items"] == []
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "2"
     assert answer.headers["content-type"] == "application/problem+json"
@@ -143,3 +160,38 @@ def test_cancel_gives_the_stock_back_and_is_idempotent(orders: Orders) -> None:
     assert orders.client.post(f"/orders/{order['id']}/cancel").status_code == 200
     assert orders.stock("FLT-KAYAK") == before
     assert orders.client.get("/orders/nope").status_code == 404
+
+
+def test_an_order_that_cannot_be_stored_gives_its_stock_back(
+    orders: Orders, database_url: str
+) -> None:
+    """The database fails after inventory reserved: 500 problem, and nothing stays held."""
+    before = orders.stock("FLT-KAYAK")
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE outbox"))  # the order's insert now fails
+    engine.dispose()
+    client = TestClient(orders.client.app, raise_server_exceptions=False)
+    answer = client.post("/orders", json=ORDER)
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "Traceback" not in answer.text
+    assert orders.stock("FLT-KAYAK") == before
+    assert orders.client.get("/orders").json()["items"] == []
+
+
+def test_readiness_reports_the_unreachable_broker(orders: Orders) -> None:
+    assert orders.client.get("/healthz").status_code == 200
+    ready = orders.client.get("/readyz")
+    assert ready.status_code == 503
+    checks = ready.json()["checks"]
+    assert (checks["database"]["ok"], checks["broker"]["ok"]) == (True, False)
+
+
+def test_readiness_is_ok_with_database_and_broker_up(
+    database_url: str, inventory_url: str, redis_url: str
+) -> None:
+    migrate(database_url)
+    settings = orders_settings(database_url, inventory_url, redis_url)
+    with TestClient(create_app(settings, relay=False)) as client:
+        assert client.get("/readyz").status_code == 200

@@ -3,7 +3,7 @@
 from ._database import migrate
 from ._fulfilment import Fulfilment
 from ._inventory import InventoryClient
-from ._outbox import OutboxRelay, publish_pending
+from ._outbox import OutboxRelay, publish_pending, redrive_stalled_orders
 from ._settings import OrdersSettings
 from .actors import OrdersActors, declare_actors
 from .api.app import create_app
@@ -18,4 +18,5 @@ __all__ = [
     "declare_actors",
     "migrate",
     "publish_pending",
+    "redrive_stalled_orders",
 ]

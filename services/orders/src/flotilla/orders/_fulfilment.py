@@ -64,7 +64,16 @@ class Fulfilment:
         try:
             self.inventory.settle(reservation_id=reservation_id, action="commit")
         except ReservationGone:
-            return "cancelled"  # NOTE: the customer cancelled first; the release won the race
+            # NOTE: the stock was released first (a cancel won the race); the order cannot be
+            # fulfilled any more, so make sure it does not stay "accepted" for ever.
+            with self.sessions.begin() as session:
+                _orders.transition(
+                    session=session,
+                    order_id=str(order_id),
+                    to="cancelled",
+                    reason="reservation released before fulfilment",
+                )
+            return "cancelled"
         confirmation = OrderConfirmation(
             order_id=order_id,
             customer_email=email,

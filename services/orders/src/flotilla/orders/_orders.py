@@ -103,6 +103,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursor(cursor) from exc
 
 
+def _as_stored(session: Session, moment: datetime) -> datetime:
+    """SQLite compares the naive UTC text it stored; PostgreSQL compares instants."""
+    return moment.replace(tzinfo=None) if session.get_bind().dialect.name == "sqlite" else moment
+
+
 def list_orders(
     *, session: Session, status: str | None, limit: int, cursor: str | None
 ) -> tuple[list[Order], str | None]:
@@ -112,8 +117,7 @@ def list_orders(
         query = query.where(Order.status == status)
     if cursor is not None:
         moment, order_id = _decode_cursor(cursor)
-        if session.get_bind().dialect.name == "sqlite":
-            moment = moment.replace(tzinfo=None)
+        moment = _as_stored(session, moment)
         query = query.where(
             sa.or_(
                 Order.created_at < moment, sa.and_(Order.created_at == moment, Order.id < order_id)
@@ -151,6 +155,23 @@ def pending_outbox(*, session: Session, limit: int) -> list[OutboxMessage]:
         sa.select(OutboxMessage)
         .where(OutboxMessage.published_at.is_(None))
         .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query))
+
+
+def stalled_orders(*, session: Session, untouched_since: datetime, limit: int) -> list[Order]:
+    """Orders still ``accepted`` and untouched since ``untouched_since``, oldest first.
+
+    On PostgreSQL they are locked (skipping those another replica holds) until the caller's
+    transaction ends.
+    """
+    query = (
+        sa.select(Order)
+        .where(Order.status == "accepted", Order.updated_at < _as_stored(session, untouched_since))
+        .order_by(Order.updated_at)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":

@@ -1,4 +1,8 @@
+"""orders-worker: the ``fulfil_order`` actor in one process, drained on SIGTERM."""
+
 from __future__ import annotations
+
+import dramatiq
 
 from flotilla.core import broker_from_url, make_engine, run_worker, session_factory
 
@@ -12,6 +16,8 @@ from .actors import declare_actors
 def run(settings: OrdersSettings) -> None:
     """orders-worker: consume ``orders`` until SIGTERM, then drain."""
     broker = broker_from_url(settings.broker_url)
+    # NOTE: global too, so anything that sends through Dramatiq's default broker uses this one.
+    dramatiq.set_broker(broker)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     inventory = InventoryClient(settings.inventory_url, timeout_s=settings.inventory_timeout_s)
@@ -24,7 +30,12 @@ def run(settings: OrdersSettings) -> None:
     declare_actors(broker, fulfilment, settings)
     # NOTE: the worker relays too, so a confirmation left behind by a broker blip goes out
     # even when no orders-api runs.
-    relay = OutboxRelay(sessions=sessions, broker=broker, interval_s=1.0)
+    relay = OutboxRelay(
+        sessions=sessions,
+        broker=broker,
+        interval_s=max(settings.relay_interval_ms / 1000, 1.0),
+        outage_interval_s=settings.relay_outage_interval_ms / 1000,
+    )
     relay.start()
     try:
         run_worker(broker, queues=["orders"], threads=settings.worker_threads)

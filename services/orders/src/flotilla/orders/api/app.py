@@ -2,16 +2,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import dramatiq
-import sqlalchemy as sa
 from fastapi import FastAPI
 
-from flotilla.core import broker_from_url, make_engine, read_only, session_factory
+from flotilla.core import (
+    broker_from_url,
+    instrument_redis,
+    make_engine,
+    read_only,
+    session_factory,
+)
 from flotilla.core.fastapi import service_app
 
 from .._inventory import InventoryClient
 from .._outbox import OutboxRelay
+from .._readiness import broker_reachable, database_reachable
 from .._settings import OrdersSettings
 from .routes import orders
 
@@ -30,6 +37,9 @@ def create_app(
         relay: run the outbox relay thread in this process.
     """
     settings = settings or OrdersSettings()
+    # NOTE: only here, not in orders-worker, where Dramatiq's polling would make a root span
+    # per Redis call; in orders-api Redis calls happen inside a publish span.
+    instrument_redis()
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     broker = broker or broker_from_url(settings.broker_url)
@@ -38,23 +48,14 @@ def create_app(
             sessions=sessions,
             broker=broker,
             interval_s=settings.relay_interval_ms / 1000,
+            outage_interval_s=settings.relay_outage_interval_ms / 1000,
             batch=settings.relay_batch_size,
+            redrive_after_s=settings.redrive_after_ms / 1000 or None,
         )
         if relay
         else None
     )
     inventory = InventoryClient(settings.inventory_url, timeout_s=settings.inventory_timeout_s)
-
-    def database() -> None:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-
-    def broker_check() -> None:
-        client = getattr(broker, "client", None)
-        if client is not None:
-            client.ping()
-        else:
-            broker.declare_queue("orders")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -69,7 +70,10 @@ def create_app(
     app = service_app(
         title="Flotilla orders",
         lifespan=lifespan,
-        checks={"database": database, "broker": broker_check},
+        checks={
+            "database": partial(database_reachable, engine),
+            "broker": partial(broker_reachable, broker),
+        },
     )
     app.state.sessions = sessions
     app.state.read_sessions = session_factory(read_only(engine))

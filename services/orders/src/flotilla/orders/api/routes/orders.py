@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from flotilla.core import FulfilOrder, ProblemError, UpstreamError
 
@@ -59,6 +60,29 @@ def _stock_problem(refused: StockRefused) -> ProblemError:
     )
 
 
+def _replay(session: Session, response: Response, key: str, body_hash: str) -> OrderOut | None:
+    """The order an earlier request with this ``Idempotency-Key`` created, if any.
+
+    Raises:
+        ProblemError: 422 when the key was used with another body.
+    """
+    known = _orders.find_idempotency_key(session=session, key=key)
+    if known is None:
+        return None
+    if known.body_hash != body_hash:
+        raise ProblemError(
+            422,
+            "Idempotency key reused",
+            "this Idempotency-Key was used with another request body",
+            slug="idempotency-key-reused",
+            field="Idempotency-Key",
+        )
+    order = _orders.get_order(session=session, order_id=known.order_id)
+    assert order is not None  # NOTE: a foreign key ties the key to its order
+    response.headers["Location"] = f"/orders/{order.id}"
+    return _out(order)
+
+
 @router.post("", status_code=202)
 def place_order(
     body: OrderIn,
@@ -66,26 +90,18 @@ def place_order(
     inventory: Inventory,
     relay: Relay,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> OrderOut:
     """Reserve stock, store the order with its outbox row, answer 202 Accepted."""
     payload = body.model_dump(mode="json")
     body_hash = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     if idempotency_key is not None:
-        known = _orders.find_idempotency_key(session=session, key=idempotency_key)
-        if known is not None:
-            if known.body_hash != body_hash:
-                raise ProblemError(
-                    422,
-                    "Idempotency key reused",
-                    "this Idempotency-Key was used with another request body",
-                    slug="idempotency-key-reused",
-                    field="Idempotency-Key",
-                )
-            order = _orders.get_order(session=session, order_id=known.order_id)
-            assert order is not None
-            response.headers["Location"] = f"/orders/{order.id}"
-            return _out(order)
+        replayed = _replay(session, response, idempotency_key, body_hash)
+        if replayed is not None:
+            return replayed
+        # NOTE: end this transaction: on SQLite it holds the write lock (BEGIN IMMEDIATE), which
+        # must not wait on the call to inventory.
+        session.rollback()
 
     order_id = str(uuid.uuid4())
     try:
@@ -93,13 +109,7 @@ def place_order(
     except StockRefused as refused:
         raise _stock_problem(refused) from None
     except UpstreamError as exc:
-        raise ProblemError(
-            503,
-            "Inventory unavailable",
-            str(exc),
-            slug="inventory-unavailable",
-            headers={"Retry-After": "2"},
-        ) from exc
+        raise _inventory_unavailable(exc) from exc
     try:
         order = _orders.create_order(
             session=session,
@@ -113,20 +123,29 @@ def place_order(
         )
         session.commit()
     except Exception as exc:
+        # NOTE: never keep stock held for an order that was not stored.
         session.rollback()
         _release_quietly(inventory, reservation_id)
         if isinstance(exc, IntegrityError) and idempotency_key is not None:
-            # NOTE: a concurrent request with the same key won; answer with its order.
-            known = _orders.find_idempotency_key(session=session, key=idempotency_key)
-            if known is not None and known.body_hash == body_hash:
-                order = _orders.get_order(session=session, order_id=known.order_id)
-                assert order is not None
-                return _out(order)
+            # NOTE: a concurrent request with the same key won; answer as if we came second.
+            replayed = _replay(session, response, idempotency_key, body_hash)
+            if replayed is not None:
+                return replayed
         raise
     if relay is not None:
         relay.wake()
     response.headers["Location"] = f"/orders/{order.id}"
     return _out(order)
+
+
+def _inventory_unavailable(exc: UpstreamError) -> ProblemError:
+    return ProblemError(
+        503,
+        "Inventory unavailable",
+        str(exc),
+        slug="inventory-unavailable",
+        headers={"Retry-After": "2"},
+    )
 
 
 def _release_quietly(inventory: Inventory, reservation_id: str) -> None:
@@ -184,33 +203,27 @@ def cancel_order(order_id: str, session: DbSession, inventory: Inventory) -> Ord
     if order.status == "cancelled":
         return _out(order)
     if order.status != "accepted":
-        raise ProblemError(
-            409,
-            "Order cannot be cancelled",
-            f"order {order_id} is {order.status}",
-            slug="order-not-cancellable",
-            field="status",
-        )
+        raise _not_cancellable(order_id, order.status)
+    reservation_id = order.reservation_id
+    session.rollback()  # NOTE: hold no SQLite write lock across the call to inventory
     # NOTE: the reservation decides races with the worker: whoever settles it first wins.
     try:
-        inventory.settle(reservation_id=order.reservation_id, action="release")
+        inventory.settle(reservation_id=reservation_id, action="release")
     except ReservationGone:
-        raise ProblemError(
-            409,
-            "Order cannot be cancelled",
-            f"order {order_id} is being fulfilled",
-            slug="order-not-cancellable",
-            field="status",
-        ) from None
+        raise _not_cancellable(order_id, "being fulfilled") from None
     except UpstreamError as exc:
-        raise ProblemError(
-            503,
-            "Inventory unavailable",
-            str(exc),
-            slug="inventory-unavailable",
-            headers={"Retry-After": "2"},
-        ) from exc
+        raise _inventory_unavailable(exc) from exc
     _orders.transition(session=session, order_id=order_id, to="cancelled")
     session.commit()
     session.refresh(order)
     return _out(order)
+
+
+def _not_cancellable(order_id: str, state: str) -> ProblemError:
+    return ProblemError(
+        409,
+        "Order cannot be cancelled",
+        f"order {order_id} is {state}",
+        slug="order-not-cancellable",
+        field="status",
+    )

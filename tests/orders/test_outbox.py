@@ -1,0 +1,133 @@
+"""The outbox relay of orders-api: no accepted order is lost, even while the broker is down."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from flotilla.core import FulfilOrder, broker_from_url, make_engine, session_factory
+from flotilla.orders import create_app, migrate, redrive_stalled_orders
+from tests.orders.conftest import LateRedis, Orders, orders_settings, outbox_rows
+from tests.support.waiting import wait_for
+
+ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-PADDLE", "quantity": 1}]}
+
+
+def queued_order_ids(broker_url: str) -> list[str]:
+    """The order ids of the FulfilOrder messages waiting on the ``orders`` queue."""
+    broker = broker_from_url(broker_url)
+    try:
+        raw = broker.client.hvals(f"{broker.namespace}:orders.msgs")
+        return sorted(json.loads(message)["args"][0]["order_id"] for message in raw)
+    finally:
+        broker.close()
+
+
+def test_orders_accepted_while_the_broker_is_down_are_published_once_it_is_back(
+    database_url: str,
+    inventory_url: str,
+    late_redis: LateRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Given no broker, orders are still accepted; the relay keeps them and retries; when the
+    broker starts, every one of them is published, exactly once; the outage is logged once."""
+    caplog.set_level(logging.INFO, logger="flotilla.orders._outbox")
+    migrate(database_url)
+    settings = orders_settings(database_url, inventory_url, late_redis.url)
+    with TestClient(create_app(settings)) as api:
+        answers = [api.post("/orders", json=ORDER) for _ in range(3)]
+        assert [a.status_code for a in answers] == [202, 202, 202]
+        # the relay has tried (and failed) several times: the rows are still there, unpublished
+        wait_for(lambda: outbox_rows(database_url)[0]["attempts"] >= 3)
+        assert all(row["published_at"] is None for row in outbox_rows(database_url))
+
+        late_redis.start()
+        wait_for(lambda: all(row["published_at"] for row in outbox_rows(database_url)))
+
+    assert queued_order_ids(late_redis.url) == sorted(a.json()["id"] for a in answers)
+    outage = [r for r in caplog.records if "broker unreachable" in r.getMessage()]
+    assert len(outage) == 1
+    assert any("resumed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_restarted_relay_publishes_what_an_earlier_process_left_behind(
+    database_url: str, inventory_url: str, late_redis: LateRedis, unreachable_broker_url: str
+) -> None:
+    """orders-api stopped during an outage: the next orders-api process relays its orders."""
+    migrate(database_url)
+    down = orders_settings(database_url, inventory_url, unreachable_broker_url)
+    with TestClient(create_app(down)) as api:
+        placed = api.post("/orders", json=ORDER).json()["id"]
+    assert outbox_rows(database_url)[0]["published_at"] is None
+
+    late_redis.start()
+    with TestClient(create_app(orders_settings(database_url, inventory_url, late_redis.url))):
+        wait_for(lambda: outbox_rows(database_url)[0]["published_at"])
+    assert queued_order_ids(late_redis.url) == [placed]
+
+
+def test_the_relayed_message_continues_the_trace_of_the_order_request(
+    database_url: str, inventory_url: str, redis_url: str, spans: InMemorySpanExporter
+) -> None:
+    """``publish orders`` is a child of ``POST /orders``, though a relay thread sent it later;
+    the relay's own polling adds no traces of its own."""
+    migrate(database_url)
+    spans.clear()  # the migration is not what this test looks at
+    with TestClient(create_app(orders_settings(database_url, inventory_url, redis_url))) as api:
+        api.post("/orders", json=ORDER)
+        publish = wait_for(
+            lambda: next((s for s in spans.get_finished_spans() if s.name == "publish orders"), 0)
+        )
+        relay = api.app.state.relay  # type: ignore[attr-defined]
+        rounds = relay.rounds
+        wait_for(lambda: relay.rounds >= rounds + 3)  # idle rounds after the publication
+    finished = spans.get_finished_spans()
+    server = next(s for s in finished if s.name == "POST /orders" and s.kind.name == "SERVER")
+    assert publish.kind.name == "PRODUCER"
+    assert publish.context.trace_id == server.context.trace_id
+    assert publish.parent is not None and publish.parent.span_id == server.context.span_id
+    assert publish.attributes is not None
+    assert publish.attributes["messaging.destination.name"] == "orders"
+    strays = {s.name for s in finished if s.context.trace_id != server.context.trace_id}
+    assert strays == set()
+
+
+def test_an_accepted_order_whose_message_the_broker_lost_is_announced_again(
+    database_url: str, inventory_url: str, redis_url: str
+) -> None:
+    """The broker took the message, then forgot it (a Redis restart without persistence): the
+    relay sends FulfilOrder again once the order has stayed accepted for redrive_after_ms."""
+    migrate(database_url)
+    settings = orders_settings(database_url, inventory_url, redis_url).model_copy(
+        update={"redrive_after_ms": 300}
+    )
+    broker = broker_from_url(redis_url)
+    try:
+        with TestClient(create_app(settings)) as api:
+            order = api.post("/orders", json=ORDER).json()
+            wait_for(lambda: queued_order_ids(redis_url) == [order["id"]])
+            broker.flush(FulfilOrder.queue)
+            wait_for(lambda: set(queued_order_ids(redis_url)) == {order["id"]})
+            assert api.get(f"/orders/{order['id']}").json()["status"] == "accepted"
+    finally:
+        broker.close()
+    assert len(outbox_rows(database_url)) >= 2
+
+
+def test_only_orders_still_accepted_are_announced_again(orders: Orders, database_url: str) -> None:
+    accepted = orders.client.post("/orders", json=ORDER).json()["id"]
+    cancelled = orders.client.post("/orders", json=ORDER).json()["id"]
+    orders.client.post(f"/orders/{cancelled}/cancel")
+    engine = make_engine(database_url)
+    try:
+        again = redrive_stalled_orders(sessions=session_factory(engine), older_than_s=0)
+    finally:
+        engine.dispose()
+    assert again == [accepted]
+    announced = [row["payload"] for row in outbox_rows(database_url)]
+    ids = [(json.loads(p) if isinstance(p, str) else p)["order_id"] for p in announced]
+    assert ids == [accepted, cancelled, accepted]
