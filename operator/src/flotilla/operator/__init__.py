@@ -10,12 +10,22 @@ from ._depth import (
     RedisDepthReader,
     depth_reader,
 )
+from ._handlers import GROUP, PLURAL, VERSION, evaluate, register
+from ._kube import KubeApi, KubeError
 from ._policy import History, Observation, QueueDepth, ScaleDecision, ScalingSpec, decide, demand
+from ._spec import AutoscalerSpec, InvalidSpec, parse_spec
 
 __all__ = [
+    "GROUP",
+    "PLURAL",
+    "VERSION",
+    "AutoscalerSpec",
     "DepthReading",
     "DepthUnavailable",
     "History",
+    "InvalidSpec",
+    "KubeApi",
+    "KubeError",
     "Observation",
     "QueueDepth",
     "RabbitmqDepthReader",
@@ -25,4 +35,7 @@ __all__ = [
     "decide",
     "demand",
     "depth_reader",
+    "evaluate",
+    "parse_spec",
+    "register",
 ]
