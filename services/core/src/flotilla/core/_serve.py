@@ -24,6 +24,9 @@ def serve(app: Any, *, host: str, port: int, graceful_timeout_s: int = 20) -> No
         port=port,
         log_config=None,  # our JSON logging is already configured
         access_log=False,
+        # NOTE: uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1, letting any local
+        # client choose the address the edge sees; the edge sets forwarding headers itself.
+        proxy_headers=False,
         timeout_graceful_shutdown=graceful_timeout_s,
         lifespan="auto",
     )
