@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -95,7 +95,7 @@ def make_edge(redis_url: str) -> Iterator[EdgeFactory]:
     stack: list[object] = []
     base = redis_url.split("?")[0]
 
-    def start(**overrides: object) -> Edge:
+    def start(*, extra_routes: Sequence[Route] = (), **overrides: object) -> Edge:
         upstream = Upstream()
         up = serve_in_thread(upstream.app())
         upstream_url = up.__enter__()
@@ -105,6 +105,7 @@ def make_edge(redis_url: str) -> Iterator[EdgeFactory]:
                 Route(name="echo", prefix="/api/echo", upstream=upstream_url, rewrite="/e"),
                 Route(name="flaky", prefix="/api/flaky", upstream=upstream_url, rewrite="/flaky"),
                 Route(name="slow", prefix="/api/slow", upstream=upstream_url, rewrite="/slow"),
+                *extra_routes,
             ],
             "api_keys": f"tester:{hash_api_key(API_KEY)}",
             "redis_url": base,

@@ -6,11 +6,13 @@ import time
 
 import jwt
 import pytest
+from pydantic import ValidationError
 
 from flotilla.edge import (
     Authenticator,
     AuthError,
     CircuitBreaker,
+    EdgeSettings,
     Route,
     downstream_response_headers,
     hash_api_key,
@@ -92,23 +94,31 @@ def test_api_keys_must_be_configured_as_hashes() -> None:
         parse_api_keys("shop:plaintext-key")
 
 
+def state(breaker: CircuitBreaker) -> str:
+    """The breaker's state, read afresh (mypy would otherwise narrow it between steps)."""
+    return breaker.state
+
+
 def test_breaker_opens_after_failures_then_probes_once() -> None:
     now = [0.0]
     breaker = CircuitBreaker(failures_to_open=3, cooldown_s=10, clock=lambda: now[0])
     for _ in range(3):
         assert breaker.allow() is None
         breaker.record_failure()
-    assert breaker.state == "open"
+    assert state(breaker) == "open"
     assert breaker.allow() == 10
+    now[0] = 4
+    assert breaker.allow() == 6  # Retry-After counts down to the probe
     now[0] = 10.5
     assert breaker.allow() is None  # the one probe
+    assert state(breaker) == "half-open"
     assert breaker.allow() is not None  # everyone else waits for it
     breaker.record_failure()
-    assert breaker.state == "open"
+    assert state(breaker) == "open"
     now[0] = 21
     assert breaker.allow() is None
     breaker.record_success()
-    assert breaker.state == "closed"
+    assert state(breaker) == "closed"
     assert breaker.allow() is None
 
 
@@ -135,3 +145,120 @@ def test_hop_by_hop_and_credentials_stay_at_the_edge() -> None:
     assert not {"connection", "x-private", "keep-alive", "authorization"} & set(headers)
     back = downstream_response_headers([("Transfer-Encoding", "chunked"), ("X-A", "1")])
     assert back == [("X-A", "1")]
+
+
+def test_a_probe_that_never_reports_back_does_not_keep_the_circuit_shut() -> None:
+    """A client that goes away during the half-open probe leaves no outcome to record."""
+    now = [0.0]
+    breaker = CircuitBreaker(failures_to_open=1, cooldown_s=5, clock=lambda: now[0])
+    breaker.record_failure()
+    now[0] = 5
+    assert breaker.allow() is None  # the probe, whose outcome is lost
+    now[0] = 7
+    assert breaker.allow() is not None
+    now[0] = 10
+    assert breaker.allow() is None  # a fresh probe after another cool-down
+    breaker.record_success()
+    assert (state(breaker), breaker.failures) == ("closed", 0)
+
+
+def test_failures_below_the_threshold_keep_the_circuit_closed_and_success_resets_them() -> None:
+    breaker = CircuitBreaker(failures_to_open=3, cooldown_s=5, clock=lambda: 0.0)
+    breaker.record_failure()
+    breaker.record_failure()
+    breaker.record_success()
+    breaker.record_failure()
+    breaker.record_failure()
+    assert state(breaker) == "closed"
+    assert breaker.allow() is None
+
+
+def test_proxy_headers_and_forged_forwarding_never_reach_the_upstream() -> None:
+    headers = upstream_request_headers(
+        [
+            ("proxy-connection", "keep-alive"),
+            ("proxy-authorization", "Basic x"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-api-key", "k"),
+            ("x-client-id", "admin"),
+            ("x-request-id", "forged"),
+        ],
+        client_ip="10.0.0.1",
+        scheme="https",
+        host="shop.example",
+        client_id="jwt:ada",
+        request_id="r1",
+        trust_forwarded=False,
+    )
+    assert headers == {
+        "x-forwarded-for": "10.0.0.1",
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "shop.example",
+        "x-client-id": "jwt:ada",
+        "x-request-id": "r1",
+    }
+
+
+def test_behind_a_trusted_proxy_the_forwarded_chain_is_extended() -> None:
+    headers = upstream_request_headers(
+        [("x-forwarded-for", "1.2.3.4")],
+        client_ip="10.0.0.1",
+        scheme="http",
+        host="edge",
+        client_id="c",
+        request_id="r",
+        trust_forwarded=True,
+    )
+    assert headers["x-forwarded-for"] == "1.2.3.4, 10.0.0.1"
+
+
+def test_hop_by_hop_answer_headers_stay_at_the_edge() -> None:
+    back = downstream_response_headers(
+        [
+            ("Connection", "close, X-Hop"),
+            ("X-Hop", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Authenticate", "Basic"),
+            ("Trailer", "X-Sum"),
+            ("Upgrade", "h2c"),
+            ("Content-Type", "application/json"),
+            ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+        ]
+    )
+    assert back == [
+        ("Content-Type", "application/json"),
+        ("Set-Cookie", "a=1"),
+        ("Set-Cookie", "b=2"),
+    ]
+
+
+def test_the_documented_plain_algorithm_list_is_accepted() -> None:
+    assert EdgeSettings(jwt_algorithms="HS256").jwt_algorithms == ["HS256"]  # type: ignore[arg-type]
+    assert EdgeSettings(jwt_algorithms="HS256, HS512").jwt_algorithms == ["HS256", "HS512"]  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="never 'none'"):
+        EdgeSettings(jwt_algorithms="none")  # type: ignore[arg-type]
+
+
+def test_the_placeholder_jwt_secret_is_refused_in_production() -> None:
+    with pytest.raises(ValidationError, match="FLOTILLA_EDGE_JWT_SECRET"):
+        EdgeSettings(environment="production")
+    EdgeSettings(environment="production", jwt_secret="a-real-secret-from-the-vault")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "api_keys", ["shop:plaintext", f"shop:{'z' * 64}", f":{hash_api_key('k')}"]
+)
+def test_misconfigured_api_keys_stop_the_edge_at_start(api_keys: str) -> None:
+    with pytest.raises(ValidationError, match="client:sha256hex"):
+        EdgeSettings(api_keys=api_keys)
+
+
+def test_a_route_prefix_must_be_a_path_and_its_upstream_a_url() -> None:
+    with pytest.raises(ValidationError, match="starts with '/'"):
+        Route(name="x", prefix="api", upstream="http://x")
+    with pytest.raises(ValidationError, match="http"):
+        Route(name="x", prefix="/api", upstream="x:80")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Iterator
 
+import falcon.asgi
 import httpx
 import jwt
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from flotilla.edge import Route
-from tests.edge.conftest import Edge, EdgeFactory
+from flotilla.edge import EdgeSettings, Route, create_app
+from tests.edge.conftest import API_KEY, Edge, EdgeFactory
 
 
 def is_problem(answer: httpx.Response, status: int) -> bool:
@@ -30,6 +34,7 @@ def test_a_request_reaches_its_upstream_with_forwarding_headers(edge: Edge) -> N
     received = echoed["headers"]
     assert received["x-forwarded-for"] == "127.0.0.1"
     assert received["x-forwarded-proto"] == "http"
+    assert received["x-forwarded-host"] == edge.url.removeprefix("http://")
     assert received["x-client-id"] == "key:tester"
     assert received["x-request-id"] == "req-123"
     assert "authorization" not in received
@@ -40,10 +45,13 @@ def test_a_request_reaches_its_upstream_with_forwarding_headers(edge: Edge) -> N
     assert "x-secret-hop" not in answer.headers  # named in the upstream's Connection header
 
 
-def test_request_id_is_made_when_missing(edge: Edge) -> None:
+def test_request_id_is_made_when_missing_or_not_sane(edge: Edge) -> None:
     with edge.client() as c:
-        answer = c.get("/api/echo/x")
-    assert len(answer.headers["x-request-id"]) == 32
+        made = c.get("/api/echo/x")
+        replaced = c.get("/api/echo/x", headers={"X-Request-Id": "x" * 300})
+    assert len(made.headers["x-request-id"]) == 32
+    assert made.json()["headers"]["x-request-id"] == made.headers["x-request-id"]
+    assert len(replaced.headers["x-request-id"]) == 32
 
 
 def test_no_credentials_is_a_401_problem_with_a_trace_id(edge: Edge) -> None:
@@ -54,16 +62,60 @@ def test_no_credentials_is_a_401_problem_with_a_trace_id(edge: Edge) -> None:
     assert len(answer.headers["x-trace-id"]) == 32
 
 
-def test_a_valid_jwt_is_let_through_and_a_wrong_audience_is_not(edge: Edge) -> None:
-    claims = {"sub": "ada", "iss": edge.settings.jwt_issuer, "exp": int(time.time()) + 60}
+def jwt_for(edge: Edge, **claims: object) -> str:
+    base = {
+        "sub": "ada",
+        "iss": edge.settings.jwt_issuer,
+        "aud": edge.settings.jwt_audience,
+        "exp": int(time.time()) + 600,
+    }
     secret = edge.settings.jwt_secret.get_secret_value()
-    good = jwt.encode({**claims, "aud": edge.settings.jwt_audience}, secret, algorithm="HS256")
-    bad = jwt.encode({**claims, "aud": "someone-else"}, secret, algorithm="HS256")
-    ok = httpx.get(f"{edge.url}/api/echo/x", headers={"Authorization": f"Bearer {good}"})
-    assert ok.status_code == 200
-    assert ok.json()["headers"]["x-client-id"] == "jwt:ada"
-    refused = httpx.get(f"{edge.url}/api/echo/x", headers={"Authorization": f"Bearer {bad}"})
+    return jwt.encode({**base, **claims}, secret, algorithm="HS256")
+
+
+def test_a_valid_jwt_or_api_key_is_let_through(edge: Edge) -> None:
+    by_jwt = httpx.get(
+        f"{edge.url}/api/echo/x", headers={"Authorization": f"Bearer {jwt_for(edge)}"}
+    )
+    by_header = httpx.get(f"{edge.url}/api/echo/x", headers={"X-API-Key": API_KEY})
+    assert by_jwt.status_code == 200
+    assert by_jwt.json()["headers"]["x-client-id"] == "jwt:ada"
+    assert by_header.status_code == 200
+    assert by_header.json()["headers"]["x-client-id"] == "key:tester"
+    assert "x-api-key" not in by_header.json()["headers"]
+
+
+@pytest.mark.parametrize(
+    ("claims", "detail"),
+    [
+        ({"aud": "someone-else"}, "audience"),
+        ({"iss": "someone-else"}, "issuer"),
+        ({"exp": int(time.time()) - 60}, "expired"),
+    ],
+)
+def test_a_jwt_with_the_wrong_audience_issuer_or_expiry_is_a_401_problem(
+    edge: Edge, claims: dict[str, object], detail: str
+) -> None:
+    token = jwt_for(edge, **claims)
+    refused = httpx.get(f"{edge.url}/api/echo/x", headers={"Authorization": f"Bearer {token}"})
     assert is_problem(refused, 401)
+    assert detail in refused.json()["detail"]
+    assert len(refused.headers["x-trace-id"]) == 32
+
+
+def test_a_jwt_signed_with_another_secret_or_an_unknown_key_is_a_401_problem(edge: Edge) -> None:
+    forged = jwt.encode(
+        {
+            "sub": "eve",
+            "iss": edge.settings.jwt_issuer,
+            "aud": edge.settings.jwt_audience,
+            "exp": int(time.time()) + 600,
+        },
+        "not-the-edge-secret-but-long-enough-for-hs256",
+        algorithm="HS256",
+    )
+    for headers in ({"Authorization": f"Bearer {forged}"}, {"X-API-Key": "guess"}):
+        assert is_problem(httpx.get(f"{edge.url}/api/echo/x", headers=headers), 401)
 
 
 def test_rate_limit_answers_429_with_retry_after(make_edge: EdgeFactory) -> None:
@@ -100,7 +152,7 @@ def test_a_body_over_the_limit_is_413(make_edge: EdgeFactory) -> None:
         assert c.post("/api/echo/x", content=b"x" * 999).json()["body_bytes"] == 999
         assert is_problem(c.post("/api/echo/x", content=b"x" * 1001), 413)
 
-        def chunks():  # no Content-Length: the edge counts what arrives
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the edge counts what arrives
             for _ in range(20):
                 yield b"y" * 100
 
@@ -116,20 +168,35 @@ def test_a_slow_upstream_is_a_504(make_edge: EdgeFactory) -> None:
 def test_an_unreachable_upstream_is_a_502_then_the_circuit_opens(
     make_edge: EdgeFactory, closed_port: int
 ) -> None:
-    edge = make_edge(breaker_failures=3, breaker_cooldown_s=30, retries=0)
-    edge.settings.routes.append(
-        Route(name="down", prefix="/api/down", upstream=f"http://127.0.0.1:{closed_port}")
-    )
-    # NOTE: routes are read at app creation; start a second edge with the extra route.
-    edge = make_edge(
-        breaker_failures=3, breaker_cooldown_s=30, retries=0, routes=[*edge.settings.routes]
-    )
+    down = Route(name="down", prefix="/api/down", upstream=f"http://127.0.0.1:{closed_port}")
+    edge = make_edge(breaker_failures=3, breaker_cooldown_s=30, retries=0, extra_routes=[down])
     with edge.client() as c:
         first = [c.get("/api/down/x") for _ in range(3)]
         opened = c.get("/api/down/x")
+        others = c.get("/api/echo/x")
+        metrics = httpx.get(f"{edge.url}/metrics").text
     assert all(is_problem(a, 502) for a in first)
     assert is_problem(opened, 503)
-    assert int(opened.headers["retry-after"]) >= 1
+    assert opened.json()["type"].endswith("/circuit-open")
+    assert 1 <= int(opened.headers["retry-after"]) <= 30
+    assert others.status_code == 200  # one upstream's circuit does not affect the others
+    assert 'edge_circuit_state{upstream="down"} 2.0' in metrics
+    assert 'edge_circuit_state{upstream="echo"} 0.0' in metrics
+    assert 'edge_upstream_errors_total{kind="unreachable",upstream="down"} 3.0' in metrics
+
+
+def test_the_circuit_opens_on_upstream_503s_and_stops_retrying_once_open(
+    make_edge: EdgeFactory,
+) -> None:
+    edge = make_edge(breaker_failures=2, breaker_cooldown_s=30, retries=5)
+    edge.upstream.fail_first = 100
+    with edge.client() as c:
+        first = c.get("/api/flaky")
+        second = c.get("/api/flaky")
+    assert first.status_code == 503  # the upstream's own answer, passed through
+    assert is_problem(second, 503)
+    assert second.headers["retry-after"]
+    assert edge.upstream.hits == {"GET": 2}
 
 
 def test_idempotent_requests_are_retried_and_posts_are_not(make_edge: EdgeFactory) -> None:
@@ -143,23 +210,88 @@ def test_idempotent_requests_are_retried_and_posts_are_not(make_edge: EdgeFactor
 
 def test_unknown_route_is_a_404_problem(edge: Edge) -> None:
     with edge.client() as c:
-        assert is_problem(c.get("/nowhere"), 404)
+        answer = c.get("/nowhere")
+    assert is_problem(answer, 404)
+    assert answer.json()["errors"][0]["field"] == "path"
+    assert answer.json()["instance"] == "/nowhere"
 
 
-def test_health_readiness_and_metrics(edge: Edge, make_edge: EdgeFactory, closed_port: int) -> None:
+def test_health_readiness_and_metrics_need_no_credentials(edge: Edge) -> None:
     assert httpx.get(f"{edge.url}/healthz").json() == {"status": "alive"}
     ready = httpx.get(f"{edge.url}/readyz")
     assert ready.status_code == 200
+    assert set(ready.json()["checks"]) == {"echo", "flaky", "slow", "redis"}
     with edge.client() as c:
         c.get("/api/echo/x")
+    metrics = httpx.get(f"{edge.url}/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'edge_requests_total{method="GET",route="echo",status="200"} 1.0' in metrics.text
+    assert 'edge_request_duration_seconds_count{route="echo"} 1.0' in metrics.text
+
+
+def test_metrics_count_refused_requests(make_edge: EdgeFactory) -> None:
+    edge = make_edge(rate_limit_per_second=1, rate_limit_burst=1)
+    with edge.client() as c:
+        answers = [c.get("/api/echo/x").status_code for _ in range(3)]
+    anonymous = httpx.get(f"{edge.url}/api/echo/x")
     metrics = httpx.get(f"{edge.url}/metrics").text
-    assert 'edge_requests_total{method="GET",route="echo",status="200"}' in metrics
-    broken = make_edge(
-        routes=[Route(name="gone", prefix="/api/gone", upstream=f"http://127.0.0.1:{closed_port}")]
+    limited = answers.count(429)
+    assert limited >= 1 and anonymous.status_code == 401
+    assert f"edge_rate_limited_total {float(limited)}" in metrics
+    assert f'edge_requests_total{{method="GET",route="echo",status="429"}} {float(limited)}' in (
+        metrics
     )
+    assert 'edge_requests_total{method="GET",route="edge",status="401"} 1.0' in metrics
+
+
+def test_readiness_is_503_and_names_the_upstream_that_is_down(
+    make_edge: EdgeFactory, closed_port: int
+) -> None:
+    gone = Route(name="gone", prefix="/api/gone", upstream=f"http://127.0.0.1:{closed_port}")
+    broken = make_edge(extra_routes=[gone])
     unready = httpx.get(f"{broken.url}/readyz")
     assert unready.status_code == 503
-    assert unready.json()["checks"]["gone"]["ok"] is False
+    checks = unready.json()["checks"]
+    assert checks["gone"]["ok"] is False
+    assert checks["echo"]["ok"] is True and checks["redis"]["ok"] is True
+
+
+def test_readiness_is_503_when_redis_is_unreachable_but_traffic_still_flows(
+    make_edge: EdgeFactory, closed_port: int
+) -> None:
+    """The shared rate limit fails open: a Redis outage must not become a platform outage."""
+    edge = make_edge(redis_url=f"redis://127.0.0.1:{closed_port}/0")
+    unready = httpx.get(f"{edge.url}/readyz")
+    assert unready.status_code == 503
+    assert unready.json()["checks"]["redis"]["ok"] is False
+    with edge.client() as c:
+        assert c.get("/api/echo/x").status_code == 200
+
+
+def test_an_unexpected_failure_is_a_500_problem_without_a_traceback(
+    redis_url: str, spans: InMemorySpanExporter
+) -> None:
+    """Served in-process (ASGI transport) with one extra route that fails on purpose."""
+    asgi = create_app(EdgeSettings(routes=[], redis_url=redis_url.split("?")[0]))
+    falcon_app = asgi
+    while not isinstance(falcon_app, falcon.asgi.App):
+        falcon_app = falcon_app.app
+
+    class Broken:
+        async def on_get(self, req: object, resp: object) -> None:
+            raise RuntimeError("secret internals")
+
+    falcon_app.add_route("/broken", Broken())
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+            return await client.get("/broken")
+
+    answer = asyncio.run(call())
+    assert is_problem(answer, 500)
+    assert "secret internals" not in answer.text
+    assert len(answer.headers["x-trace-id"]) == 32
 
 
 def test_the_trace_starts_at_the_edge_and_continues_upstream(

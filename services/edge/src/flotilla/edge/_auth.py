@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import string
 from dataclasses import dataclass
 
 import jwt
@@ -31,7 +32,7 @@ def parse_api_keys(spec: str) -> dict[str, str]:
     keys = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         client, _, digest = item.partition(":")
-        if not client or len(digest) != 64:
+        if not client or len(digest) != 64 or digest.strip(string.hexdigits):
             raise ValueError(f"FLOTILLA_EDGE_API_KEYS entry {item!r} is not client:sha256hex")
         keys[digest.lower()] = client
     return keys

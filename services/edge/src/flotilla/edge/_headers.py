@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# RFC 9110 §7.6.1; "trailers" is RFC 2616's spelling, still sent by some clients. Every
+# Proxy-* header (Proxy-Authorization, Proxy-Connection, …) is for this hop only as well.
 HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
+    {"connection", "keep-alive", "te", "trailer", "trailers", "transfer-encoding", "upgrade"}
 )
 # NOTE: the client's credentials stop at the edge; upstreams get X-Client-Id instead. Host and
-# Content-Length are set by the HTTP client for the upstream request.
-NOT_FORWARDED = frozenset({"authorization", "x-api-key", "host", "content-length", "x-client-id"})
+# Content-Length are set by the HTTP client for the upstream request. What a client says about
+# forwarding (Forwarded, X-Forwarded-*) is replaced by what the edge saw, so it cannot be forged.
+NOT_FORWARDED = frozenset(
+    {"authorization", "x-api-key", "host", "content-length", "x-client-id", "forwarded"}
+)
+
+
+def is_hop_by_hop(name: str) -> bool:
+    """Whether the header ``name`` (lower case) concerns one connection only."""
+    return name in HOP_BY_HOP or name.startswith("proxy-")
 
 
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> set[str]:
@@ -49,7 +49,7 @@ def upstream_request_headers(
         lower = name.lower()
         if lower == "x-forwarded-for":
             forwarded_for = value
-        elif lower not in drop and not lower.startswith("x-forwarded-"):
+        elif lower not in drop and not lower.startswith(("x-forwarded-", "proxy-")):
             out[lower] = value
     chain = f"{forwarded_for}, {client_ip}" if trust_forwarded and forwarded_for else client_ip
     out.update(
@@ -72,4 +72,4 @@ def downstream_response_headers(headers: Iterable[tuple[str, str]]) -> list[tupl
         | _connection_tokens(pairs)
         | {"content-length", "content-encoding", "server", "date"}
     )
-    return [(n, v) for n, v in pairs if n.lower() not in drop]
+    return [(n, v) for n, v in pairs if (low := n.lower()) not in drop and not is_hop_by_hop(low)]

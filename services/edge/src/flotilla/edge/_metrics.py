@@ -6,6 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class EdgeMetrics:
+    """The edge's counters, histogram and gauges, in a registry of their own."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -30,9 +32,9 @@ class EdgeMetrics:
             ["upstream", "kind"],
             registry=self.registry,
         )
-        self.breaker_open = Gauge(
-            "edge_circuit_open",
-            "1 while an upstream's circuit is open",
+        self.breaker_state = Gauge(
+            "edge_circuit_state",
+            "State of each upstream's circuit breaker: 0 closed, 1 half-open, 2 open",
             ["upstream"],
             registry=self.registry,
         )

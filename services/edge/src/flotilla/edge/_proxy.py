@@ -16,7 +16,7 @@ import falcon.asgi
 from flotilla.core import FieldError, Problem
 
 from ._auth import Authenticator, AuthError, Client
-from ._breaker import CircuitBreaker
+from ._breaker import STATE_VALUES, CircuitBreaker
 from ._headers import downstream_response_headers, upstream_request_headers
 from ._metrics import EdgeMetrics
 from ._ratelimit import RedisRateLimiter
@@ -71,6 +71,8 @@ class Proxy:
             route.name: CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
             for route in settings.routes
         }
+        for name, breaker in self.breakers.items():
+            self._observe(name, breaker)
 
     async def __call__(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response | None, **_: Any
@@ -104,7 +106,7 @@ class Proxy:
             req.headers.items(),
             client_ip=req.remote_addr or "",
             scheme=req.scheme,
-            host=req.host,
+            host=req.netloc,  # with the port, as the client addressed the edge
             client_id=client.id,
             request_id=req.context.request_id,
             trust_forwarded=self.settings.trust_forwarded,
@@ -156,33 +158,24 @@ class Proxy:
         self, name: str, method: str, url: str, headers: dict[str, str], body: bytes
     ) -> UpstreamAnswer:
         breaker = self.breakers[name]
-        wait = breaker.allow()
-        if wait is not None:
-            self.metrics.breaker_open.labels(name).set(1)
-            retry_after = str(max(1, math.ceil(wait)))
-            raise EdgeProblem(
-                503,
-                "Upstream unavailable",
-                f"{name} is failing; the edge stopped calling it for a while",
-                slug="circuit-open",
-                headers={"Retry-After": retry_after},
-            )
+        self._refuse_while_open(name, breaker)
         attempts = 1 + (self.settings.retries if method in IDEMPOTENT else 0)
         for attempt in range(1, attempts + 1):
-            last = attempt == attempts
             try:
                 answer = await self.http.request(method, url, headers, body)
             except UpstreamTimeoutError as exc:
+                # NOTE: a timeout is not retried: the client already waited the whole
+                # upstream timeout, and a retry would double it behind its back.
                 self._failed(breaker, name, "timeout")
                 raise EdgeProblem(
                     504,
                     "Upstream timeout",
-                    f"{name} did not answer in time",
+                    f"{name} did not answer within {self.settings.upstream_timeout_s:g} s",
                     slug="upstream-timeout",
                 ) from exc
             except UpstreamTransportError as exc:
                 self._failed(breaker, name, "unreachable")
-                if not last:
+                if self._may_retry(breaker, attempt, attempts):
                     await asyncio.sleep(0.05 * attempt)
                     continue
                 raise EdgeProblem(
@@ -193,15 +186,46 @@ class Proxy:
                 ) from exc
             if answer.status in RETRY_STATUSES:
                 self._failed(breaker, name, str(answer.status))
-                if not last:
+                if self._may_retry(breaker, attempt, attempts):
                     await asyncio.sleep(0.05 * attempt)
                     continue
             else:
-                breaker.record_success()
-                self.metrics.breaker_open.labels(name).set(0)
+                self._succeeded(breaker, name)
+            # NOTE: the upstream's own answer (a 503 problem included) goes back as it is.
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @staticmethod
+    def _may_retry(breaker: CircuitBreaker, attempt: int, attempts: int) -> bool:
+        # NOTE: once the circuit is open (this request's failures may have opened it), the
+        # remaining attempts would only hammer an upstream the edge has given up on.
+        return attempt < attempts and breaker.state != "open"
+
+    def _refuse_while_open(self, name: str, breaker: CircuitBreaker) -> None:
+        before = breaker.state
+        wait = breaker.allow()
+        if breaker.state != before:
+            self._observe(name, breaker)
+        if wait is None:
+            return
+        retry_after = str(max(1, math.ceil(wait)))
+        raise EdgeProblem(
+            503,
+            "Upstream unavailable",
+            f"{name} is failing; the edge stopped calling it for a while",
+            slug="circuit-open",
+            headers={"Retry-After": retry_after},
+        )
+
+    def _succeeded(self, breaker: CircuitBreaker, name: str) -> None:
+        if breaker.state != "closed" or breaker.failures:
+            breaker.record_success()
+            self._observe(name, breaker)
+
     def _failed(self, breaker: CircuitBreaker, name: str, kind: str) -> None:
         breaker.record_failure()
+        self._observe(name, breaker)
         self.metrics.upstream_errors.labels(name, kind).inc()
+
+    def _observe(self, name: str, breaker: CircuitBreaker) -> None:
+        self.metrics.breaker_state.labels(name).set(STATE_VALUES[breaker.state])

@@ -21,6 +21,7 @@ from flotilla.core import (
     configure_telemetry,
     current_trace_id,
     instrument_asgi,
+    instrument_httpx,
     instrument_redis,
 )
 
@@ -129,7 +130,8 @@ class Lifespan:
 def create_app(settings: EdgeSettings | None = None) -> Any:
     """The edge: a Falcon ASGI app inside OpenTelemetry's ASGI middleware."""
     settings = settings or EdgeSettings()
-    instrument_redis()
+    instrument_httpx()  # with FLOTILLA_EDGE_HTTP_CLIENT=httpx, upstream calls make CLIENT spans
+    instrument_redis()  # the rate limit's EVALSHA shows in the trace
     metrics = EdgeMetrics()
     http = make_upstream(
         settings.http_client,
@@ -188,6 +190,9 @@ def create_app(settings: EdgeSettings | None = None) -> Any:
         Proxy(settings, authenticator=authenticator, limiter=limiter, http=http, metrics=metrics),
         prefix="/",
     )
+    # NOTE: opentelemetry-instrumentation-falcon only instruments falcon.App (WSGI); for a
+    # falcon.asgi.App the generic ASGI middleware is what works. It makes the SERVER span the
+    # proxy's CLIENT span hangs under, so the trace starts here and X-Trace-Id can name it.
     return instrument_asgi(app)
 
 
