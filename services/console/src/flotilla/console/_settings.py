@@ -1,16 +1,29 @@
+"""The console's settings (``FLOTILLA_CONSOLE_*``, docs/contracts.md)."""
+
 from __future__ import annotations
+
+from pydantic import Field
 
 from flotilla.core import ComponentSettings, component_config
 
 
 class ConsoleSettings(ComponentSettings):
-    """console's settings (``FLOTILLA_CONSOLE_*``)."""
+    """console's settings (``FLOTILLA_CONSOLE_*``).
+
+    Attributes:
+        host: address to listen on.
+        port: port to listen on (``OTEL_EXPORTER_OTLP_ENDPOINT`` of every other process).
+        database_path: the SQLite file of the span store; its folder is created.
+        retention_max_spans: how many spans are kept; the oldest traces go first.
+        retention_max_age_s: how long (by start time) a trace is kept.
+        max_request_bytes: the largest export accepted, compressed and decompressed.
+    """
 
     model_config = component_config("CONSOLE")
 
     host: str = "127.0.0.1"
-    port: int = 8090
+    port: int = Field(default=8090, ge=1, le=65535)
     database_path: str = "var/console.db"
-    retention_max_spans: int = 200_000
-    retention_max_age_s: int = 86_400
-    max_request_bytes: int = 16 * 1024 * 1024
+    retention_max_spans: int = Field(default=200_000, ge=1)
+    retention_max_age_s: int = Field(default=86_400, ge=1)
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

@@ -1,4 +1,11 @@
-"""The console's span store: SQLite (WAL), one connection per thread, bounded retention."""
+"""The console's span store: SQLite in WAL mode, one writer, bounded retention.
+
+Every process of the platform exports here during a load test, so the hot paths are shaped
+for that: one export is one transaction; the trace list reads a ``traces`` summary table
+(refreshed for the traces an export touched) instead of grouping every stored span; and
+retention runs every few exports rather than on each. Readers never wait for the writer
+(WAL); writers are serialised by a lock in-process and ``BEGIN IMMEDIATE`` across processes.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +13,15 @@ import json
 import sqlite3
 import threading
 import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from ._otlp import SpanRecord
+from ._summary import SpanOutline, TraceOutline, summarise_trace
 
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT,
@@ -21,144 +32,305 @@ CREATE TABLE IF NOT EXISTS spans (
     PRIMARY KEY (trace_id, span_id)
 );
 CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
-CREATE INDEX IF NOT EXISTS spans_service ON spans (service, start_ns);
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id TEXT PRIMARY KEY, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+    span_count INTEGER NOT NULL, error INTEGER NOT NULL,
+    root_service TEXT NOT NULL, root_name TEXT NOT NULL, services TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
+CREATE TABLE IF NOT EXISTS trace_services (
+    trace_id TEXT NOT NULL, service TEXT NOT NULL, start_ns INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, service)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trace_services_service ON trace_services (service, start_ns);
 """
-PRUNE_EVERY = 50  # exports between two retention passes (pruning costs a scan)
+_CHUNK = 400  # ids per ``IN (...)``, well under SQLite's bound-parameter limit
+PRUNE_EVERY_EXPORTS = 50
+_SPAN_COLUMNS = (
+    "span_id, parent_span_id, name, kind, service, start_ns, end_ns, status, status_message, "
+    "attributes, events"
+)
+_TRACE_FIELDS = (
+    "trace_id",
+    "root_service",
+    "root_name",
+    "start_ns",
+    "end_ns",
+    "span_count",
+    "services",
+    "error",
+)
+_TRACE_COLUMNS = ", ".join(_TRACE_FIELDS)
+_TRACE_COLUMNS_OF_T = ", ".join(f"t.{name}" for name in _TRACE_FIELDS)
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for offset in range(0, len(items), _CHUNK):
+        yield items[offset : offset + _CHUNK]
+
+
+def _marks(items: Sequence[str]) -> str:
+    return ",".join("?" * len(items))
+
+
+def _trace_outline(row: Sequence[object]) -> TraceOutline:
+    trace_id, root_service, root_name, start, end, count, services, error = row
+    return TraceOutline(
+        trace_id=str(trace_id),
+        root_service=str(root_service),
+        root_name=str(root_name),
+        start=int(str(start)),
+        end=int(str(end)),
+        span_count=int(str(count)),
+        services=tuple(json.loads(str(services))),
+        error=bool(error),
+    )
 
 
 class SpanStore:
-    """Stores spans and answers trace queries."""
+    """Stores spans and answers trace queries.
+
+    Args:
+        path: the SQLite file (its folder is created) or ``:memory:``.
+        max_spans: how many spans to keep at most; the oldest traces go first.
+        max_age_s: how old (by start) a trace may get before it goes.
+    """
 
     def __init__(self, path: str, *, max_spans: int, max_age_s: int) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path, self.max_spans, self.max_age_s = path, max_spans, max_age_s
         self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._exports = 0
-        self._connection().executescript(_SCHEMA)
+        # NOTE: a retention pass walks an index, so it runs every few exports, or sooner
+        # when many spans arrived, to keep the overshoot within a tenth of the budget.
+        self._prune_after_spans = max(1, max_spans // 10)
+        self._exports_since_prune = 0
+        self._spans_since_prune = 0
+        self._migrate()
+        self.prune()
 
+    # -- connections -------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
+            # PERF: one connection per thread (the threadpool's threads are long-lived).
             connection = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
         return connection
 
-    def add(self, records: list[SpanRecord]) -> None:
-        """Store one export's spans in one transaction; a re-sent span replaces itself."""
-        rows = [
-            (
-                r.trace_id,
-                r.span_id,
-                r.parent_span_id,
-                r.name,
-                r.kind,
-                r.service,
-                r.start,
-                r.end,
-                r.status,
-                r.status_message,
-                json.dumps(r.attributes, default=str),
-                json.dumps(r.events, default=str),
-                json.dumps(r.resource, default=str),
-            )
-            for r in records
-        ]
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         connection = self._connection()
         with self._write_lock:
             connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this store opened (at shutdown, when no request runs)."""
+        with self._connections_lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _migrate(self) -> None:
+        self._connection().executescript(_SCHEMA)  # idempotent: IF NOT EXISTS throughout
+        with self._transaction() as connection:
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            if version >= SCHEMA_VERSION:
+                return
+            # Version 1 stored spans only; their trace summaries are built once here.
+            trace_ids = [
+                row[0] for row in connection.execute("SELECT DISTINCT trace_id FROM spans")
+            ]
+            self._refresh_summaries(connection, trace_ids)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- writes ------------------------------------------------------------------------
+    def add_spans(self, *, spans: Sequence[SpanRecord]) -> None:
+        """Store one export's spans in one transaction; a span sent again replaces itself."""
+        if not spans:
+            return
+        rows = [
+            (
+                s.trace_id,
+                s.span_id,
+                s.parent_span_id,
+                s.name,
+                s.kind,
+                s.service,
+                s.start,
+                s.end,
+                s.status,
+                s.status_message,
+                json.dumps(s.attributes, default=str),
+                json.dumps(s.events, default=str),
+                json.dumps(s.resource, default=str),
+            )
+            for s in spans
+        ]
+        with self._transaction() as connection:
             connection.executemany(
                 "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
             )
-            connection.execute("COMMIT")
-            self._exports += 1
-            if self._exports % PRUNE_EVERY == 0:
-                self.prune()
+            self._refresh_summaries(connection, list(dict.fromkeys(s.trace_id for s in spans)))
+        self._exports_since_prune += 1
+        self._spans_since_prune += len(spans)
+        if (
+            self._exports_since_prune >= PRUNE_EVERY_EXPORTS
+            or self._spans_since_prune >= self._prune_after_spans
+        ):
+            self.prune()
 
-    def prune(self, now_ns: int | None = None) -> None:
-        """Drop whole traces that are too old or beyond the span budget, oldest first."""
-        now_ns = now_ns or time.time_ns()
-        connection = self._connection()
-        cutoff = now_ns - self.max_age_s * 1_000_000_000
-        row = connection.execute(
-            "SELECT start_ns FROM spans ORDER BY start_ns DESC LIMIT 1 OFFSET ?",
-            (self.max_spans,),
-        ).fetchone()
-        if row is not None:
-            cutoff = max(cutoff, int(row[0]) + 1)
-        connection.execute(
-            "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM spans "
-            "GROUP BY trace_id HAVING MIN(start_ns) < ?)",
-            (cutoff,),
-        )
+    def _refresh_summaries(self, connection: sqlite3.Connection, trace_ids: list[str]) -> None:
+        for chunk in _chunks(trace_ids):
+            outlines: dict[str, list[SpanOutline]] = defaultdict(list)
+            for trace_id, *fields in connection.execute(
+                "SELECT trace_id, span_id, parent_span_id, name, service, start_ns, end_ns, "  # noqa: S608  # only placeholders vary
+                f"status FROM spans WHERE trace_id IN ({_marks(chunk)})",
+                chunk,
+            ):
+                outlines[trace_id].append(SpanOutline(*fields))
+            summaries = [summarise_trace(t, spans) for t, spans in outlines.items()]
+            connection.executemany(
+                f"INSERT OR REPLACE INTO traces ({_TRACE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",  # noqa: S608  # fixed names
+                [
+                    (
+                        t.trace_id,
+                        t.root_service,
+                        t.root_name,
+                        t.start,
+                        t.end,
+                        t.span_count,
+                        json.dumps(t.services),
+                        int(t.error),
+                    )
+                    for t in summaries
+                ],
+            )
+            connection.execute(
+                f"DELETE FROM trace_services WHERE trace_id IN ({_marks(chunk)})",  # noqa: S608  # only placeholders vary
+                chunk,
+            )
+            connection.executemany(
+                "INSERT INTO trace_services VALUES (?,?,?)",
+                [(t.trace_id, service, t.start) for t in summaries for service in t.services],
+            )
 
-    def count(self) -> int:
-        return int(self._connection().execute("SELECT COUNT(*) FROM spans").fetchone()[0])
+    def prune(self, *, now_ns: int | None = None) -> int:
+        """Drop whole traces that are too old or beyond the span budget, oldest first.
 
-    def recent_traces(self, *, service: str | None, limit: int) -> list[dict[str, Any]]:
-        """Summaries of the newest traces, optionally only those touching ``service``."""
-        where, params = "", []
-        if service:
-            where = "WHERE trace_id IN (SELECT trace_id FROM spans WHERE service = ?)"
-            params.append(service)
-        connection = self._connection()
-        summaries = connection.execute(
-            f"SELECT trace_id, MIN(start_ns), MAX(end_ns), COUNT(*), "  # noqa: S608  # only placeholders vary
-            f"GROUP_CONCAT(DISTINCT service), MAX(status = 'ERROR') FROM spans {where} "
-            f"GROUP BY trace_id ORDER BY MIN(start_ns) DESC LIMIT ?",
-            (*params, limit),
-        ).fetchall()
-        traces = []
-        for trace_id, start, end, count, services, error in summaries:
-            root = connection.execute(
-                "SELECT service, name FROM spans WHERE trace_id = ? "
-                "ORDER BY (parent_span_id IS NOT NULL), start_ns LIMIT 1",
-                (trace_id,),
+        Returns:
+            How many traces were dropped.
+        """
+        now_ns = time.time_ns() if now_ns is None else now_ns
+        self._exports_since_prune = self._spans_since_prune = 0
+        with self._transaction() as connection:
+            cutoff = now_ns - self.max_age_s * 1_000_000_000
+            (stored,) = connection.execute(
+                "SELECT COALESCE(SUM(span_count), 0) FROM traces"
             ).fetchone()
-            traces.append(
-                {
-                    "trace_id": trace_id,
-                    "root_service": root[0],
-                    "root_name": root[1],
-                    "start": start,
-                    "duration_ms": round((end - start) / 1e6, 3),
-                    "span_count": count,
-                    "services": sorted(services.split(",")),
-                    "error": bool(error),
-                }
-            )
-        return traces
+            if stored > self.max_spans:
+                # Every span that starts before the newest ``max_spans`` goes with its trace;
+                # a trace starts no later than any of its spans, so at most max_spans remain.
+                (newest_dropped,) = connection.execute(
+                    "SELECT start_ns FROM spans ORDER BY start_ns DESC LIMIT 1 OFFSET ?",
+                    (self.max_spans,),
+                ).fetchone()
+                cutoff = max(cutoff, newest_dropped + 1)
+            dropped = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT trace_id FROM traces WHERE start_ns < ?", (cutoff,)
+                )
+            ]
+            self._drop_traces(connection, dropped)
+        return len(dropped)
 
-    def trace(self, trace_id: str) -> list[dict[str, Any]]:
-        """Every stored span of one trace, by start time."""
-        rows = (
-            self._connection()
-            .execute(
-                "SELECT span_id, parent_span_id, name, kind, service, start_ns, end_ns, "
-                "status, status_message, attributes, events FROM spans WHERE trace_id = ? "
-                "ORDER BY start_ns",
-                (trace_id,),
+    @staticmethod
+    def _drop_traces(connection: sqlite3.Connection, trace_ids: list[str]) -> None:
+        for chunk in _chunks(trace_ids):
+            for table in ("spans", "traces", "trace_services"):
+                connection.execute(
+                    f"DELETE FROM {table} WHERE trace_id IN ({_marks(chunk)})",  # noqa: S608  # fixed names
+                    chunk,
+                )
+
+    # -- reads -------------------------------------------------------------------------
+    def ping(self) -> None:
+        """Raise unless the database answers a query (the readiness check)."""
+        self._connection().execute("SELECT 1 FROM traces LIMIT 1").fetchall()
+
+    def span_count(self) -> int:
+        """How many spans are stored."""
+        (count,) = self._connection().execute("SELECT COUNT(*) FROM spans").fetchone()
+        return int(count)
+
+    def recent_traces(self, *, service: str | None, limit: int) -> list[TraceOutline]:
+        """The newest traces first, optionally only those with a span of ``service``."""
+        connection = self._connection()
+        if service:
+            rows: Iterable[Sequence[object]] = connection.execute(
+                f"SELECT {_TRACE_COLUMNS_OF_T} "  # noqa: S608  # fixed names
+                "FROM trace_services s JOIN traces t ON t.trace_id = s.trace_id "
+                "WHERE s.service = ? ORDER BY s.start_ns DESC, s.trace_id LIMIT ?",
+                (service, limit),
             )
-            .fetchall()
+        else:
+            rows = connection.execute(
+                f"SELECT {_TRACE_COLUMNS} FROM traces "  # noqa: S608  # fixed names
+                "ORDER BY start_ns DESC, trace_id LIMIT ?",
+                (limit,),
+            )
+        return [_trace_outline(row) for row in rows]
+
+    def trace_spans(self, *, trace_id: str) -> list[SpanRecord]:
+        """Every stored span of one trace, by start time (empty for an unknown trace)."""
+        rows = self._connection().execute(
+            f"SELECT {_SPAN_COLUMNS} FROM spans WHERE trace_id = ? "  # noqa: S608  # fixed names
+            "ORDER BY start_ns, span_id",
+            (trace_id,),
         )
         return [
-            {
-                "span_id": r[0],
-                "parent_span_id": r[1],
-                "name": r[2],
-                "kind": r[3],
-                "service": r[4],
-                "start": r[5],
-                "end": r[6],
-                "status": r[7],
-                "status_message": r[8],
-                "attributes": json.loads(r[9]),
-                "events": json.loads(r[10]),
-            }
-            for r in rows
+            SpanRecord(
+                trace_id=trace_id,
+                span_id=span_id,
+                parent_span_id=parent,
+                name=name,
+                kind=kind,
+                service=service,
+                start=start,
+                end=end,
+                status=status,
+                status_message=message,
+                attributes=json.loads(attributes),
+                events=json.loads(events),
+            )
+            for (
+                span_id,
+                parent,
+                name,
+                kind,
+                service,
+                start,
+                end,
+                status,
+                message,
+                attributes,
+                events,
+            ) in rows
         ]

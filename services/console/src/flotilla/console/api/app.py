@@ -1,4 +1,9 @@
+"""The console's FastAPI app: OTLP receiver, trace API, health."""
+
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -10,7 +15,11 @@ from .routes import otlp, traces
 
 
 def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
-    """console: receives OTLP traces from every process and serves them back."""
+    """The console app: receives OTLP traces from every process and serves them back.
+
+    Args:
+        settings: defaults to :class:`ConsoleSettings` read from the environment.
+    """
     settings = settings or ConsoleSettings()
     store = SpanStore(
         settings.database_path,
@@ -18,12 +27,16 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         max_age_s=settings.retention_max_age_s,
     )
 
-    def database() -> None:
-        store.count()
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.close()
 
-    app = service_app(title="Flotilla console", checks={"span store": database})
+    app = service_app(
+        title="Flotilla console", checks={"span store": store.ping}, lifespan=lifespan
+    )
     app.state.store = store
-    app.state.max_request_bytes = settings.max_request_bytes
+    app.state.settings = settings
     app.include_router(otlp.router)
     app.include_router(traces.router)
     return app

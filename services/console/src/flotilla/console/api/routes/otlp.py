@@ -1,50 +1,118 @@
+"""The OTLP/HTTP trace receiver, ``POST /v1/traces``.
+
+Answers as the OTLP specification asks of a server: 200 with an ``ExportTraceServiceResponse``
+in the request's encoding (with ``partial_success`` when some spans could not be stored);
+errors are problems (400 malformed, 413 too large, 415 unsupported type or coding, 503 with
+``Retry-After`` when the store is busy: OTLP exporters retry 503, never 4xx).
+"""
+
 from __future__ import annotations
 
-import gzip
-import zlib
+import logging
+import sqlite3
 
 from fastapi import APIRouter, Request, Response
+from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from starlette.concurrency import run_in_threadpool
 
 from flotilla.core import ProblemError
 
-from ..._otlp import MalformedExport, decode_json, decode_protobuf
+from ..._ingest import (
+    PROTOBUF,
+    ExportTooLarge,
+    UnsupportedMediaType,
+    decode_export,
+    media_type,
+)
+from ..._otlp import DecodedExport, MalformedExport
 from ..._store import SpanStore
+from ..deps import Settings, Store
 
 router = APIRouter(tags=["otlp"])
+logger = logging.getLogger(__name__)
 
 
-@router.post("/v1/traces")
-async def receive_traces(request: Request) -> Response:
+def _too_large(max_bytes: int) -> ProblemError:
+    return ProblemError(
+        413,
+        "Export too large",
+        f"an export may be at most {max_bytes} bytes (compressed or not); send smaller batches",
+        slug="export-too-large",
+        field="body",
+    )
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:  # a chunked body states no length: stop reading at the limit
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _ingest(
+    store: SpanStore, body: bytes, content_type: str, content_encoding: str | None, max_bytes: int
+) -> DecodedExport:
+    # Decoding and writing run together in a worker thread: both are CPU or disk work.
+    decoded = decode_export(
+        body, content_type=content_type, content_encoding=content_encoding, max_bytes=max_bytes
+    )
+    store.add_spans(spans=decoded.spans)
+    return decoded
+
+
+def _answer(decoded: DecodedExport, content_type: str) -> Response:
+    answer = ExportTraceServiceResponse()
+    if decoded.rejected:
+        answer.partial_success.rejected_spans = decoded.rejected
+        answer.partial_success.error_message = decoded.reason
+    if content_type == PROTOBUF:
+        return Response(answer.SerializeToString(), media_type=PROTOBUF)
+    return Response(json_format.MessageToJson(answer, indent=None), media_type="application/json")
+
+
+@router.post(
+    "/v1/traces",
+    responses={
+        200: {"content": {PROTOBUF: {}}, "description": "ExportTraceServiceResponse"},
+        400: {"description": "not an OTLP trace export"},
+        413: {"description": "over FLOTILLA_CONSOLE_MAX_REQUEST_BYTES"},
+        415: {"description": "neither application/x-protobuf nor application/json"},
+        503: {"description": "the span store is busy; retry after Retry-After"},
+    },
+)
+async def receive_traces(request: Request, store: Store, settings: Settings) -> Response:
     """OTLP/HTTP trace receiver (``application/x-protobuf`` or ``application/json``)."""
-    limit: int = request.app.state.max_request_bytes
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in ("application/x-protobuf", "application/json"):
-        raise ProblemError(
-            415,
-            "Unsupported media type",
-            "send application/x-protobuf or application/json (OTLP/HTTP)",
-            slug="unsupported-media-type",
-            field="Content-Type",
-        )
-    body = await request.body()
-    if len(body) > limit:
-        raise ProblemError(413, "Export too large", f"at most {limit} bytes", slug="too-large")
+    max_bytes = settings.max_request_bytes
     try:
-        if request.headers.get("content-encoding", "").lower() == "gzip":
-            body = gzip.decompress(body)
-        decode = decode_protobuf if content_type == "application/x-protobuf" else decode_json
-        records = decode(body)
-    except (MalformedExport, OSError, EOFError, zlib.error) as exc:
+        content_type = media_type(request.headers.get("content-type"))
+        body = await _read_body(request, max_bytes)
+        decoded = await run_in_threadpool(
+            _ingest, store, body, content_type, request.headers.get("content-encoding"), max_bytes
+        )
+    except UnsupportedMediaType as exc:
+        raise ProblemError(
+            415, "Unsupported media type", str(exc), slug="unsupported-media-type", field=exc.header
+        ) from exc
+    except ExportTooLarge as exc:
+        raise _too_large(max_bytes) from exc
+    except MalformedExport as exc:
         raise ProblemError(
             400, "Malformed export", str(exc), slug="malformed-export", field="body"
         ) from exc
-    store: SpanStore = request.app.state.store
-    from starlette.concurrency import run_in_threadpool
-
-    await run_in_threadpool(store.add, records)
-    if content_type == "application/x-protobuf":
-        return Response(
-            ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf"
-        )
-    return Response(b"{}", media_type="application/json")
+    except sqlite3.OperationalError as exc:  # locked or full: worth a retry, unlike a 4xx
+        logger.warning("spans not stored", extra={"error": str(exc)})
+        raise ProblemError(
+            503,
+            "Span store busy",
+            f"the spans could not be stored now ({exc}); retry later",
+            slug="span-store-busy",
+            headers={"Retry-After": "1"},
+        ) from exc
+    return _answer(decoded, content_type)

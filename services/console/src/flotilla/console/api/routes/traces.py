@@ -1,34 +1,45 @@
+"""The trace API: the newest traces, and one trace's spans."""
+
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query
 
 from flotilla.core import ProblemError
 
-from ..._store import SpanStore
+from ...schemas import SpanView, TraceDetail, TraceList, TraceSummary
+from ..deps import Store
 
 router = APIRouter(prefix="/api/traces", tags=["traces"])
-TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
+# NOTE: sync handlers: FastAPI runs them in its threadpool, so SQLite never blocks the loop.
 @router.get("")
 def recent_traces(
-    request: Request,
-    service: str | None = None,
+    store: Store,
+    service: Annotated[
+        str | None, Query(max_length=200, description="only traces with a span of it")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
-) -> dict[str, Any]:
-    """The newest traces, optionally those that touched ``service``."""
-    store: SpanStore = request.app.state.store
-    return {"traces": store.recent_traces(service=service, limit=limit)}
+) -> TraceList:
+    """The newest traces first, optionally only those that touched ``service``."""
+    outlines = store.recent_traces(service=service or None, limit=limit)
+    return TraceList(traces=[TraceSummary.of(outline) for outline in outlines])
 
 
-@router.get("/{trace_id}")
-def get_trace(trace_id: str, request: Request) -> dict[str, Any]:
-    """Every span of one trace, by start time."""
-    trace_id = trace_id.lower()
-    if not TRACE_ID.match(trace_id):
+@router.get(
+    "/{trace_id}",
+    responses={404: {"description": "no span of this trace is stored"}},
+)
+def get_trace(
+    store: Store,
+    trace_id: Annotated[str, Path(description="32 hex digits")],
+) -> TraceDetail:
+    """Every stored span of one trace, by start time."""
+    if not _TRACE_ID.match(trace_id):
         raise ProblemError(
             422,
             "Malformed trace id",
@@ -36,14 +47,14 @@ def get_trace(trace_id: str, request: Request) -> dict[str, Any]:
             slug="validation",
             field="trace_id",
         )
-    store: SpanStore = request.app.state.store
-    spans = store.trace(trace_id)
+    trace_id = trace_id.lower()
+    spans = store.trace_spans(trace_id=trace_id)
     if not spans:
         raise ProblemError(
             404,
             "Unknown trace",
-            f"no spans of trace {trace_id} are stored",
+            f"no span of trace {trace_id} is stored (never received, or dropped by retention)",
             slug="unknown-trace",
             field="trace_id",
         )
-    return {"trace_id": trace_id, "spans": spans}
+    return TraceDetail(trace_id=trace_id, spans=[SpanView.of(span) for span in spans])
