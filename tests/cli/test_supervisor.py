@@ -164,6 +164,7 @@ def test_up_stops_everything_on_sigterm_and_leaves_no_orphans(tmp_path: Path) ->
         seen.append(line)
         if "inventory-api" in line and "Uvicorn running" in line:
             break
+    assert process.poll() is None, "flotilla up ended early:\n" + "".join(seen)
     tree = psutil.Process(process.pid).children(recursive=True)
     names = " ".join(" ".join(p.cmdline()) for p in tree)
     assert "valkey-server" in names  # the embedded broker was started

@@ -1,112 +1,103 @@
-"""notifications-worker against a real SMTP server (aiosmtpd) and a real Redis broker."""
+"""send_order_confirmation end to end: Redis → worker → SMTP, with its trace.
+
+Everything is real: Redis as the broker, a Dramatiq worker in this process and an SMTP server
+(aiosmtpd) on a free port. Attempts are counted from the worker's CONSUMER spans.
+"""
 
 from __future__ import annotations
 
-import threading
-import time
-import uuid
-from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import Message
 from typing import Any
 
-import pytest
-from aiosmtpd.controller import Controller
-from dramatiq import Worker
+import dramatiq
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
-from flotilla.core import OrderConfirmation, OrderLine, broker_from_url, send_message
-from flotilla.notifications import NotificationsSettings, declare_actors
-from tests.support.ports import free_port
+from flotilla.core import send_message
+from tests.notifications.conftest import UNKNOWN_MAILBOX, Inbox, SmtpServer, confirmation
 from tests.support.waiting import wait_for
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.mails: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.mails.append(message_from_bytes(envelope.content))
-        return "250 OK"
+def _failed(attempts: list[ReadableSpan]) -> list[ReadableSpan]:
+    return [a for a in attempts if a.status.status_code == StatusCode.ERROR]
 
 
-@pytest.fixture
-def smtp_port() -> int:
-    return free_port()
+def _attempts(spans: InMemorySpanExporter, message_id: str) -> list[ReadableSpan]:
+    """The worker's CONSUMER spans for one message, one per delivery attempt."""
+    return [
+        span
+        for span in spans.get_finished_spans()
+        if span.name == "process notifications"
+        and (span.attributes or {}).get("messaging.message.id") == message_id
+    ]
 
 
-@pytest.fixture
-def inbox(smtp_port: int) -> Iterator[Inbox]:
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=smtp_port)
-    controller.start()
-    yield handler
-    controller.stop()
-
-
-@pytest.fixture
-def worker(redis_url: str, smtp_port: int) -> Iterator[Any]:
-    settings = NotificationsSettings(smtp_port=smtp_port, broker_url=redis_url)
-    broker = broker_from_url(redis_url)
-    declare_actors(broker, settings)
-    running = Worker(broker, worker_threads=1)
-    running.start()
-    yield broker
-    running.stop()
-    broker.close()
-
-
-def confirmation() -> OrderConfirmation:
-    return OrderConfirmation(
-        order_id=uuid.uuid4(),
-        customer_email="ada@example.com",
-        items=(OrderLine(sku="FLT-KAYAK", quantity=2),),
-    )
-
-
-def test_a_confirmation_message_becomes_a_mail(
-    inbox: Inbox, worker: Any, spans: InMemorySpanExporter
+def test_a_confirmation_message_becomes_a_mail_to_the_customer(
+    inbox: Inbox, broker: dramatiq.Broker
 ) -> None:
     sent = confirmation()
-    send_message(worker, sent)
-    wait_for(lambda: len(inbox.mails) == 1)
+    send_message(broker, sent)
+    wait_for(lambda: inbox.mails)
     mail = inbox.mails[0]
+    assert inbox.envelopes[0].rcpt_tos == ["ada@example.com"]
     assert mail["To"] == "ada@example.com"
-    assert str(sent.order_id) in mail["Subject"]
+    assert mail["From"] == "orders@flotilla.local"
+    assert mail["Subject"] == f"Your Flotilla order {sent.order_id} is on its way"
     assert mail["Message-ID"] == f"<order-{sent.order_id}@flotilla.local>"
-    assert "2 x FLT-KAYAK" in mail.get_payload()
-
-    wait_for(lambda: any(s.name == "smtp.send" for s in spans.get_finished_spans()))
-    by_name = {s.name: s for s in spans.get_finished_spans()}
-    smtp, process, publish = (
-        by_name["smtp.send"],
-        by_name["process notifications"],
-        by_name["publish notifications"],
-    )
-    assert smtp.parent is not None and smtp.parent.span_id == process.context.span_id
-    assert process.parent is not None and process.parent.span_id == publish.context.span_id
+    text = mail.get_body(preferencelist=("plain",))
+    html = mail.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    assert "2 x FLT-KAYAK" in text.get_content()
+    assert "1 x FLT-PADDLE" in text.get_content()
+    assert "FLT-PADDLE" in html.get_content()
 
 
-def test_mail_waits_while_smtp_is_down_and_goes_out_when_it_is_back(
-    smtp_port: int, worker: Any
+def test_the_smtp_span_is_a_child_of_the_consumer_span_which_continues_the_producer(
+    smtp: SmtpServer, inbox: Inbox, broker: dramatiq.Broker, spans: InMemorySpanExporter
 ) -> None:
-    """No SMTP server at first: the message is retried, not lost."""
+    message_id = send_message(broker, confirmation())
+    wait_for(lambda: _attempts(spans, message_id))
+    (process,) = _attempts(spans, message_id)
+    (publish,) = [s for s in spans.get_finished_spans() if s.name == "publish notifications"]
+    (send,) = [s for s in spans.get_finished_spans() if s.name == "smtp.send"]
+
+    assert (publish.kind, process.kind, send.kind) == (
+        SpanKind.PRODUCER,
+        SpanKind.CONSUMER,
+        SpanKind.CLIENT,
+    )
+    assert process.parent is not None and process.parent.span_id == publish.context.span_id
+    assert send.parent is not None and send.parent.span_id == process.context.span_id
+    assert send.context.trace_id == publish.context.trace_id
+    attributes = dict(send.attributes or {})
+    assert attributes["server.address"] == "127.0.0.1"
+    assert attributes["server.port"] == smtp.port
+    assert attributes["email.recipient_count"] == 1
+    assert process.status.status_code != StatusCode.ERROR
+
+
+def test_mail_waits_while_smtp_is_down_and_goes_out_once_it_is_back(
+    smtp: SmtpServer, broker: dramatiq.Broker, spans: InMemorySpanExporter
+) -> None:
+    """No SMTP server at first: the message is retried with backoff, not lost."""
     sent = confirmation()
-    send_message(worker, sent)
-    time.sleep(1.0)  # at least one failed delivery attempt
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=smtp_port)
-    controller.start()
-    try:
-        wait_for(lambda: len(handler.mails) == 1, timeout_s=30)
-    finally:
-        controller.stop()
-    assert str(sent.order_id) in handler.mails[0]["Subject"]
+    message_id = send_message(broker, sent)
+    failed = wait_for(lambda: _failed(_attempts(spans, message_id)))
+    assert failed[0].events and "MailUndeliverable" in str(failed[0].events[0].attributes)
+
+    smtp.start()
+    wait_for(lambda: smtp.inbox.mails, timeout_s=30)
+    broker.join("notifications", timeout=30_000)
+    assert len(smtp.inbox.mails) == 1
+    assert str(sent.order_id) in smtp.inbox.mails[0]["Subject"]
+    last = _attempts(spans, message_id)[-1]
+    assert last.status.status_code != StatusCode.ERROR
+    assert (last.attributes or {})["messaging.dramatiq.retries"] >= 1
 
 
-def test_a_malformed_payload_is_dropped_and_the_worker_goes_on(inbox: Inbox, worker: Any) -> None:
-    import dramatiq
-
+def test_a_malformed_payload_is_given_up_at_once_and_the_worker_goes_on(
+    inbox: Inbox, broker: dramatiq.Broker, spans: InMemorySpanExporter
+) -> None:
     bad: dramatiq.Message[Any] = dramatiq.Message(
         queue_name="notifications",
         actor_name="send_order_confirmation",
@@ -114,10 +105,23 @@ def test_a_malformed_payload_is_dropped_and_the_worker_goes_on(inbox: Inbox, wor
         kwargs={},
         options={},
     )
-    worker.enqueue(bad)
+    broker.enqueue(bad)
     good = confirmation()
-    send_message(worker, good)
-    wait_for(lambda: len(inbox.mails) == 1)
-    assert str(good.order_id) in inbox.mails[0]["Subject"]
-    threading.Event().wait(0.2)
+    send_message(broker, good)
+    broker.join("notifications", timeout=20_000)  # a retried message would still be queued
+
+    (attempt,) = _attempts(spans, bad.message_id)
+    assert attempt.status.status_code == StatusCode.ERROR
     assert len(inbox.mails) == 1
+    assert str(good.order_id) in inbox.mails[0]["Subject"]
+
+
+def test_a_mail_the_server_refuses_for_good_is_not_retried(
+    inbox: Inbox, broker: dramatiq.Broker, spans: InMemorySpanExporter
+) -> None:
+    message_id = send_message(broker, confirmation(UNKNOWN_MAILBOX))
+    broker.join("notifications", timeout=20_000)
+    (attempt,) = _attempts(spans, message_id)
+    assert attempt.status.status_code == StatusCode.ERROR
+    assert inbox.recipients_tried == [UNKNOWN_MAILBOX]
+    assert inbox.mails == []

@@ -1,39 +1,34 @@
-"""The ``flotilla`` command: ``up``, ``traces``, ``load``."""
+"""The ``flotilla`` command: ``up``, ``status``, ``traces``, ``load``."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import click
 import httpx
+from pydantic import ValidationError
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from flotilla.operator import ScalingSpec
-
-from ._broker import BrokerStartError, choose_broker, wait_until_answering
-from ._load import run_load
-from ._platform import PortTaken, check_ports, ensure_api_key, platform_specs
-from ._pools import LocalAutoscaler, WorkerPool
+from ._catalogue import CatalogueUnavailable, sku_in_stock
+from ._load import load_table, run_load
+from ._platform import Platform, PortTaken, check_ports, run_platform
 from ._settings import CliSettings
-from ._supervisor import ProcessSpec, StartError, Supervisor
 from ._traces import trace_tree
 
+PORT = click.IntRange(1, 65535)
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     """One line saying what is wrong and how to fix it; no traceback."""
     err.print(f"flotilla: {message}", markup=False, soft_wrap=True)
     sys.exit(code)
@@ -45,11 +40,11 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--edge-port", type=int, help="edge port (default 8080)")
-@click.option("--console-port", type=int, help="console port (default 8090)")
-@click.option("--orders-port", type=int, help="orders-api port (default 8001)")
-@click.option("--inventory-port", type=int, help="inventory-api port (default 8002)")
-@click.option("--smtp-port", type=int, help="mail sink port (default 1025)")
+@click.option("--edge-port", type=PORT, help="edge port (default 8080)")
+@click.option("--console-port", type=PORT, help="console port (default 8090)")
+@click.option("--orders-port", type=PORT, help="orders-api port (default 8001)")
+@click.option("--inventory-port", type=PORT, help="inventory-api port (default 8002)")
+@click.option("--smtp-port", type=PORT, help="mail sink port (default 1025)")
 @click.option("--var-dir", type=click.Path(path_type=Path), help="state folder (default var/)")
 @click.option(
     "--broker",
@@ -58,85 +53,27 @@ def main() -> None:
     help="force where the broker comes from",
 )
 def up(prefer: str | None, **options: Any) -> None:
-    """Start the whole platform as local processes; Ctrl-C stops it."""
+    """Start the whole platform as local processes; Ctrl-C stops it.
+
+    Prints ``flotilla: platform ready`` once the edge answers /readyz (scripts may wait for
+    that line) and ``flotilla: stopped`` when everything has exited.
+    """
     given = {k: v for k, v in options.items() if v is not None}
-    settings = CliSettings(**given)
     try:
-        check_ports(settings)
-        broker = choose_broker(settings.redis_url, prefer=prefer)
-    except (PortTaken, BrokerStartError) as exc:
+        settings = CliSettings(**given)
+    except ValidationError as exc:
+        fail(f"bad setting: {_first_error(exc)}; fix the FLOTILLA_CLI_* variable or option", 2)
+    try:
+        check_ports(settings)  # NOTE: before the signal handlers and the stop messages
+    except PortTaken as exc:
         fail(str(exc), 2)
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    key_path, api_key = ensure_api_key(settings.var_dir)
-    supervisor = Supervisor(
-        console, grace_period_s=settings.grace_period_s, ready_timeout_s=settings.ready_timeout_s
-    )
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    code = 0
-    pools: list[WorkerPool] = []
-    autoscaler: LocalAutoscaler | None = None
-    try:
-        if broker.argv:
-            child = supervisor.start(ProcessSpec("broker", broker.argv))
-            wait_until_answering(broker.url, child.process)
-        console.print(f"flotilla: broker {broker.url} ({broker.origin})")
-        for spec in platform_specs(settings, broker, api_key):
-            if stop.is_set():
-                break
-            if spec.queue is None:
-                supervisor.start(spec)
-                continue
-            pool = WorkerPool(spec, _pool_spec(settings), supervisor)
-            pool.scale_to(settings.pool_min)
-            pools.append(pool)
-        if not stop.is_set():
-            autoscaler = LocalAutoscaler(
-                pools,
-                broker.url,
-                _status_path(settings.var_dir),
-                console,
-                interval_s=settings.pool_poll_interval_s,
-            )
-            autoscaler.start()
-            _welcome(settings, key_path)
-        while not stop.wait(0.5):
-            exited = supervisor.first_exited()
-            if exited is not None:
-                err.print(
-                    f"flotilla: {exited.spec.name} exited with code "
-                    f"{exited.process.returncode}; stopping the platform",
-                    markup=False,
-                )
-                code = 1
-                break
-    except (StartError, BrokerStartError, subprocess.SubprocessError, OSError) as exc:
-        err.print(f"flotilla: {exc}; stopping the platform", markup=False, soft_wrap=True)
-        code = 1
-    finally:
-        console.print("flotilla: stopping")
-        if autoscaler is not None:
-            autoscaler.stop()
-        supervisor.stop()
-        console.print("flotilla: stopped")
-    sys.exit(code)
+    platform = Platform(settings, console=console, prefer_broker=prefer)
+    sys.exit(run_platform(platform, on_ready=_welcome, errors=err))
 
 
-def _pool_spec(settings: CliSettings) -> ScalingSpec:
-    return ScalingSpec(
-        min_replicas=settings.pool_min,
-        max_replicas=settings.pool_max,
-        target_per_replica=settings.pool_target_per_replica,
-        scale_down_window_s=settings.pool_scale_down_window_s,
-        fallback_replicas=settings.pool_min,
-    )
-
-
-def _status_path(var_dir: Path) -> Path:
-    path = var_dir / "local" / "pools.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
 
 
 @main.command()
@@ -181,23 +118,36 @@ def status(as_json: bool, var_dir: Path) -> None:
     console.print(table)
 
 
-def _welcome(settings: CliSettings, key_path: Path) -> None:
-    host = settings.host
-    edge = f"http://{host}:{settings.edge_port}"
+def _welcome(platform: Platform) -> None:
+    urls, settings = platform.urls, platform.settings
+    try:
+        sku = sku_in_stock(f"{urls['inventory-api']}/products")
+    except CatalogueUnavailable:
+        sku = "FLT-KAYAK"  # the first product inventory seeds; the example still reads well
     table = Table.grid(padding=(0, 2))
-    table.add_row("edge", edge)
-    table.add_row("console", f"http://{host}:{settings.console_port}/api/traces")
-    table.add_row("orders-api", f"http://{host}:{settings.orders_port}/docs")
-    table.add_row("inventory-api", f"http://{host}:{settings.inventory_port}/docs")
-    table.add_row("mail", f"smtp://{host}:{settings.smtp_port} → {settings.var_dir}/mail/")
-    table.add_row("API key", str(key_path))
+    table.add_row("edge", urls["edge"])
+    table.add_row("console", f"{urls['console']}/api/traces")
+    table.add_row("orders-api", f"{urls['orders-api']}/docs")
+    table.add_row("inventory-api", f"{urls['inventory-api']}/docs")
+    table.add_row("mail", f"smtp://{settings.host}:{settings.smtp_port} → {settings.var_dir}/mail/")
+    table.add_row("API key", str(platform.api_key_path))
+    table.add_row("status", f"flotilla status --var-dir {settings.var_dir}")
     curl = (
-        f'curl -si -X POST {edge}/api/orders -H "Authorization: Bearer $(cat {key_path})" '
-        '-H \'Content-Type: application/json\' -d \'{"customer_email": "ada@example.com", '
-        '"items": [{"sku": "FLT-KAYAK", "quantity": 1}]}\''
+        f"curl -sS -X POST {urls['edge']}/api/orders "
+        f'-H "Authorization: Bearer $(cat {platform.api_key_path})" '
+        "-H 'Content-Type: application/json' "
+        f"""-d '{{"customer_email":"ada@example.com","items":[{{"sku":"{sku}","quantity":1}}]}}'"""
     )
-    console.print(Panel(table, title="Flotilla is up", subtitle="Ctrl-C stops everything"))
-    console.print(curl, markup=False, soft_wrap=True)
+    console.print(
+        Panel(table, title="Flotilla is up", subtitle="Ctrl-C stops everything", expand=False)
+    )
+    console.print("place an order:", style="bold")
+    console.print(curl, markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"then: flotilla traces <X-Trace-Id of the answer> --console {urls['console']}",
+        markup=False,
+        soft_wrap=True,
+    )
     console.print("flotilla: platform ready")
 
 
@@ -224,14 +174,14 @@ def traces(trace_id: str, console_url: str) -> None:
             f"the console has no trace {trace_id}; copy the X-Trace-Id of an answer, or wait "
             "a moment for spans to arrive"
         )
-    if answer.status_code != 200:
-        detail = (
-            answer.json().get("detail")
-            if answer.headers.get("content-type", "").endswith("json")
-            else answer.text[:200]
-        )
-        fail(f"the console refused: {detail}")
-    console.print(trace_tree(answer.json()))
+    try:
+        body = answer.json()
+        if answer.status_code != 200:
+            fail(f"the console refused: {body.get('detail') or body.get('title')}")
+        tree = trace_tree(body)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        fail(f"{console_url} did not answer a trace; is --console the Flotilla console?")
+    console.print(tree)
 
 
 def _loopback(url: str) -> bool:
@@ -252,52 +202,53 @@ def _loopback(url: str) -> bool:
     default=Path("var/local/api-key"),
     show_default=True,
 )
-@click.option("--sku", default="FLT-DRYBAG", show_default=True)
+@click.option("--sku", help="the sku to order (default: the one with most stock)")
 @click.option("--wait/--no-wait", default=False, help="wait until every order is fulfilled")
-@click.option("--timeout", "timeout_s", type=float, default=300, show_default=True)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(1, 3600),
+    default=300,
+    show_default=True,
+    help="give up placing and waiting after this many seconds",
+)
 @click.option("--allow-remote", is_flag=True, help="allow an edge that is not on loopback")
 def load(
     orders: int,
     concurrency: int,
     edge_url: str,
     api_key_file: Path,
-    sku: str,
+    sku: str | None,
     wait: bool,
     timeout_s: float,
     allow_remote: bool,
 ) -> None:
     """Place orders through the edge, then print throughput and latency percentiles."""
+    edge_url = edge_url.rstrip("/")
     if not allow_remote and not _loopback(edge_url):
         fail(f"{edge_url} is not on this machine; pass --allow-remote if you mean it")
-    if not api_key_file.exists():
+    try:
+        api_key = api_key_file.read_text().strip()
+    except OSError:
         fail(f"no API key at {api_key_file}; run `make run` once or pass --api-key-file")
+    if sku is None:
+        try:
+            sku = sku_in_stock(
+                f"{edge_url}/api/inventory/products", {"Authorization": f"Bearer {api_key}"}
+            )
+        except CatalogueUnavailable as exc:
+            fail(f"cannot choose a sku: {exc}; is the platform up (`make run`)? or pass --sku")
     result = run_load(
         edge_url=edge_url,
-        api_key=api_key_file.read_text().strip(),
+        api_key=api_key,
         orders=orders,
         concurrency=concurrency,
         sku=sku,
         wait=wait,
         timeout_s=timeout_s,
     )
-    table = Table(title=f"{orders} orders, concurrency {concurrency}")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("throughput", f"{len(result.latencies_s) / result.elapsed_s:,.1f} orders/s")
-    for q in (50, 95, 99):
-        table.add_row(f"latency p{q}", f"{result.percentile(result.latencies_s, q) * 1000:.1f} ms")
-    table.add_row(
-        "answers",
-        ", ".join(f"{code or 'error'}: {n}" for code, n in sorted(result.statuses.items())),
-    )
-    if wait:
-        table.add_row("fulfilled", f"{len(result.fulfil_s)} of {len(result.order_ids)}")
-        for q in (50, 95):
-            table.add_row(
-                f"time to fulfilled p{q}", f"{result.percentile(result.fulfil_s, q) * 1000:.0f} ms"
-            )
-    console.print(table)
-    if result.statuses.get(202, 0) != orders:
+    console.print(load_table(result, title=f"{orders} orders of {sku}, concurrency {concurrency}"))
+    if result.statuses.get(202, 0) != orders or (wait and len(result.fulfil_s) != orders):
         sys.exit(1)
 
 

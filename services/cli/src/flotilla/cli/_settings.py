@@ -1,3 +1,5 @@
+"""``flotilla``'s own settings."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +12,8 @@ from flotilla.core import ComponentSettings, component_config
 class CliSettings(ComponentSettings):
     """``flotilla``'s settings (``FLOTILLA_CLI_*``; the broker from ``FLOTILLA_REDIS_URL``)."""
 
-    model_config = component_config("CLI")
+    # NOTE: by name too, so CliSettings(redis_url=...) is not silently dropped (extra=ignore).
+    model_config = component_config("CLI", populate_by_name=True)
 
     host: str = "127.0.0.1"
     var_dir: Path = Path("var")

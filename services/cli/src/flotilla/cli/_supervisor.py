@@ -9,6 +9,7 @@ SIGTERM first, SIGKILL after the grace period.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -38,6 +39,10 @@ class StartError(RuntimeError):
     """A child did not start or did not become ready."""
 
 
+class StartInterrupted(StartError):
+    """A stop was asked for (Ctrl-C, SIGTERM) while a child was starting."""
+
+
 @dataclass
 class ProcessSpec:
     """One child: its name, command line, extra environment and readiness check."""
@@ -52,6 +57,8 @@ class ProcessSpec:
 
 @dataclass
 class Child:
+    """A started process, with the thread that prints its output."""
+
     spec: ProcessSpec
     process: subprocess.Popen[bytes]
     pump: threading.Thread
@@ -61,14 +68,22 @@ class Supervisor:
     """Runs children in order and stops them all, in reverse, exactly once."""
 
     def __init__(
-        self, console: Console, *, grace_period_s: float = 15.0, ready_timeout_s: float = 60.0
+        self,
+        console: Console,
+        *,
+        grace_period_s: float = 15.0,
+        ready_timeout_s: float = 60.0,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.console = console
         self.grace_period_s, self.ready_timeout_s = grace_period_s, ready_timeout_s
+        # NOTE: set from a signal handler; a child still starting gives up at once.
+        self.stopping = stopping or threading.Event()
         self.children: list[Child] = []
         self.retiring: list[Child] = []
         self._lock = threading.Lock()
         self._width = 12
+        self._colours = itertools.cycle(COLOURS)
 
     def _pump(self, name: str, colour: str, stream: object) -> None:
         for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
@@ -80,10 +95,13 @@ class Supervisor:
         """Start one child and wait until it is ready (or finished, for a one-shot).
 
         Raises:
+            StartInterrupted: a stop was asked for meanwhile (the child is stopped with the rest).
             StartError: it exited early, failed, or was not ready in time.
         """
+        if self.stopping.is_set():
+            raise StartInterrupted(f"stopped before {spec.name} started")
         self._width = max(self._width, len(spec.name))
-        colour = COLOURS[len(self.children) % len(COLOURS)]
+        colour = next(self._colours)
         # NOTE: argv comes from the platform's own specs, never from a request.
         process = subprocess.Popen(  # noqa: S603
             spec.argv,
@@ -101,16 +119,15 @@ class Supervisor:
         )
         pump.start()
         child = Child(spec, process, pump)
-        if spec.oneshot:
-            code = process.wait()
-            pump.join(5)
-            if code != 0:
-                raise StartError(f"{spec.name} failed with exit code {code}")
-            return child
         with self._lock:
             self.children.append(child)
+        if spec.oneshot:
+            self._await_exit(child)
+            return child
         deadline = time.monotonic() + self.ready_timeout_s
         while spec.ready is not None and not spec.ready():
+            if self.stopping.is_set():
+                raise StartInterrupted(f"stopped while {spec.name} was starting")
             if process.poll() is not None:
                 raise StartError(
                     f"{spec.name} exited with code {process.returncode} "
@@ -120,6 +137,20 @@ class Supervisor:
                 raise StartError(f"{spec.name} was not ready after {self.ready_timeout_s:.0f} s")
             time.sleep(0.1)
         return child
+
+    def _await_exit(self, child: Child) -> None:
+        """Wait for a one-shot (a migration) to finish; it must succeed."""
+        while child.process.poll() is None:
+            if self.stopping.wait(0.05):
+                raise StartInterrupted(f"stopped while {child.spec.name} was running")
+        child.pump.join(5)
+        with self._lock:
+            self.children.remove(child)
+        if child.process.returncode != 0:
+            raise StartError(
+                f"{child.spec.name} failed with exit code {child.process.returncode} "
+                "(see its log lines above)"
+            )
 
     def retire(self, child: Child) -> None:
         """Stop one child without waiting: SIGTERM now (a worker drains), SIGKILL after grace."""
@@ -147,6 +178,14 @@ class Supervisor:
         for child in list(self.children):
             if child.process.poll() is not None:
                 return child
+        return None
+
+    def watch(self, poll_s: float = 0.2) -> Child | None:
+        """Block until a stop is asked for (``None``) or a child exits on its own (that child)."""
+        while not self.stopping.wait(poll_s):
+            exited = self.first_exited()
+            if exited is not None:
+                return exited
         return None
 
     def stop(self) -> None:

@@ -17,6 +17,8 @@ from aiosmtpd.controller import Controller
 
 
 class MailFolder:
+    """aiosmtpd handler: each accepted message becomes one ``.eml`` file in ``folder``."""
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from ._database import migrate
 from ._settings import InventorySettings
+from ._stock import DEMO_CATALOGUE, DEMO_STOCK
 from .api.app import create_app
 
-__all__ = ["InventorySettings", "create_app", "migrate"]
+__all__ = ["DEMO_CATALOGUE", "DEMO_STOCK", "InventorySettings", "create_app", "migrate"]

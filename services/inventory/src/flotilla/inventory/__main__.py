@@ -2,31 +2,40 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from flotilla.core import configure_logging, configure_telemetry, serve
 
 from ._database import migrate
 from ._settings import InventorySettings
+from .api.app import create_app
+
+SERVICE_NAME = "inventory-api"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    command = args[0] if args else ""
+    """Run inventory-api (``api``) or migrate and seed its database (``migrate``).
+
+    Returns:
+        The process exit code.
+    """
+    parser = argparse.ArgumentParser(prog="python -m flotilla.inventory")
+    parser.add_argument(
+        "command",
+        choices=["api", "migrate"],
+        help="api: serve HTTP; migrate: upgrade the schema and seed the demo catalogue",
+    )
+    command = parser.parse_args(argv).command
     settings = InventorySettings()
-    configure_logging("inventory-api", settings.log_level)
+    configure_logging(SERVICE_NAME, settings.log_level)
     if command == "migrate":
         added = migrate(settings.database_url)
         print(f"inventory: schema at head, {added} demo products added")
         return 0
-    if command == "api":
-        configure_telemetry("inventory-api")
-        from .api.app import create_app
-
-        serve(create_app(settings), host=settings.host, port=settings.port)
-        return 0
-    print("usage: python -m flotilla.inventory api|migrate", file=sys.stderr)
-    return 2
+    configure_telemetry(SERVICE_NAME)
+    serve(create_app(settings), host=settings.host, port=settings.port)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Tables of the inventory: products, reservations and their lines."""
+"""Tables of the inventory: products, reservations and their lines.
+
+``available`` units can still be reserved; ``reserved`` units are held by reservations that
+are neither committed nor released. Check constraints make a negative count impossible even if
+a bug slipped past the conditional updates in :mod:`flotilla.inventory._stock`.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
+    """Declarative base of the inventory's tables."""
 
 
 class Product(Base):
+    """A product on the shelf."""
+
     __tablename__ = "products"
 
     sku: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -28,6 +35,8 @@ class Product(Base):
 
 
 class Reservation(Base):
+    """Units held for one reference (an order id): ``held``, then ``committed`` or ``released``."""
+
     __tablename__ = "reservations"
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
@@ -37,6 +46,8 @@ class Reservation(Base):
 
 
 class ReservationItem(Base):
+    """One product of a reservation and how many units it holds."""
+
     __tablename__ = "reservation_items"
 
     reservation_id: Mapped[str] = mapped_column(

@@ -2,34 +2,52 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Literal
 
-SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,63}$"
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ProductOut(BaseModel):
-    sku: str
+    """A product and how many units can still be reserved."""
+
+    sku: str = Field(examples=["FLT-KAYAK"])
     name: str
     price_cents: int
     available: int
 
 
 class ProductList(BaseModel):
+    """``GET /products``: the whole catalogue, in sku order."""
+
     items: list[ProductOut]
 
 
 class ReservationLine(BaseModel):
-    sku: str = Field(pattern=SKU_PATTERN)
+    """One line of a reservation.
+
+    NOTE: the sku is only bounded, not pattern-checked: any sku the catalogue lacks is
+    answered as an unknown product (422 naming it), as the contract says.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=64, examples=["FLT-KAYAK"])
     quantity: int = Field(gt=0, le=100_000)
 
 
 class ReservationIn(BaseModel):
+    """``POST /reservations``: hold these items for ``reference`` (an order id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     reference: str = Field(min_length=1, max_length=100)
     items: list[ReservationLine] = Field(min_length=1, max_length=100)
 
 
 class ReservationOut(BaseModel):
+    """A reservation; lines with the same sku were summed into one."""
+
     id: str
     reference: str
-    status: str
+    status: Literal["held", "committed", "released"]
     items: list[ReservationLine]

@@ -1,13 +1,22 @@
 """notifications-worker: mails order confirmations over SMTP."""
 
-from ._mail import MailUndeliverable, compose_confirmation, send_mail
+from ._mail import (
+    MailRejected,
+    MailUndeliverable,
+    compose_confirmation,
+    confirmation_message_id,
+    send_mail,
+)
 from ._settings import NotificationsSettings
-from .actors import declare_actors
+from .actors import MalformedConfirmation, declare_actors
 
 __all__ = [
+    "MailRejected",
     "MailUndeliverable",
+    "MalformedConfirmation",
     "NotificationsSettings",
     "compose_confirmation",
+    "confirmation_message_id",
     "declare_actors",
     "send_mail",
 ]

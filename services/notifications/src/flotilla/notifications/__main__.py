@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from flotilla.core import broker_from_url, configure_logging, configure_telemetry, run_worker
+import dramatiq
+
+from flotilla.core import (
+    OrderConfirmation,
+    broker_from_url,
+    configure_logging,
+    configure_telemetry,
+    run_worker,
+)
 
 from ._settings import NotificationsSettings
 from .actors import declare_actors
 
+SERVICE_NAME = "notifications-worker"
+
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] != ["worker"]:
-        print("usage: python -m flotilla.notifications worker", file=sys.stderr)
-        return 2
+    """Consume the ``notifications`` queue until SIGTERM, then drain.
+
+    Returns:
+        The process exit code.
+    """
+    parser = argparse.ArgumentParser(prog="python -m flotilla.notifications")
+    parser.add_argument("command", choices=["worker"], help="consume the notifications queue")
+    parser.parse_args(argv)
     settings = NotificationsSettings()
-    configure_logging("notifications-worker", settings.log_level)
-    configure_telemetry("notifications-worker")
+    configure_logging(SERVICE_NAME, settings.log_level)
+    configure_telemetry(SERVICE_NAME)
     broker = broker_from_url(settings.broker_url)
+    # NOTE: global too, so anything that asks Dramatiq for "the" broker finds this one.
+    dramatiq.set_broker(broker)
     declare_actors(broker, settings)
-    run_worker(broker, queues=["notifications"], threads=settings.worker_threads)
+    run_worker(broker, queues=[OrderConfirmation.queue], threads=settings.worker_threads)
     return 0
 
 

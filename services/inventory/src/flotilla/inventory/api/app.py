@@ -1,3 +1,5 @@
+"""The inventory-api application."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -10,17 +12,29 @@ from flotilla.core import make_engine, read_only, session_factory
 from flotilla.core.fastapi import service_app
 
 from .._settings import InventorySettings
+from ..models import Product
 from .routes import products, reservations
 
 
 def create_app(settings: InventorySettings | None = None) -> FastAPI:
-    """inventory-api: products and reservations over HTTP."""
+    """inventory-api: products and reservations over HTTP.
+
+    The database must already be migrated (``python -m flotilla.inventory migrate``);
+    ``/readyz`` answers 503 while it cannot be queried.
+
+    Args:
+        settings: the settings; read from the environment when omitted.
+    """
     settings = settings or InventorySettings()
     engine = make_engine(settings.database_url)
 
+    reader = read_only(engine)
+
     def database() -> None:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
+        # NOTE: reading the products table (not just SELECT 1) also catches an unmigrated
+        # database; a read-only connection never queues behind SQLite's writers.
+        with reader.connect() as connection:
+            connection.execute(sa.select(Product.sku).limit(1))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -29,7 +43,7 @@ def create_app(settings: InventorySettings | None = None) -> FastAPI:
 
     app = service_app(title="Flotilla inventory", checks={"database": database}, lifespan=lifespan)
     app.state.sessions = session_factory(engine)
-    app.state.read_sessions = session_factory(read_only(engine))
+    app.state.read_sessions = session_factory(reader)
     app.include_router(products.router)
     app.include_router(reservations.router)
     return app

@@ -1,3 +1,5 @@
+"""``/products``: the catalogue and what is available."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter
@@ -13,12 +15,14 @@ router = APIRouter(prefix="/products", tags=["products"])
 
 @router.get("")
 def list_products(session: ReadSession) -> ProductList:
+    """Every product with its price and the units that can still be reserved."""
     products = _stock.list_products(session=session)
     return ProductList(items=[ProductOut.model_validate(p, from_attributes=True) for p in products])
 
 
 @router.get("/{sku}")
 def get_product(sku: str, session: ReadSession) -> ProductOut:
+    """One product; 404 problem naming the sku when there is none."""
     product = _stock.get_product(session=session, sku=sku)
     if product is None:
         raise ProblemError(

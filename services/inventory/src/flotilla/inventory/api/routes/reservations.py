@@ -1,3 +1,5 @@
+"""``/reservations``: hold stock for an order, then commit or release it."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
@@ -6,18 +8,20 @@ from sqlalchemy.exc import IntegrityError
 from flotilla.core import ProblemError
 
 from ... import _stock
-from ...schemas import ReservationIn, ReservationLine, ReservationOut
+from ...schemas import ReservationIn, ReservationOut
 from ..deps import DbSession
 
 router = APIRouter(prefix="/reservations", tags=["reservations"])
 
 
 def _out(view: _stock.ReservationView) -> ReservationOut:
-    return ReservationOut(
-        id=view.id,
-        reference=view.reference,
-        status=view.status,
-        items=[ReservationLine(sku=sku, quantity=q) for sku, q in view.items],
+    return ReservationOut.model_validate(
+        {
+            "id": view.id,
+            "reference": view.reference,
+            "status": view.status,
+            "items": [{"sku": sku, "quantity": quantity} for sku, quantity in view.items],
+        }
     )
 
 
@@ -55,7 +59,9 @@ def create_reservation(
             sku=exc.sku,
         ) from exc
     except IntegrityError:
-        # NOTE: a concurrent request with the same reference won the race; answer its result.
+        # NOTE: on PostgreSQL a concurrent request with the same reference can win the race
+        # (SQLite's BEGIN IMMEDIATE serializes them); our stock changes rolled back, so
+        # answer the reservation the winner made.
         session.rollback()
         existing = _stock.find_by_reference(session=session, reference=body.reference)
         if existing is None:
@@ -65,7 +71,7 @@ def create_reservation(
     return _out(view)
 
 
-def _settle(reservation_id: str, action: str, session: DbSession) -> ReservationOut:
+def _settle(reservation_id: str, action: _stock.Settlement, session: DbSession) -> ReservationOut:
     try:
         view = _stock.settle(session=session, reservation_id=reservation_id, action=action)
         session.commit()
@@ -74,25 +80,26 @@ def _settle(reservation_id: str, action: str, session: DbSession) -> Reservation
         raise ProblemError(
             404,
             "Unknown reservation",
-            f"no reservation {reservation_id}",
+            f"no reservation has id {reservation_id}",
             slug="unknown-reservation",
             field="id",
+            id=reservation_id,
         ) from exc
     except _stock.ReservationConflict as exc:
         session.rollback()
         raise ProblemError(
-            409, "Reservation conflict", str(exc), slug="reservation-conflict"
+            409, "Reservation conflict", str(exc), slug="reservation-conflict", field="id"
         ) from exc
     return _out(view)
 
 
 @router.post("/{reservation_id}/commit")
 def commit_reservation(reservation_id: str, session: DbSession) -> ReservationOut:
-    """The held units leave the shelf for good (idempotent)."""
+    """The held units leave the shelf for good (idempotent; 409 once released)."""
     return _settle(reservation_id, "commit", session)
 
 
 @router.post("/{reservation_id}/release")
 def release_reservation(reservation_id: str, session: DbSession) -> ReservationOut:
-    """The held units go back on the shelf (idempotent)."""
+    """The held units go back on the shelf (idempotent; 409 once committed)."""
     return _settle(reservation_id, "release", session)

@@ -1,0 +1,176 @@
+"""The processes of the local platform: commands, settings and readiness, in start order.
+
+The CLI never imports a service: it knows them by their commands and settings variables
+(docs/contracts.md), exactly as a Kubernetes Deployment does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from ._broker import BrokerChoice
+from ._settings import CliSettings
+from ._supervisor import ProcessSpec
+
+
+def _http_ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), 0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) -> list[ProcessSpec]:
+    """Every process of the local platform, in start order (after the broker).
+
+    Args:
+        settings: ports, host and the state folder (databases and mail go under it).
+        broker: the broker every process uses (its URL may carry ``?namespace=``).
+        api_key: the local API key; only its sha256 reaches the edge.
+
+    Returns:
+        migrations, console, inventory-api, orders-api, the two worker templates (``queue``
+        set: run as pools), the mail sink and the edge.
+    """
+    var = settings.var_dir.resolve()
+    host, py = settings.host, sys.executable
+    console_url = f"http://{host}:{settings.console_port}"
+    orders_url = f"http://{host}:{settings.orders_port}"
+    inventory_url = f"http://{host}:{settings.inventory_port}"
+    traced = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": console_url,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "PYTHONUNBUFFERED": "1",
+    }
+    inventory_env = {
+        "FLOTILLA_INVENTORY_DATABASE_URL": f"sqlite:///{var}/inventory.db",
+        "FLOTILLA_INVENTORY_HOST": host,
+        "FLOTILLA_INVENTORY_PORT": str(settings.inventory_port),
+    }
+    orders_env = {
+        "FLOTILLA_ORDERS_DATABASE_URL": f"sqlite:///{var}/orders.db",
+        "FLOTILLA_ORDERS_BROKER_URL": broker.url,
+        "FLOTILLA_ORDERS_INVENTORY_URL": inventory_url,
+        "FLOTILLA_ORDERS_HOST": host,
+        "FLOTILLA_ORDERS_PORT": str(settings.orders_port),
+        "FLOTILLA_ORDERS_PAYMENT_LATENCY_MS": str(settings.payment_latency_ms),
+    }
+    routes = [
+        {
+            "name": "orders-api",
+            "prefix": "/api/orders",
+            "upstream": orders_url,
+            "rewrite": "/orders",
+        },
+        {
+            "name": "inventory-api",
+            "prefix": "/api/inventory",
+            "upstream": inventory_url,
+            "rewrite": "",
+        },
+    ]
+    key_hash = hashlib.sha256(api_key.encode()).hexdigest()
+    return [
+        ProcessSpec(
+            "inventory-migrate",
+            [py, "-m", "flotilla.inventory", "migrate"],
+            inventory_env,
+            oneshot=True,
+        ),
+        ProcessSpec(
+            "orders-migrate", [py, "-m", "flotilla.orders", "migrate"], orders_env, oneshot=True
+        ),
+        ProcessSpec(
+            "console",
+            [py, "-m", "flotilla.console", "api"],
+            {
+                "FLOTILLA_CONSOLE_DATABASE_PATH": str(var / "console.db"),
+                "FLOTILLA_CONSOLE_HOST": host,
+                "FLOTILLA_CONSOLE_PORT": str(settings.console_port),
+                "PYTHONUNBUFFERED": "1",
+                # NOTE: the console must not trace itself into itself (a feedback loop).
+                "OTEL_SDK_DISABLED": "true",
+            },
+            ready=lambda: _http_ready(f"{console_url}/healthz"),
+        ),
+        ProcessSpec(
+            "inventory-api",
+            [py, "-m", "flotilla.inventory", "api"],
+            {**inventory_env, **traced, "OTEL_SERVICE_NAME": "inventory-api"},
+            ready=lambda: _http_ready(f"{inventory_url}/readyz"),
+        ),
+        ProcessSpec(
+            "orders-api",
+            [py, "-m", "flotilla.orders", "api"],
+            {**orders_env, **traced, "OTEL_SERVICE_NAME": "orders-api"},
+            ready=lambda: _http_ready(f"{orders_url}/readyz"),
+        ),
+        ProcessSpec(
+            "orders-worker",
+            [py, "-m", "flotilla.orders", "worker"],
+            {**orders_env, **traced, "OTEL_SERVICE_NAME": "orders-worker"},
+            queue="orders",
+        ),
+        ProcessSpec(
+            "notifications-worker",
+            [py, "-m", "flotilla.notifications", "worker"],
+            {
+                **traced,
+                "OTEL_SERVICE_NAME": "notifications-worker",
+                "FLOTILLA_NOTIFICATIONS_BROKER_URL": broker.url,
+                "FLOTILLA_NOTIFICATIONS_SMTP_HOST": host,
+                "FLOTILLA_NOTIFICATIONS_SMTP_PORT": str(settings.smtp_port),
+            },
+            queue="notifications",
+        ),
+        ProcessSpec(
+            "mail-sink",
+            [
+                py,
+                "-m",
+                "flotilla.cli.mailsink",
+                "--host",
+                host,
+                "--port",
+                str(settings.smtp_port),
+                "--dir",
+                str(var / "mail"),
+            ],
+            {"PYTHONUNBUFFERED": "1"},
+            ready=lambda: _port_open(host, settings.smtp_port),
+        ),
+        ProcessSpec(
+            "edge",
+            [py, "-m", "flotilla.edge", "api"],
+            {
+                **traced,
+                "OTEL_SERVICE_NAME": "edge",
+                "FLOTILLA_EDGE_HOST": host,
+                "FLOTILLA_EDGE_PORT": str(settings.edge_port),
+                "FLOTILLA_EDGE_ROUTES": json.dumps(routes),
+                "FLOTILLA_EDGE_API_KEYS": f"local:{key_hash}",
+                "FLOTILLA_EDGE_REDIS_URL": _without_query(broker.url),
+            },
+            ready=lambda: _http_ready(f"http://{host}:{settings.edge_port}/readyz"),
+        ),
+    ]
