@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 from opentelemetry import trace
 
-from ._depth import DepthUnavailable, depth_reader
+from ._depth import DepthUnavailable, RabbitmqDepthReader, RedisDepthReader, depth_reader
 from ._kube import KubeApi, KubeError
 from ._policy import History, Observation, ScaleDecision, decide
 from ._spec import AutoscalerSpec, InvalidSpec, parse_spec
@@ -49,9 +49,17 @@ async def _broker_url(api: KubeApi, namespace: str, parsed: AutoscalerSpec) -> s
 
 
 async def evaluate(
-    api: KubeApi, body: Any, namespace: str, name: str, history: History
+    api: KubeApi,
+    body: Any,
+    namespace: str,
+    name: str,
+    history: History,
+    readers: dict[str, RedisDepthReader | RabbitmqDepthReader],
 ) -> tuple[ScaleDecision | None, float]:
-    """One round: returns the decision (None for an invalid spec) and the next interval."""
+    """One round: returns the decision (None for an invalid spec) and the next interval.
+
+    ``readers`` caches a depth reader per broker URL across rounds (the caller closes them).
+    """
     try:
         parsed = parse_spec(dict(body.get("spec", {})))
     except InvalidSpec as exc:
@@ -69,7 +77,9 @@ async def evaluate(
     depth, error = None, None
     try:
         url = await _broker_url(api, namespace, parsed)
-        reading = await asyncio.to_thread(depth_reader(url).read, list(parsed.queues))
+        if url not in readers:  # PERF: one client per broker, not a new pool every poll
+            readers[url] = depth_reader(url)
+        reading = await asyncio.to_thread(readers[url].read, list(parsed.queues))
         depth = reading.depth
     except (DepthUnavailable, KubeError) as exc:
         error = str(exc)
@@ -145,11 +155,14 @@ def register(registry: kopf.OperatorRegistry, api_factory: Callable[[], KubeApi]
         stopped, logger = kwargs["stopped"], kwargs["logger"]
         api = api_factory()
         history = History()
+        readers: dict[str, RedisDepthReader | RabbitmqDepthReader] = {}
         try:
             while not stopped:
                 interval = 2.0
                 try:
-                    decision, interval = await evaluate(api, body, namespace, name, history)
+                    decision, interval = await evaluate(
+                        api, body, namespace, name, history, readers
+                    )
                     if decision is not None:
                         history = decision.history
                 except KubeError as exc:
@@ -157,3 +170,5 @@ def register(registry: kopf.OperatorRegistry, api_factory: Callable[[], KubeApi]
                 await stopped.wait(interval)
         finally:
             await api.close()
+            for reader in readers.values():
+                reader.close()
