@@ -7,9 +7,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -54,3 +58,54 @@ def service(
             process.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@dataclass
+class LocalPlatform:
+    """A running ``flotilla up``: its process, state folder, ports and timestamped log lines."""
+
+    process: subprocess.Popen[str]
+    var: Path
+    ports: dict[str, int]
+    events: list[tuple[float, str]] = field(default_factory=list)
+
+
+def start_platform(prefix: str, env: dict[str, str] | None = None) -> LocalPlatform:
+    """Start the real local platform on free ports with its own redis-server; wait until ready."""
+    var = Path(tempfile.mkdtemp(prefix=prefix)) / "var"
+    ports = {name: free_port() for name in ("edge", "console", "orders", "inventory", "smtp")}
+    argv = [
+        sys.executable,
+        "-m",
+        "flotilla.cli",
+        "up",
+        "--var-dir",
+        str(var),
+        "--broker",
+        "redis-server",
+    ]
+    for name, port in ports.items():
+        argv += [f"--{name}-port", str(port)]
+    environment = {
+        **os.environ,
+        "FLOTILLA_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        **(env or {}),
+    }
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment
+    )
+    platform = LocalPlatform(process, var, ports)
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            platform.events.append((time.monotonic(), line))
+            if "platform ready" in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(180):
+        process.kill()
+        raise SystemExit("bench: the platform did not become ready")
+    return platform

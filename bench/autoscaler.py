@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import re
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -35,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _support import free_port
+from _support import start_platform
 from flotilla.operator import History, Observation, QueueDepth, ScalingSpec, decide
 
 DT = 0.5
@@ -192,43 +188,11 @@ def burst(edge: str, api_key: str, orders: int) -> float:
 
 
 def run_live(console: Console, bursts: int, orders: int) -> None:
-    var = Path(tempfile.mkdtemp(prefix="flotilla-autoscale-")) / "var"
-    ports = {name: free_port() for name in ("edge", "console", "orders", "inventory", "smtp")}
-    argv = [
-        sys.executable,
-        "-m",
-        "flotilla.cli",
-        "up",
-        "--var-dir",
-        str(var),
-        "--broker",
-        "redis-server",
-    ]
-    for name, port in ports.items():
-        argv += [f"--{name}-port", str(port)]
-    env = {
-        **os.environ,
-        "FLOTILLA_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "FLOTILLA_CLI_POOL_SCALE_DOWN_WINDOW_S": "10",
-        "FLOTILLA_CLI_POOL_MAX": "4",
-    }
-    up = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    platform = start_platform(
+        "flotilla-autoscale-",
+        {"FLOTILLA_CLI_POOL_SCALE_DOWN_WINDOW_S": "10", "FLOTILLA_CLI_POOL_MAX": "4"},
     )
-    events: list[tuple[float, str]] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert up.stdout is not None
-        for line in up.stdout:
-            events.append((time.monotonic(), line))
-            if "platform ready" in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    if not ready.wait(180):
-        up.kill()
-        raise SystemExit("bench: the platform did not become ready")
+    up, var, ports, events = platform.process, platform.var, platform.ports, platform.events
     reactions = []
     try:
         for n in range(1, bursts + 1):

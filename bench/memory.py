@@ -9,12 +9,8 @@ ready and has been idle for a few seconds, then reads each process's RSS with ps
 from __future__ import annotations
 
 import argparse
-import os
 import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _support import free_port
+from _support import start_platform
 
 
 def _name(process: psutil.Process) -> str:
@@ -39,37 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle-seconds", type=float, default=10)
     args = parser.parse_args()
-    var = Path(tempfile.mkdtemp(prefix="flotilla-mem-")) / "var"
-    argv = [
-        sys.executable,
-        "-m",
-        "flotilla.cli",
-        "up",
-        "--var-dir",
-        str(var),
-        "--broker",
-        "redis-server",
-    ]
-    for option in ("edge", "console", "orders", "inventory", "smtp"):
-        argv += [f"--{option}-port", str(free_port())]
-    env = {**os.environ, "FLOTILLA_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     console = Console()
-    up = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    ready = threading.Event()
-
-    def read() -> None:
-        assert up.stdout is not None
-        for line in up.stdout:
-            if "platform ready" in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
     with console.status("starting the platform"):
-        if not ready.wait(180):
-            up.kill()
-            raise SystemExit("bench: the platform did not become ready")
+        up = start_platform("flotilla-mem-").process
     with console.status(f"idle for {args.idle_seconds:.0f} s"):
         time.sleep(args.idle_seconds)
     supervisor = psutil.Process(up.pid)
