@@ -22,6 +22,8 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import redis
 
+from flotilla.core import redis_namespace
+
 from ._policy import QueueDepth
 
 
@@ -67,10 +69,7 @@ class RedisDepthReader:
     """Depth of Dramatiq queues on Redis (``redis://host:port/db[?namespace=…]``)."""
 
     def __init__(self, url: str, *, heartbeat_timeout_ms: int = 60_000) -> None:
-        parts = urlsplit(url)
-        query = dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p)
-        self.namespace = unquote(query.pop("namespace", "dramatiq"))
-        clean = parts._replace(query="&".join(f"{k}={v}" for k, v in query.items())).geturl()
+        clean, self.namespace = redis_namespace(url)
         self.client = redis.Redis.from_url(clean, socket_timeout=2, socket_connect_timeout=2)
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self._script = self.client.register_script(_REDIS_DEPTH)

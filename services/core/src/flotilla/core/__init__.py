@@ -6,7 +6,13 @@ RFC 9457 problems, health checks and graceful serving. It imports no other Floti
 FastAPI glue lives in :mod:`flotilla.core.fastapi`.
 """
 
-from ._brokers import BrokerUnavailable, BrokerURLError, broker_from_url, broker_system
+from ._brokers import (
+    BrokerUnavailable,
+    BrokerURLError,
+    broker_from_url,
+    broker_system,
+    redis_namespace,
+)
 from ._database import is_sqlite, make_engine, read_only, session_factory
 from ._health import Check, HealthReport, run_checks
 from ._http import (
@@ -93,6 +99,7 @@ __all__ = [
     "is_sqlite",
     "make_engine",
     "read_only",
+    "redis_namespace",
     "run_checks",
     "run_worker",
     "send_message",

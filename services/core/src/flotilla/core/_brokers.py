@@ -37,6 +37,19 @@ def broker_system(url: str) -> str:
     )
 
 
+def redis_namespace(url: str) -> tuple[str, str]:
+    """Split a Redis broker URL into the URL redis-py takes and Dramatiq's key namespace.
+
+    ``redis://h:6379/0?namespace=shop`` → (``redis://h:6379/0``, ``shop``); without the
+    parameter the namespace is Dramatiq's default, ``dramatiq``.
+    """
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    namespace = query.pop("namespace", ["dramatiq"])[0]
+    rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), namespace
+
+
 def broker_from_url(url: str, *, tracing: bool = True) -> dramatiq.Broker:
     """Build a Dramatiq broker for ``url``.
 
@@ -57,11 +70,7 @@ def broker_from_url(url: str, *, tracing: bool = True) -> dramatiq.Broker:
     if system == "redis":
         from dramatiq.brokers.redis import RedisBroker
 
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        namespace = query.pop("namespace", ["dramatiq"])[0]
-        rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
-        clean = urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment))
+        clean, namespace = redis_namespace(url)
         # dramatiq's RedisBroker has no annotations
         return RedisBroker(  # type: ignore[no-untyped-call]
             url=clean, namespace=namespace, middleware=middleware
