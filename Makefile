@@ -6,7 +6,7 @@ export UV_PYTHON ?= 3.11
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test lint format bench
+.PHONY: help setup run test lint format bench crds
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,3 +35,7 @@ bench: setup  ## run the benchmarks (see docs/benchmarks.md)
 	@$(UV) run --frozen python bench/edge.py
 	@$(UV) run --frozen python bench/worker.py
 	@$(UV) run --frozen python bench/memory.py
+
+crds:  ## copy the CRDs from k8s/crds/ (the source) into the chart (Helm cannot template crds/)
+	@mkdir -p charts/flotilla/crds
+	@cp k8s/crds/*.yaml charts/flotilla/crds/

@@ -19,6 +19,7 @@ from flotilla.core import (
     TraceContextMiddleware,
     broker_from_url,
     build_message,
+    drain_timeout_for,
     run_worker,
     send_message,
 )
@@ -91,3 +92,23 @@ def test_worker_drains_on_stop_finishing_the_message_it_holds(redis_url: str) ->
     runner.join(30)
     assert not runner.is_alive()
     assert finished.is_set(), "the worker exited before finishing the job it held"
+
+
+def test_the_drain_waits_as_long_as_the_longest_actor_may_run(redis_url: str) -> None:
+    """Given actors with 30 s and 90 s time limits on two queues, a worker on both drains for
+    95 s, one on the first for 35 s; an actor without a limit counts Dramatiq's 10 minutes."""
+    broker = broker_from_url(redis_url)
+
+    @dramatiq.actor(broker=broker, queue_name="fast", time_limit=30_000)
+    def quick() -> None: ...
+
+    @dramatiq.actor(broker=broker, queue_name="slow", time_limit=90_000)
+    def long() -> None: ...
+
+    @dramatiq.actor(broker=broker, queue_name="unbounded")
+    def forever() -> None: ...
+
+    assert drain_timeout_for(broker, ["fast", "slow"]) == 95
+    assert drain_timeout_for(broker, ["fast"]) == 35
+    assert drain_timeout_for(broker, ["unbounded"]) == 605
+    broker.close()

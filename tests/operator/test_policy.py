@@ -96,7 +96,7 @@ def test_nonsense_specs_are_refused() -> None:
 # -- properties ------------------------------------------------------------------------------
 
 specs = st.builds(
-    lambda lo, span, target, step, down, window, act, fb: ScalingSpec(
+    lambda lo, span, target, step, down, window, act, fb, periods: ScalingSpec(
         min_replicas=lo,
         max_replicas=lo + span,
         target_per_replica=target,
@@ -105,6 +105,8 @@ specs = st.builds(
         scale_down_window_s=window,
         activation_depth=act,
         fallback_replicas=fb,
+        scale_up_period_s=periods[0],
+        scale_down_period_s=periods[1],
     ),
     st.integers(0, 5),
     st.integers(0, 20),
@@ -114,12 +116,15 @@ specs = st.builds(
     st.floats(0, 600),
     st.integers(1, 50),
     st.integers(0, 30),
+    st.tuples(st.floats(0, 120), st.floats(0, 120)),
 )
 depths = st.builds(
     QueueDepth, st.integers(0, 100_000), st.integers(0, 10_000), st.integers(0, 10_000)
 )
-histories = st.lists(st.tuples(st.floats(0, 1000), st.integers(0, 30)), max_size=10).map(
-    lambda items: History(tuple(sorted(items)))
+histories = st.builds(
+    lambda recs, changes: History(tuple(sorted(recs)), tuple(sorted(changes))),
+    st.lists(st.tuples(st.floats(0, 1000), st.integers(0, 30)), max_size=10),
+    st.lists(st.tuples(st.floats(900, 1000), st.integers(-10, 10)), max_size=5),
 )
 
 
@@ -169,3 +174,48 @@ def test_never_below_in_flight_demand(
     needed = min(spec.max_replicas, math.ceil(depth.in_flight / spec.target_per_replica))
     if decision.desired < current:  # a scale-down never drops below what in-flight work needs
         assert decision.desired >= needed
+
+
+def test_scale_up_adds_at_most_max_step_per_period() -> None:
+    """Given scaleUp {maxStep: 4, periodSeconds: 10}, a deep queue adds 4 now, then waits."""
+    spec = ScalingSpec(max_replicas=20, scale_up_max_step=4, scale_up_period_s=10)
+    first = decide(spec, look(1, 5000), History(), now=0)
+    assert (first.desired, first.action) == (5, "scale-up")
+    held = decide(spec, look(5, 5000), first.history, now=5)
+    assert (held.desired, held.action) == (5, "hold")
+    assert "scale-up step used (4 added in the last 10s)" in held.reason
+    later = decide(spec, look(5, 5000), held.history, now=10.5)
+    assert (later.desired, later.action) == (9, "scale-up")
+
+
+def test_scale_down_removes_at_most_max_step_per_period() -> None:
+    spec = ScalingSpec(
+        max_replicas=20, scale_down_max_step=2, scale_down_period_s=30, scale_down_window_s=0
+    )
+    first = decide(spec, look(8), History(), now=0)
+    assert (first.desired, first.action) == (6, "scale-down")
+    held = decide(spec, look(6), first.history, now=10)
+    assert (held.desired, held.action) == (6, "hold")
+    assert "scale-down step used" in held.reason
+    assert decide(spec, look(6), held.history, now=31).desired == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(specs, st.lists(depths, min_size=1, max_size=30), st.floats(0.1, 10))
+def test_steps_stay_within_each_period(
+    spec: ScalingSpec, seen: list[QueueDepth], interval: float
+) -> None:
+    """Across a run of decisions, no period adds more than maxStep (or removes more), except
+    to get back inside the bounds."""
+    current, history, now = spec.min_replicas, History(), 0.0
+    made: list[tuple[float, int]] = []
+    for depth in seen:
+        decision = decide(spec, Observation(current, depth), history, now)
+        if decision.desired != current:
+            made.append((now, decision.desired - current))
+        current, history, now = decision.desired, decision.history, now + interval
+    for at, _ in made:
+        up = sum(d for t, d in made if d > 0 and at - spec.scale_up_period_s < t <= at)
+        down = -sum(d for t, d in made if d < 0 and at - spec.scale_down_period_s < t <= at)
+        assert up <= max(spec.scale_up_max_step, spec.min_replicas)
+        assert down <= spec.scale_down_max_step

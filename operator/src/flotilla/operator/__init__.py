@@ -12,6 +12,7 @@ from ._depth import (
 )
 from ._handlers import GROUP, PLURAL, VERSION, evaluate, register
 from ._kube import KubeApi, KubeError
+from ._metrics import OperatorMetrics
 from ._policy import History, Observation, QueueDepth, ScaleDecision, ScalingSpec, decide, demand
 from ._spec import AutoscalerSpec, InvalidSpec, parse_spec
 
@@ -27,6 +28,7 @@ __all__ = [
     "KubeApi",
     "KubeError",
     "Observation",
+    "OperatorMetrics",
     "QueueDepth",
     "RabbitmqDepthReader",
     "RedisDepthReader",

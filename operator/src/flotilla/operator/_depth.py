@@ -161,11 +161,14 @@ class RabbitmqDepthReader:
         return None
 
 
-def depth_reader(url: str) -> RedisDepthReader | RabbitmqDepthReader:
-    """The reader for a broker URL (``redis://`` or ``amqp://``)."""
+def depth_reader(
+    url: str, *, management_url: str | None = None
+) -> RedisDepthReader | RabbitmqDepthReader:
+    """The reader for a broker URL (``redis://`` or ``amqp://``; RabbitMQ's management API at
+    ``management_url``, by default the broker's host on port 15672)."""
     scheme = urlsplit(url).scheme
     if scheme in ("redis", "rediss"):
         return RedisDepthReader(url)
     if scheme in ("amqp", "amqps"):
-        return RabbitmqDepthReader(url)
+        return RabbitmqDepthReader(url, management_url=management_url)
     raise ValueError(f"no depth reader for {scheme!r} URLs; use redis:// or amqp://")

@@ -2,7 +2,13 @@
 
 Thin on purpose: read the spec, the Deployment's replicas and the queue depth; call
 :func:`flotilla.operator.decide`; patch the ``scale`` subresource when the answer changes,
-post an Event, write the status, and record the decision as a span.
+post an Event, write the status, record the decision as a span and in the metrics.
+
+Why a daemon and not ``@kopf.timer``: a timer's interval is fixed when it is declared, while
+``pollIntervalSeconds`` belongs to each object. The daemon covers the object's life cycle:
+kopf starts it on create and on resume (operator restart), stops it on delete (the Deployment
+keeps its replicas), and it reads the live body every round, so annotations apply at the next
+poll; a spec update also wakes it at once (``on.update`` of ``spec``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from opentelemetry import trace
 
 from ._depth import DepthUnavailable, RabbitmqDepthReader, RedisDepthReader, depth_reader
 from ._kube import KubeApi, KubeError
+from ._metrics import OperatorMetrics
 from ._policy import History, Observation, ScaleDecision, decide
 from ._spec import AutoscalerSpec, InvalidSpec, parse_spec
 
@@ -31,14 +38,24 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, str]:
-    return {
-        "type": kind,
-        "status": "True" if ok else "False",
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": _now(),
-    }
+def _conditions(body: Any, *wanted: tuple[str, bool, str, str]) -> list[dict[str, str]]:
+    """Conditions ``(type, ok, reason, message)``; a transition time moves only on a change."""
+    before = {c.get("type"): c for c in body.get("status", {}).get("conditions", [])}
+    conditions = []
+    for kind, ok, reason, message in wanted:
+        status = "True" if ok else "False"
+        previous = before.get(kind, {})
+        since = previous.get("lastTransitionTime") if previous.get("status") == status else None
+        conditions.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": since or _now(),
+            }
+        )
+    return conditions
 
 
 async def _broker_url(api: KubeApi, namespace: str, parsed: AutoscalerSpec) -> str:
@@ -55,10 +72,11 @@ async def evaluate(
     name: str,
     history: History,
     readers: dict[str, RedisDepthReader | RabbitmqDepthReader],
+    metrics: OperatorMetrics,
 ) -> tuple[ScaleDecision | None, float]:
     """One round: returns the decision (None for an invalid spec) and the next interval.
 
-    ``readers`` caches a depth reader per broker URL across rounds (the caller closes them).
+    ``readers`` caches a depth reader per broker across rounds (the caller closes them).
     """
     try:
         parsed = parse_spec(dict(body.get("spec", {})))
@@ -67,20 +85,22 @@ async def evaluate(
             namespace,
             name,
             {
-                "conditions": [_condition("Ready", False, "InvalidSpec", str(exc))],
+                "conditions": _conditions(body, ("Ready", False, "InvalidSpec", str(exc))),
                 "lastDecision": str(exc),
             },
         )
         return None, 5.0
     paused = body.get("metadata", {}).get("annotations", {}).get(PAUSED) == "true"
     current = await api.deployment_replicas(namespace, parsed.target)
-    depth, error = None, None
+    depth, error, note = None, None, None
     try:
         url = await _broker_url(api, namespace, parsed)
-        if url not in readers:  # PERF: one client per broker, not a new pool every poll
-            readers[url] = depth_reader(url)
-        reading = await asyncio.to_thread(readers[url].read, list(parsed.queues))
-        depth = reading.depth
+        key = f"{url} {parsed.management_url}"
+        if key not in readers:  # PERF: one client per broker, not a new pool every poll
+            readers[key] = depth_reader(url, management_url=parsed.management_url)
+        with metrics.read_seconds.labels(namespace, name).time():
+            reading = await asyncio.to_thread(readers[key].read, list(parsed.queues))
+        depth, note = reading.depth, reading.note
     except (DepthUnavailable, KubeError) as exc:
         error = str(exc)
     with tracer.start_as_current_span(
@@ -102,31 +122,34 @@ async def evaluate(
                 "flotilla.depth": depth.total if depth else -1,
             }
         )
+    metrics.record(namespace, name, current, depth, decision)
+    fallback = decision.action == "fallback"
     status: dict[str, Any] = {
         "currentReplicas": current,
         "desiredReplicas": decision.desired,
         "lastDecision": decision.reason,
-        "conditions": [
-            _condition("Ready", True, "Evaluated", "the policy ran"),
-            _condition(
+        "conditions": _conditions(
+            body,
+            ("Ready", True, "Evaluated", "the policy ran"),
+            (
                 "BrokerReachable",
                 error is None,
-                "Read" if error is None else "Unreachable",
-                error or "depth read",
+                "Unreachable" if error else ("PartialRead" if note else "Read"),
+                error or note or "depth read",
             ),
-            _condition(
+            (
                 "Paused",
                 paused,
                 "Annotation" if paused else "NotPaused",
                 f"{PAUSED}={'true' if paused else 'false'}",
             ),
-            _condition(
+            (
                 "Fallback",
-                decision.action == "fallback",
-                "BrokerUnreachable" if decision.action == "fallback" else "DepthKnown",
-                decision.reason if decision.action == "fallback" else "depth known",
+                fallback,
+                "BrokerUnreachable" if fallback else "DepthKnown",
+                decision.reason if fallback else "depth known",
             ),
-        ],
+        ),
     }
     if depth is not None:
         status.update(
@@ -146,14 +169,41 @@ async def evaluate(
     return decision, parsed.poll_interval_s
 
 
-def register(registry: kopf.OperatorRegistry, api_factory: Callable[[], KubeApi]) -> None:
-    """Declare the handlers on ``registry``; ``api_factory`` gives the API client."""
+async def _pause(stopped: Any, wake: asyncio.Event, interval: float) -> None:
+    """Sleep ``interval`` seconds, or less if the daemon is stopped or woken."""
+    waits = {asyncio.ensure_future(stopped.wait(interval)), asyncio.ensure_future(wake.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
+        wake.clear()
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    api_factory: Callable[[], KubeApi],
+    metrics: OperatorMetrics | None = None,
+) -> OperatorMetrics:
+    """Declare the handlers on ``registry``; ``api_factory`` gives the API client.
+
+    Returns the metrics the handlers record into (serve their ``registry`` to Prometheus).
+    """
+    metrics = metrics or OperatorMetrics()
+    wakeups: dict[str, asyncio.Event] = {}
+
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, field="spec")
+    async def respec(**kwargs: Any) -> None:
+        """A new spec applies now, not at the end of a long poll interval."""
+        if wake := wakeups.get(kwargs["uid"]):
+            wake.set()
 
     @kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=10)
     async def autoscale(**kwargs: Any) -> None:
         body, name, namespace = kwargs["body"], kwargs["name"], kwargs["namespace"]
         stopped, logger = kwargs["stopped"], kwargs["logger"]
         api = api_factory()
+        wake = wakeups.setdefault(kwargs["uid"], asyncio.Event())
         history = History()
         readers: dict[str, RedisDepthReader | RabbitmqDepthReader] = {}
         try:
@@ -161,14 +211,18 @@ def register(registry: kopf.OperatorRegistry, api_factory: Callable[[], KubeApi]
                 interval = 2.0
                 try:
                     decision, interval = await evaluate(
-                        api, body, namespace, name, history, readers
+                        api, body, namespace, name, history, readers, metrics
                     )
                     if decision is not None:
                         history = decision.history
                 except KubeError as exc:
                     logger.warning(f"autoscaler round failed: {exc}")
-                await stopped.wait(interval)
+                await _pause(stopped, wake, interval)
         finally:
+            wakeups.pop(kwargs["uid"], None)
             await api.close()
             for reader in readers.values():
                 reader.close()
+            metrics.forget(namespace, name)
+
+    return metrics

@@ -10,9 +10,14 @@ How it decides, in order:
 3. demand = ceil(depth / target_per_replica), depth = ready + delayed-due + in-flight; from zero
    replicas, nothing starts until depth reaches ``activation_depth``;
 4. clamp to [min_replicas, max_replicas];
-5. scaling up happens at once, at most ``scale_up_max_step`` replicas above the current count;
+5. scaling up happens at once, adding at most ``scale_up_max_step`` replicas in any
+   ``scale_up_period_s`` seconds (a period of 0 means: per decision);
 6. scaling down follows the highest recommendation of the last ``scale_down_window_s``
-   seconds (the stabilization window), at most ``scale_down_max_step`` replicas at a time.
+   seconds (the stabilization window), removing at most ``scale_down_max_step`` replicas in
+   any ``scale_down_period_s`` seconds.
+
+The step policies count the changes this policy made (``History.changes``), as the HPA's
+``behavior.scaleUp.policies`` do; a change made by hand is not held against the budget.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ class ScalingSpec:
     target_per_replica: int = 100
     activation_depth: int = 1
     scale_up_max_step: int = 4
+    scale_up_period_s: float = 0.0
     scale_down_max_step: int = 100
+    scale_down_period_s: float = 0.0
     scale_down_window_s: float = 60.0
     fallback_replicas: int = 1
 
@@ -41,6 +48,8 @@ class ScalingSpec:
             raise ValueError("target_per_replica and scale_up_max_step must be positive")
         if self.scale_down_max_step < 1 or self.scale_down_window_s < 0:
             raise ValueError("scale_down_max_step must be positive, the window not negative")
+        if self.scale_up_period_s < 0 or self.scale_down_period_s < 0:
+            raise ValueError("the step periods must not be negative")
 
 
 @dataclass(frozen=True)
@@ -68,9 +77,10 @@ class Observation:
 
 @dataclass(frozen=True)
 class History:
-    """Recent recommendations ``(time, replicas)``, newest last."""
+    """Recent recommendations ``(time, replicas)`` and changes ``(time, delta)``, newest last."""
 
     recommendations: tuple[tuple[float, int], ...] = ()
+    changes: tuple[tuple[float, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,22 +120,27 @@ def decide(
     recommended = _clamp(demand(spec, depth, current), spec)
     window_start = now - spec.scale_down_window_s
     kept = tuple((t, r) for t, r in history.recommendations if t > window_start)
-    new_history = History((*kept, (now, recommended)))
+    horizon = now - max(spec.scale_up_period_s, spec.scale_down_period_s)
+    changes = tuple((t, d) for t, d in history.changes if t > horizon)
+    added = sum(d for t, d in changes if d > 0 and t > now - spec.scale_up_period_s)
+    removed = -sum(d for t, d in changes if d < 0 and t > now - spec.scale_down_period_s)
     stats = (
         f"depth {depth.total} (ready {depth.ready}, delayed {depth.delayed_due}, "
         f"in-flight {depth.in_flight}), target {spec.target_per_replica}/replica"
     )
 
+    stabilized = max([r for _, r in kept] + [recommended])
     if recommended > current:
-        desired = min(recommended, current + spec.scale_up_max_step)
+        desired = min(recommended, current + max(0, spec.scale_up_max_step - added))
     else:
-        stabilized = max(r for _, r in new_history.recommendations)
-        desired = (
-            max(stabilized, current - spec.scale_down_max_step) if stabilized < current else current
-        )
+        step = max(0, spec.scale_down_max_step - removed)
+        desired = max(stabilized, current - step) if stabilized < current else current
     # NOTE: the bounds win over the rate limits: a pool below its minimum (or above its
     # maximum, after the spec changed) goes straight back inside.
     desired = _clamp(desired, spec)
+    if desired != current:
+        changes = (*changes, (now, desired - current))
+    new_history = History((*kept, (now, recommended)), changes)
     if desired > current:
         limited = " (step-limited)" if desired < recommended else ""
         return ScaleDecision(
@@ -133,6 +148,22 @@ def decide(
         )
     if desired < current:
         return ScaleDecision(desired, "scale-down", f"{current}→{desired}: {stats}", new_history)
+    if recommended > current:
+        return ScaleDecision(
+            current,
+            "hold",
+            f"{current}: scale-up step used ({added} added in the last "
+            f"{spec.scale_up_period_s:g}s); {stats}",
+            new_history,
+        )
+    if recommended < current and removed and stabilized < current:
+        return ScaleDecision(
+            current,
+            "hold",
+            f"{current}: scale-down step used ({removed} removed in the last "
+            f"{spec.scale_down_period_s:g}s); {stats}",
+            new_history,
+        )
     if recommended < current:
         return ScaleDecision(
             current,

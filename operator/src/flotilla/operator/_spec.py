@@ -19,6 +19,7 @@ class AutoscalerSpec:
     scaling: ScalingSpec
     poll_interval_s: float
     broker_url: str | None
+    management_url: str | None  # RabbitMQ's management API, when not on the broker's host
     broker_secret: tuple[str, str] | None  # (secret name, key)
 
 
@@ -45,7 +46,9 @@ def parse_spec(spec: dict[str, Any]) -> AutoscalerSpec:
             target_per_replica=int(spec.get("targetPerReplica", 100)),
             activation_depth=int(spec.get("activationDepth", 1)),
             scale_up_max_step=int(scale_up.get("maxStep", 4)),
+            scale_up_period_s=float(scale_up.get("periodSeconds", 2)),
             scale_down_max_step=int(scale_down.get("maxStep", 100)),
+            scale_down_period_s=float(scale_down.get("periodSeconds", 15)),
             scale_down_window_s=float(scale_down.get("stabilizationWindowSeconds", 60)),
             fallback_replicas=int(spec.get("fallbackReplicas", spec.get("minReplicas", 1))),
         )
@@ -60,5 +63,6 @@ def parse_spec(spec: dict[str, Any]) -> AutoscalerSpec:
         scaling=scaling,
         poll_interval_s=interval,
         broker_url=broker.get("url"),
+        management_url=broker.get("managementUrl"),
         broker_secret=(secret["name"], secret["key"]) if secret else None,
     )

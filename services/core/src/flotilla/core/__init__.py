@@ -56,7 +56,7 @@ from ._telemetry import (
     telemetry_enabled,
 )
 from ._tracing_middleware import QUEUE_WAIT_ATTRIBUTE, TRACE_CONTEXT_OPTION, TraceContextMiddleware
-from ._worker import run_worker
+from ._worker import drain_timeout_for, run_worker
 
 __all__ = [
     "PLACEHOLDER_SECRETS",
@@ -89,6 +89,7 @@ __all__ = [
     "configure_logging",
     "configure_telemetry",
     "current_trace_id",
+    "drain_timeout_for",
     "field_path",
     "flush_telemetry",
     "instrument_asgi",

@@ -20,13 +20,32 @@ from ._telemetry import flush_telemetry
 
 logger = logging.getLogger(__name__)
 
+#: Dramatiq's own default time limit (TimeLimit middleware) for an actor that sets none.
+DEFAULT_TIME_LIMIT_MS = 600_000
+#: What the drain allows beyond the longest time limit: the limit fires, the message is
+#: failed or retried (acked or requeued), spans are flushed.
+DRAIN_MARGIN_S = 5.0
+
+
+def drain_timeout_for(broker: dramatiq.Broker, queues: Iterable[str] | None = None) -> float:
+    """Seconds a worker on ``queues`` may need to finish what it holds: the longest actor
+    ``time_limit`` there, plus a margin. Kubernetes' ``terminationGracePeriodSeconds`` must
+    exceed it, or SIGKILL cuts a running job short (docs/operator.md)."""
+    wanted = set(queues) if queues is not None else None
+    limits = [
+        broker.get_actor(name).options.get("time_limit", DEFAULT_TIME_LIMIT_MS)
+        for name in broker.get_declared_actors()
+        if wanted is None or broker.get_actor(name).queue_name in wanted
+    ]
+    return max(limits, default=0) / 1000 + DRAIN_MARGIN_S
+
 
 def run_worker(
     broker: dramatiq.Broker,
     *,
     queues: Iterable[str] | None = None,
     threads: int = 8,
-    drain_timeout_s: float = 30.0,
+    drain_timeout_s: float | None = None,
     stop: threading.Event | None = None,
 ) -> None:
     """Consume ``queues`` until SIGTERM/SIGINT (or ``stop`` is set), then drain and return.
@@ -35,10 +54,13 @@ def run_worker(
         broker: the broker whose actors this process runs.
         queues: the queues to consume; all declared ones when ``None``.
         threads: worker threads.
-        drain_timeout_s: how long to wait for running messages on shutdown.
+        drain_timeout_s: how long to wait for running messages on shutdown; by default
+            :func:`drain_timeout_for` the queues (the longest actor time limit + 5 s).
         stop: an event to stop on instead of a signal (tests).
     """
     stop = stop or threading.Event()
+    if drain_timeout_s is None:
+        drain_timeout_s = drain_timeout_for(broker, queues)
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
