@@ -53,6 +53,8 @@ def test_an_order_goes_through_five_processes_in_one_trace(platform: Platform) -
     by_id = {s["span_id"]: s for s in spans}
     roots = [s for s in spans if s["parent_span_id"] is None]
     assert len(roots) == 1 and roots[0]["service"] == "edge"
+    # a healthy order is not red anywhere (the edge's first rate-limit call once was: NOSCRIPT)
+    assert [(s["service"], s["name"]) for s in spans if s["status"] == "ERROR"] == []
     assert all(s["parent_span_id"] in by_id for s in spans if s is not roots[0]), (
         "a span's parent is missing: the chain is broken"
     )
