@@ -6,7 +6,7 @@ export UV_PYTHON ?= 3.11
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
 
-.PHONY: help setup run test lint format bench crds
+.PHONY: help setup run test lint format bench crds browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -18,7 +18,7 @@ setup:  ## install uv if missing, then the locked workspace into .venv (idempote
 run: setup  ## start the whole platform locally (edge on :8080, console on :8090)
 	@$(UV) run --frozen flotilla up
 
-test: setup lint  ## lint, then the whole test suite (real Redis, RabbitMQ, PostgreSQL)
+test: setup lint browser  ## lint, then the whole test suite (real Redis, RabbitMQ, PostgreSQL, Chromium)
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 lint: setup  ## ruff, mypy (strict on src/), import-linter contracts
@@ -39,3 +39,9 @@ bench: setup  ## run the benchmarks (see docs/benchmarks.md)
 crds:  ## copy the CRDs from k8s/crds/ (the source) into the chart (Helm cannot template crds/)
 	@mkdir -p charts/flotilla/crds
 	@cp k8s/crds/*.yaml charts/flotilla/crds/
+
+browser:  ## Debian's chromium for the browser tests, installed with apt when missing (as root)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& echo "installing Debian's chromium for the browser tests" \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+		|| echo "chromium is missing and could not be installed: run 'apt-get install chromium' (the browser tests skip locally, fail under CI)"

@@ -15,29 +15,8 @@ from typing import Any
 import httpx
 
 from tests.e2e.conftest import Platform
+from tests.e2e.orders import ORDER, SERVICES, complete_trace, fulfilled, start_burst
 from tests.support.waiting import wait_for
-
-ORDER = {"customer_email": "grace@example.com", "items": [{"sku": "FLT-KAYAK", "quantity": 1}]}
-SERVICES = {"edge", "orders-api", "inventory-api", "orders-worker", "notifications-worker"}
-
-
-def fulfilled(client: httpx.Client, order_id: str) -> bool:
-    return bool(client.get(f"/api/orders/{order_id}").json()["status"] == "fulfilled")
-
-
-def complete_trace(platform: Platform, trace_id: str) -> dict[str, Any] | None:
-    answer = httpx.get(f"{platform.console}/api/traces/{trace_id}")
-    if answer.status_code != 200:
-        return None
-    trace: dict[str, Any] = answer.json()
-    services = {s["service"] for s in trace["spans"]}
-    names = {s["name"] for s in trace["spans"]}
-    ids = {s["span_id"] for s in trace["spans"]}
-    # NOTE: each process exports in its own batches, so spans arrive out of order; the trace
-    # is complete once every service is there and every parent has arrived.
-    linked = all(s["parent_span_id"] in ids for s in trace["spans"] if s["parent_span_id"])
-    complete = services >= SERVICES and "smtp.send" in names and linked
-    return trace if complete else None
 
 
 def test_an_order_goes_through_five_processes_in_one_trace(platform: Platform) -> None:
@@ -194,24 +173,7 @@ def test_a_burst_scales_the_orders_pool_up_and_back_down_after_the_window(
     before = pool_status(platform)["orders-worker"]
     assert before["replicas"] == before["min"] == 1
     assert pool_status(platform)["notifications-worker"]["queue"] == "notifications"
-    burst = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flotilla.cli",
-            "load",
-            "--orders",
-            "80",
-            "--concurrency",
-            "8",
-            "--edge",
-            platform.edge,
-            "--api-key-file",
-            str(platform.var_dir / "local" / "api-key"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    burst = start_burst(platform, 80)
     try:
         grown = wait_for(
             lambda: (p := pool_status(platform)["orders-worker"])["replicas"] > 1 and p,

@@ -3,6 +3,7 @@
 The policy is pure (:func:`decide`); the depth readers read what Dramatiq really holds.
 """
 
+from ._decisions import DECISION_SPAN, decision_attributes
 from ._depth import (
     DepthReading,
     DepthUnavailable,
@@ -17,6 +18,7 @@ from ._policy import History, Observation, QueueDepth, ScaleDecision, ScalingSpe
 from ._spec import AutoscalerSpec, InvalidSpec, parse_spec
 
 __all__ = [
+    "DECISION_SPAN",
     "GROUP",
     "PLURAL",
     "VERSION",
@@ -35,6 +37,7 @@ __all__ = [
     "ScaleDecision",
     "ScalingSpec",
     "decide",
+    "decision_attributes",
     "demand",
     "depth_reader",
     "evaluate",

@@ -22,6 +22,7 @@ from typing import Any
 import kopf
 from opentelemetry import trace
 
+from ._decisions import DECISION_SPAN, decision_attributes
 from ._depth import DepthUnavailable, RabbitmqDepthReader, RedisDepthReader, depth_reader
 from ._kube import KubeApi, KubeError
 from ._metrics import OperatorMetrics
@@ -103,24 +104,18 @@ async def evaluate(
         depth, note = reading.depth, reading.note
     except (DepthUnavailable, KubeError) as exc:
         error = str(exc)
-    with tracer.start_as_current_span(
-        "autoscale decision",
-        attributes={
-            "flotilla.autoscaler": f"{namespace}/{name}",
-            "flotilla.target": parsed.target,
-        },
-    ) as span:
-        decision = decide(
-            parsed.scaling, Observation(current, depth, paused, error), history, time.monotonic()
-        )
+    with tracer.start_as_current_span(DECISION_SPAN) as span:
+        observation = Observation(current, depth, paused, error)
+        decision = decide(parsed.scaling, observation, history, time.monotonic())
         span.set_attributes(
-            {
-                "flotilla.action": decision.action,
-                "flotilla.reason": decision.reason,
-                "flotilla.replicas.current": current,
-                "flotilla.replicas.desired": decision.desired,
-                "flotilla.depth": depth.total if depth else -1,
-            }
+            decision_attributes(
+                autoscaler=f"{namespace}/{name}",
+                target=parsed.target,
+                queues=parsed.queues,
+                spec=parsed.scaling,
+                observation=observation,
+                decision=decision,
+            )
         )
     metrics.record(namespace, name, current, depth, decision)
     fallback = decision.action == "fallback"

@@ -194,6 +194,7 @@ class Platform:
             status_path,
             self.console,
             interval_s=self.settings.pool_poll_interval_s,
+            traces_endpoint=f"{self.urls['console']}/v1/traces",
         )
         self.autoscaler.start()
 

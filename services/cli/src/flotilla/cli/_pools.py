@@ -3,7 +3,9 @@
 The same :func:`flotilla.operator.decide` that the operator runs in the cluster decides here;
 instead of patching a Deployment, a pool starts worker processes or retires them (SIGTERM: the
 worker stops consuming, finishes what it holds, requeues what it prefetched, exits). The state
-of every pool is written to ``var/local/pools.json`` for ``flotilla status``.
+of every pool is written to ``var/local/pools.json`` for ``flotilla status``, and every decision
+is a span (service ``autoscaler``, as the operator's are in a cluster) that the console turns
+into its pool view.
 """
 
 from __future__ import annotations
@@ -16,15 +18,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from rich.console import Console
 
 from flotilla.operator import (
+    DECISION_SPAN,
     DepthUnavailable,
     History,
     Observation,
     ScaleDecision,
     ScalingSpec,
     decide,
+    decision_attributes,
     depth_reader,
 )
 
@@ -84,9 +92,18 @@ class LocalAutoscaler:
         console: Console,
         *,
         interval_s: float = 1.0,
+        traces_endpoint: str | None = None,
     ) -> None:
         self.pools, self.status_path, self.console = pools, status_path, console
         self.reader = depth_reader(broker_url)
+        # NOTE: a provider of its own, not the global one: the CLI traces nothing else, and a
+        # test running the platform in-process keeps its own global provider.
+        self.provider = TracerProvider(resource=Resource.create({"service.name": "autoscaler"}))
+        if traces_endpoint:
+            exporter = OTLPSpanExporter(endpoint=traces_endpoint, timeout=2)
+            batches = BatchSpanProcessor(exporter, schedule_delay_millis=500)
+            self.provider.add_span_processor(batches)
+        self.tracer = self.provider.get_tracer("flotilla.cli.autoscaler")
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="autoscaler", daemon=True)
@@ -99,6 +116,7 @@ class LocalAutoscaler:
         self._stop.set()
         self._thread.join(10)
         self.status_path.unlink(missing_ok=True)
+        self.provider.shutdown()
 
     def tick(self, now: float) -> None:
         for pool in self.pools:
@@ -108,7 +126,18 @@ class LocalAutoscaler:
                 pool.depth = {"depth": reading.depth.total, "in_flight": reading.depth.in_flight}
             except DepthUnavailable as exc:
                 observation = Observation(len(pool.replicas), None, broker_error=str(exc))
-            decision = decide(pool.spec, observation, pool.history, now)
+            with self.tracer.start_as_current_span(DECISION_SPAN) as span:
+                decision = decide(pool.spec, observation, pool.history, now)
+                span.set_attributes(
+                    decision_attributes(
+                        autoscaler=pool.name,
+                        target=pool.name,
+                        queues=[pool.queue],
+                        spec=pool.spec,
+                        observation=observation,
+                        decision=decision,
+                    )
+                )
             pool.history, pool.last = decision.history, decision
             if decision.desired != len(pool.replicas):
                 self.console.print(

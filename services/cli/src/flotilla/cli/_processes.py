@@ -107,6 +107,13 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
                 "FLOTILLA_CONSOLE_DATABASE_PATH": str(var / "console.db"),
                 "FLOTILLA_CONSOLE_HOST": host,
                 "FLOTILLA_CONSOLE_PORT": str(settings.console_port),
+                "FLOTILLA_CONSOLE_SERVICES": json.dumps(
+                    {
+                        "edge": f"http://{host}:{settings.edge_port}",
+                        "orders-api": orders_url,
+                        "inventory-api": inventory_url,
+                    }
+                ),
                 "PYTHONUNBUFFERED": "1",
                 # NOTE: the console must not trace itself into itself (a feedback loop).
                 "OTEL_SDK_DISABLED": "true",

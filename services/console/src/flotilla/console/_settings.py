@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AnyHttpUrl, Field
 
 from flotilla.core import ComponentSettings, component_config
 
@@ -17,6 +17,9 @@ class ConsoleSettings(ComponentSettings):
         retention_max_spans: how many spans are kept; the oldest traces go first.
         retention_max_age_s: how long (by start time) a trace is kept.
         max_request_bytes: the largest export accepted, compressed and decompressed.
+        services: service name → base URL, whose ``/readyz`` the pages show (JSON object).
+        jaeger_url: Jaeger's UI; when set, each trace links to ``{jaeger_url}/trace/{id}``.
+        refresh_s: how often the pages update themselves.
     """
 
     model_config = component_config("CONSOLE")
@@ -27,3 +30,6 @@ class ConsoleSettings(ComponentSettings):
     retention_max_spans: int = Field(default=200_000, ge=1)
     retention_max_age_s: int = Field(default=86_400, ge=1)
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    services: dict[str, AnyHttpUrl] = Field(default_factory=dict)
+    jaeger_url: AnyHttpUrl | None = None
+    refresh_s: float = Field(default=2.0, gt=0, le=60)

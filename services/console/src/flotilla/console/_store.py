@@ -18,11 +18,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import _decisions
+from ._decisions import Decision, PoolView
 from ._otlp import SpanRecord
 from ._summary import SpanOutline, TraceOutline, summarise_trace
 
 SCHEMA_VERSION = 2
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT,
     name TEXT NOT NULL, kind TEXT NOT NULL, service TEXT NOT NULL,
@@ -44,6 +47,8 @@ CREATE TABLE IF NOT EXISTS trace_services (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS trace_services_service ON trace_services (service, start_ns);
 """
+    + _decisions.SCHEMA
+)
 _CHUNK = 400  # ids per ``IN (...)``, well under SQLite's bound-parameter limit
 PRUNE_EVERY_EXPORTS = 50
 _SPAN_COLUMNS = (
@@ -162,7 +167,22 @@ class SpanStore:
 
     # -- writes ------------------------------------------------------------------------
     def add_spans(self, *, spans: Sequence[SpanRecord]) -> None:
-        """Store one export's spans in one transaction; a span sent again replaces itself."""
+        """Store one export's spans in one transaction; a span sent again replaces itself.
+
+        Autoscaler decision spans are filed as decisions (the pool view), not as traces.
+        """
+        decisions: list[Decision] = []
+        kept: list[SpanRecord] = []
+        for span in spans:
+            decision = Decision.from_span(span) if span.parent_span_id is None else None
+            if decision is not None:
+                decisions.append(decision)
+            else:
+                kept.append(span)
+        if decisions:
+            with self._transaction() as connection:
+                _decisions.insert(connection, decisions)
+        spans = kept
         if not spans:
             return
         rows = [
@@ -259,6 +279,11 @@ class SpanStore:
                 )
             ]
             self._drop_traces(connection, dropped)
+            _decisions.prune(
+                connection,
+                before_ns=now_ns - self.max_age_s * 1_000_000_000,
+                keep=self.max_spans,
+            )
         return len(dropped)
 
     @staticmethod
@@ -280,23 +305,61 @@ class SpanStore:
         (count,) = self._connection().execute("SELECT COUNT(*) FROM spans").fetchone()
         return int(count)
 
-    def recent_traces(self, *, service: str | None, limit: int) -> list[TraceOutline]:
-        """The newest traces first, optionally only those with a span of ``service``."""
-        connection = self._connection()
+    def recent_traces(
+        self,
+        *,
+        service: str | None = None,
+        operation: str | None = None,
+        min_duration_ms: float | None = None,
+        errors_only: bool = False,
+        trace_id: str | None = None,
+        limit: int = 20,
+    ) -> list[TraceOutline]:
+        """The newest traces first, filtered.
+
+        Args:
+            service: only traces with a span of this service.
+            operation: only traces whose root operation contains this (case-insensitive).
+            min_duration_ms: only traces at least this long.
+            errors_only: only traces with a span whose status is ERROR.
+            trace_id: only traces whose id starts with this (hex).
+            limit: at most this many.
+        """
+        where: list[str] = []
+        args: list[str | int] = []
+        if operation:
+            where.append("instr(lower(t.root_name), lower(?)) > 0")
+            args.append(operation)
+        if min_duration_ms:
+            where.append("t.end_ns - t.start_ns >= ?")
+            args.append(int(min_duration_ms * 1_000_000))
+        if errors_only:
+            where.append("t.error = 1")
+        if trace_id:
+            where.append("t.trace_id >= ? AND t.trace_id < ?")
+            args += [trace_id.lower(), trace_id.lower() + "g"]  # a prefix, through the key
         if service:
-            rows: Iterable[Sequence[object]] = connection.execute(
-                f"SELECT {_TRACE_COLUMNS_OF_T} "  # noqa: S608  # fixed names
-                "FROM trace_services s JOIN traces t ON t.trace_id = s.trace_id "
-                "WHERE s.service = ? ORDER BY s.start_ns DESC, s.trace_id LIMIT ?",
-                (service, limit),
-            )
+            source, order = "trace_services s JOIN traces t ON t.trace_id = s.trace_id", "s"
+            where.insert(0, "s.service = ?")
+            args.insert(0, service)
         else:
-            rows = connection.execute(
-                f"SELECT {_TRACE_COLUMNS} FROM traces "  # noqa: S608  # fixed names
-                "ORDER BY start_ns DESC, trace_id LIMIT ?",
-                (limit,),
-            )
+            source, order = "traces t", "t"
+        condition = f"WHERE {' AND '.join(where)} " if where else ""
+        rows: Iterable[Sequence[object]] = self._connection().execute(
+            f"SELECT {_TRACE_COLUMNS_OF_T} FROM {source} {condition}"  # noqa: S608  # only placeholders carry input
+            f"ORDER BY {order}.start_ns DESC, t.trace_id LIMIT ?",
+            (*args, limit),
+        )
         return [_trace_outline(row) for row in rows]
+
+    def services(self) -> list[str]:
+        """Every service with a stored span, by name."""
+        rows = self._connection().execute("SELECT DISTINCT service FROM trace_services")
+        return sorted(row[0] for row in rows)
+
+    def pools(self, *, since_ns: int) -> list[PoolView]:
+        """Each autoscaled pool with a decision since ``since_ns`` (the pool view)."""
+        return _decisions.pool_views(self._connection(), since_ns=since_ns)
 
     def trace_spans(self, *, trace_id: str) -> list[SpanRecord]:
         """Every stored span of one trace, by start time (empty for an unknown trace)."""

@@ -2,6 +2,10 @@
 
 ``/healthz`` answers as long as the process serves requests; ``/readyz`` runs the component's
 dependency checks (database, broker, upstreams) with a timeout each and is 503 when any fails.
+
+Probes are not traced (the health endpoints' server spans are excluded), so their checks run
+with instrumentation suppressed: otherwise every probe's database query, Redis PING and
+upstream call would become a one-span trace of its own and bury the requests.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 Check = Callable[[], Awaitable[Any] | Any]
 
@@ -48,6 +54,7 @@ async def run_checks(checks: Mapping[str, Check], *, timeout_s: float = 2.0) -> 
         timeout_s: per-check limit.
     """
     names = list(checks)
-    results = await asyncio.gather(*(_run_one(checks[n], timeout_s) for n in names))
+    with suppress_instrumentation():  # NOTE: the tasks below copy this context
+        results = await asyncio.gather(*(_run_one(checks[n], timeout_s) for n in names))
     outcome = dict(zip(names, results, strict=True))
     return HealthReport(ready=all(r["ok"] for r in results), checks=outcome)

@@ -70,3 +70,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel("WARNING")
+    # NOTE: a line per outgoing request (httpx's INFO) repeats what the trace shows, and the
+    # console's health probes would print one every two seconds.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel("WARNING")

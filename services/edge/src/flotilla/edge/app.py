@@ -12,6 +12,7 @@ from typing import Any
 
 import falcon
 import falcon.asgi
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flotilla.core import (
@@ -100,9 +101,10 @@ class Ready:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         names = [r.name for r in self.settings.routes]
-        results = await asyncio.gather(
-            *(self._upstream(r.upstream) for r in self.settings.routes), self._redis()
-        )
+        with suppress_instrumentation():  # probes are not traced (see flotilla.core run_checks)
+            results = await asyncio.gather(
+                *(self._upstream(r.upstream) for r in self.settings.routes), self._redis()
+            )
         checks = dict(zip([*names, "redis"], results, strict=True))
         ready = all(c["ok"] for c in checks.values())
         resp.status = 200 if ready else 503

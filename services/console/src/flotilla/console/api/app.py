@@ -1,4 +1,4 @@
-"""The console's FastAPI app: OTLP receiver, trace API, health."""
+"""The console's FastAPI app: OTLP receiver, trace and pool API, web pages, health."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from fastapi import FastAPI
 
 from flotilla.core.fastapi import service_app
 
+from .. import web
+from .._health import HealthBoard
 from .._settings import ConsoleSettings
 from .._store import SpanStore
-from .routes import otlp, traces
+from .routes import otlp, pools, traces
 
 
 def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
@@ -27,9 +29,12 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         max_age_s=settings.retention_max_age_s,
     )
 
+    health = HealthBoard({name: str(url) for name, url in settings.services.items()})
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await health.close()
         store.close()
 
     app = service_app(
@@ -37,6 +42,10 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     )
     app.state.store = store
     app.state.settings = settings
+    app.state.health = health
     app.include_router(otlp.router)
     app.include_router(traces.router)
+    app.include_router(pools.router)
+    app.include_router(web.router)
+    app.mount("/static", web.static_files(), name="static")
     return app

@@ -23,10 +23,25 @@ def recent_traces(
     service: Annotated[
         str | None, Query(max_length=200, description="only traces with a span of it")
     ] = None,
+    operation: Annotated[
+        str | None, Query(max_length=200, description="root operation contains this")
+    ] = None,
+    min_duration_ms: Annotated[float | None, Query(ge=0)] = None,
+    errors: Annotated[bool, Query(description="only traces with an error span")] = False,
+    trace_id: Annotated[
+        str | None, Query(pattern="^[0-9a-fA-F]{1,32}$", description="a trace id's prefix")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> TraceList:
-    """The newest traces first, optionally only those that touched ``service``."""
-    outlines = store.recent_traces(service=service or None, limit=limit)
+    """The newest traces first, filtered by service, root operation, duration, errors, id."""
+    outlines = store.recent_traces(
+        service=service or None,
+        operation=operation or None,
+        min_duration_ms=min_duration_ms,
+        errors_only=errors,
+        trace_id=trace_id,
+        limit=limit,
+    )
     return TraceList(traces=[TraceSummary.of(outline) for outline in outlines])
 
 

@@ -1,0 +1,285 @@
+"""HTML routes: ``/`` (recent traces), ``/traces/{id}`` (waterfall), ``/pools``, and the
+fragments the pages refresh themselves with. Server-rendered (Jinja2), so every page reads
+without JavaScript; ``static/console.js`` only adds live updates and the in-page detail panel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+
+from .._decisions import PoolView
+from .._health import HealthBoard
+from .._settings import ConsoleSettings
+from .._store import SpanStore
+from .._summary import TraceOutline
+from ..api.deps import Settings, Store
+from . import _waterfall
+from ._chart import chart
+
+HERE = Path(__file__).parent
+POOL_WINDOW_S = 15 * 60
+_HEX = re.compile(r"^[0-9a-fA-F]{1,32}$")
+_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
+#: Fixed colours for the platform's own services (distinct, readable on white); others hash.
+COLOURS = {
+    "edge": "#0a58ca",
+    "orders-api": "#1a7f37",
+    "inventory-api": "#8250df",
+    "orders-worker": "#bc4c00",
+    "notifications-worker": "#bf3989",
+    "console": "#57606a",
+    "autoscaler": "#116329",
+    "operator": "#953800",
+}
+PALETTE = ("#0550ae", "#6639ba", "#9a6700", "#0e7490", "#a40e26", "#4d2d00", "#1f6feb")
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=HERE / "static")
+
+
+def colour(service: str) -> str:
+    if service in COLOURS:
+        return COLOURS[service]
+    digest = hashlib.sha256(service.encode()).digest()
+    return PALETTE[digest[0] % len(PALETTE)]
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")
+
+
+def _clock(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9).strftime("%H:%M:%S")
+
+
+def _ms(value: float) -> str:
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    return f"{value:.1f} ms" if value >= 1 else f"{value * 1000:.0f} µs"
+
+
+def _chart(pool: PoolView) -> Markup:
+    """The chart spans the pool's data in the window, but at least the last two minutes."""
+    now = time.time_ns()
+    first = pool.series[0].time if pool.series else now
+    since = max(now - POOL_WINDOW_S * 1_000_000_000, min(first, now - 120 * 1_000_000_000))
+    return chart(pool, since_ns=since, now_ns=now)
+
+
+templates.env.filters.update(iso=_iso, clock=_clock, ms=_ms, colour=colour, chart=_chart)
+
+
+@dataclass(frozen=True)
+class TraceQuery:
+    """The search form, checked: a bad field is named in ``problems`` and left out."""
+
+    trace_id: str | None = None
+    service: str | None = None
+    operation: str | None = None
+    min_ms: float | None = None
+    errors: bool = False
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(
+        cls, trace_id: str, service: str, operation: str, min_ms: str, errors: str
+    ) -> TraceQuery:
+        problems = []
+        if trace_id.strip() and not _HEX.match(trace_id.strip()):
+            problems.append("trace id: use up to 32 hex digits (0-9, a-f)")
+            trace_id = ""
+        minimum: float | None = None
+        if min_ms.strip():
+            try:
+                minimum = float(min_ms)
+                if minimum < 0:
+                    raise ValueError
+            except ValueError:
+                problems.append("min duration: a number of milliseconds, 0 or more")
+                minimum = None
+        return cls(
+            trace_id=trace_id.strip().lower() or None,
+            service=service.strip() or None,
+            operation=operation.strip() or None,
+            min_ms=minimum,
+            errors=errors in ("1", "on", "true"),
+            problems=tuple(problems),
+        )
+
+    @property
+    def active(self) -> bool:
+        return any((self.trace_id, self.service, self.operation, self.min_ms, self.errors))
+
+    @property
+    def query(self) -> str:
+        fields = {
+            "trace_id": self.trace_id,
+            "service": self.service,
+            "operation": self.operation,
+            "min_ms": self.min_ms,
+            "errors": "1" if self.errors else None,
+        }
+        return urlencode({k: v for k, v in fields.items() if v is not None})
+
+
+Field = Annotated[str, Query(max_length=200)]
+
+
+def search(
+    trace_id: Field = "", service: Field = "", operation: Field = "", min_ms: Field = "",
+    errors: Field = "",
+) -> TraceQuery:  # fmt: skip
+    """The search form's fields, as a dependency."""
+    return TraceQuery.parse(trace_id, service, operation, min_ms, errors)
+
+
+Search = Annotated[TraceQuery, Depends(search)]
+
+
+def _traces(store: SpanStore, q: TraceQuery) -> list[TraceOutline]:
+    return store.recent_traces(
+        service=q.service,
+        operation=q.operation,
+        min_duration_ms=q.min_ms,
+        errors_only=q.errors,
+        trace_id=q.trace_id,
+        limit=50,
+    )
+
+
+def _pools(store: SpanStore) -> list[PoolView]:
+    return store.pools(since_ns=time.time_ns() - POOL_WINDOW_S * 1_000_000_000)
+
+
+async def _common(request: Request, settings: ConsoleSettings, page: str) -> dict[str, Any]:
+    board: HealthBoard = request.app.state.health
+    return {
+        "page": page,
+        "refresh_s": settings.refresh_s,
+        "jaeger_url": str(settings.jaeger_url).rstrip("/") if settings.jaeger_url else None,
+        "health": await board.check(),
+    }
+
+
+def _render(
+    request: Request, name: str, context: dict[str, Any], status: int = 200
+) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, context, status_code=status)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def traces_page(
+    request: Request, store: Store, settings: Settings, q: Search
+) -> HTMLResponse:
+    """Recent traces, searchable, updating themselves."""
+    traces = await run_in_threadpool(_traces, store, q)
+    services = await run_in_threadpool(store.services)
+    context = await _common(request, settings, "traces")
+    context.update(traces=traces, services=services, q=q, searched=q.active)
+    return _render(request, "traces.html", context)
+
+
+@router.get("/fragments/traces", response_class=HTMLResponse)
+async def trace_rows(request: Request, store: Store, settings: Settings, q: Search) -> HTMLResponse:
+    traces = await run_in_threadpool(_traces, store, q)
+    jaeger = str(settings.jaeger_url).rstrip("/") if settings.jaeger_url else None
+    context = {"traces": traces, "jaeger_url": jaeger, "searched": q.active}
+    return _render(request, "_trace_rows.html", context)
+
+
+def _span_json(w: _waterfall.Waterfall) -> str:
+    data = {}
+    for r in w.rows:
+        facts = [
+            ("Kind", r.span.kind),
+            ("Duration", _ms(r.duration_ms)),
+            (
+                "Status",
+                r.span.status + (f": {r.span.status_message}" if r.span.status_message else ""),
+            ),
+        ]
+        if r.wait_ms:
+            facts.append(("Queue wait", f"{_ms(r.wait_ms)} in {r.queue}"))
+        facts.append(("Span id", r.span.span_id))
+        data[r.span.span_id] = {
+            "name": r.span.name,
+            "service": r.span.service,
+            "colour": colour(r.span.service),
+            "facts": facts,
+            "attributes": [(k, str(v)) for k, v in r.attributes],
+            "events": [
+                {
+                    "name": e.get("name", ""),
+                    "attributes": [(k, str(v)) for k, v in (e.get("attributes") or {}).items()],
+                }
+                for e in r.span.events
+            ],
+        }
+    # NOTE: "</" cannot end the <script> element early once escaped.
+    return json.dumps(data).replace("</", "<\\/")
+
+
+@router.get("/traces/{trace_id}", response_class=HTMLResponse)
+async def trace_page(
+    request: Request,
+    store: Store,
+    settings: Settings,
+    trace_id: str,
+    span: Annotated[str, Query(max_length=16)] = "",
+) -> HTMLResponse:
+    """One trace as a waterfall across services, with a span's detail."""
+    context = await _common(request, settings, "traces")
+    if not _TRACE_ID.match(trace_id):
+        context.update(title="Malformed trace id", detail="A trace id is 32 hex digits.")
+        return _render(request, "error.html", context, 422)
+    trace_id = trace_id.lower()
+    spans = await run_in_threadpool(store.trace_spans, trace_id=trace_id)
+    if not spans:
+        context.update(
+            title="Unknown trace",
+            detail=f"No span of trace {trace_id} is stored "
+            "(never received, or dropped by retention).",
+        )
+        return _render(request, "error.html", context, 404)
+    w = _waterfall.build(spans)
+    detail = next((r for r in w.rows if r.span.span_id == span), None)
+    context.update(trace_id=trace_id, w=w, selected=span, detail=detail, span_json=_span_json(w))
+    return _render(request, "trace.html", context)
+
+
+@router.get("/pools", response_class=HTMLResponse)
+async def pools_page(request: Request, store: Store, settings: Settings) -> HTMLResponse:
+    """Each worker pool over the last minutes, from the autoscaler's decisions."""
+    context = await _common(request, settings, "pools")
+    context.update(pools=await run_in_threadpool(_pools, store), window_min=POOL_WINDOW_S // 60)
+    return _render(request, "pools.html", context)
+
+
+@router.get("/fragments/pools", response_class=HTMLResponse)
+async def pool_cards(request: Request, store: Store) -> HTMLResponse:
+    return _render(request, "_pools.html", {"pools": await run_in_threadpool(_pools, store)})
+
+
+@router.get("/fragments/health", response_class=HTMLResponse)
+async def health_chips(request: Request) -> HTMLResponse:
+    board: HealthBoard = request.app.state.health
+    return _render(request, "_health.html", {"health": await board.check()})
