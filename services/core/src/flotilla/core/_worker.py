@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import tempfile
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 
 import dramatiq
 from dramatiq import Worker
@@ -25,6 +27,21 @@ DEFAULT_TIME_LIMIT_MS = 600_000
 #: What the drain allows beyond the longest time limit: the limit fires, the message is
 #: failed or retried (acked or requeued), spans are flushed.
 DRAIN_MARGIN_S = 5.0
+
+
+#: The file a worker touches while its threads live; ``python -m flotilla.core.alive`` reads it
+#: (the liveness probe of a worker pod, which has no HTTP port).
+HEARTBEAT_FILE = Path(tempfile.gettempdir()) / "flotilla-worker-heartbeat"
+HEARTBEAT_EVERY_S = 5.0
+
+
+def _heartbeat(worker: Worker, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_EVERY_S):
+        threads = [*worker.consumers.values(), *worker.workers]
+        if threads and all(thread.is_alive() for thread in threads):
+            HEARTBEAT_FILE.touch()
+        else:
+            logger.error("a worker thread died; no heartbeat (the liveness probe restarts it)")
 
 
 def drain_timeout_for(broker: dramatiq.Broker, queues: Iterable[str] | None = None) -> float:
@@ -66,6 +83,10 @@ def run_worker(
             signal.signal(signum, lambda *_: stop.set())
     worker = Worker(broker, queues=set(queues) if queues else None, worker_threads=threads)
     worker.start()
+    beating = threading.Thread(
+        target=_heartbeat, args=(worker, stop), name="heartbeat", daemon=True
+    )
+    beating.start()
     logger.info("worker started", extra={"queues": sorted(queues or broker.get_declared_queues())})
     stop.wait()
     logger.info("worker draining", extra={"timeout_s": drain_timeout_s})

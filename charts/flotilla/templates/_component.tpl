@@ -1,0 +1,124 @@
+{{/*
+One platform component from .Values.components: its Deployment, and for kind=api its Service.
+Called with (list $ $component).
+*/}}
+{{- define "flotilla.component" -}}
+{{- $root := index . 0 -}}{{- $c := index . 1 -}}
+{{- $name := include "flotilla.name" (list $root $c.name) -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ $name }}
+  labels: {{- include "flotilla.labels" (list $root $c.name) | nindent 4 }}
+    app.kubernetes.io/component: {{ $c.kind }}
+spec:
+  {{- if not $c.autoscaling }}
+  replicas: {{ $c.replicas | default 1 }}
+  {{- else }}
+  # no replicas here: the WorkerAutoscaler owns them, so `helm upgrade` never undoes it
+  {{- end }}
+  revisionHistoryLimit: 3
+  selector:
+    matchLabels: {{- include "flotilla.selector" (list $root $c.name) | nindent 6 }}
+  template:
+    metadata:
+      labels: {{- include "flotilla.labels" (list $root $c.name) | nindent 8 }}
+        app.kubernetes.io/component: {{ $c.kind }}
+    spec:
+      automountServiceAccountToken: false
+      enableServiceLinks: false
+      terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds | default 30 }}
+      securityContext: {{- include "flotilla.podSecurity" 10001 | nindent 8 }}
+      containers:
+        - name: {{ $c.name }}
+          image: {{ include "flotilla.image" (list $root $c.image) }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          command: {{ toJson $c.command }}
+          securityContext: {{- include "flotilla.containerSecurity" . | nindent 12 }}
+          env:
+            - {name: FLOTILLA_{{ $c.settingsPrefix }}_ENVIRONMENT, value: {{ $root.Values.environment | quote }}}
+            - {name: FLOTILLA_{{ $c.settingsPrefix }}_LOG_LEVEL, value: {{ $root.Values.logLevel | quote }}}
+            {{- range $field, $value := $c.settings }}
+            - name: FLOTILLA_{{ $c.settingsPrefix }}_{{ upper $field }}
+              value: {{ tpl (toString $value) $root | quote }}
+            {{- end }}
+            {{- range $field, $ref := $c.secretSettings }}
+            - name: FLOTILLA_{{ $c.settingsPrefix }}_{{ upper $field }}
+              valueFrom:
+                secretKeyRef: {name: {{ include "flotilla.secretName" (list $root $ref.secret) }}, key: {{ $ref.key }}}
+            {{- end }}
+            - {name: OTEL_SERVICE_NAME, value: {{ $c.name }}}
+            - {name: OTEL_RESOURCE_ATTRIBUTES, value: "service.namespace=flotilla,deployment.environment={{ $root.Values.environment }},k8s.namespace.name={{ $root.Release.Namespace }}"}
+            {{- if $c.tracingDisabled }}
+            - {name: OTEL_SDK_DISABLED, value: "true"}
+            {{- else }}
+            - {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ include "flotilla.otlpEndpoint" $root | quote }}}
+            {{- end }}
+          {{- if eq $c.kind "api" }}
+          ports:
+            - {name: http, containerPort: {{ $c.port }}}
+          startupProbe:
+            httpGet: {path: /healthz, port: http}
+            periodSeconds: 2
+            failureThreshold: 60
+          readinessProbe:
+            httpGet: {path: /readyz, port: http}
+            periodSeconds: 5
+            timeoutSeconds: 3
+          livenessProbe:
+            httpGet: {path: /healthz, port: http}
+            periodSeconds: 10
+            timeoutSeconds: 3
+          {{- else }}
+          # the worker touches a heartbeat file while its consumer and worker threads live
+          readinessProbe:
+            exec: {command: [python, -m, flotilla.core.alive, "30"]}
+            initialDelaySeconds: 10
+            periodSeconds: 15
+            timeoutSeconds: 10
+          livenessProbe:
+            exec: {command: [python, -m, flotilla.core.alive, "60"]}
+            initialDelaySeconds: 20
+            periodSeconds: 15
+            timeoutSeconds: 10
+          {{- end }}
+          resources: {{- toYaml $c.resources | nindent 12 }}
+          volumeMounts:
+            - {name: tmp, mountPath: /tmp}
+            {{- if $c.dataVolume }}
+            - {name: data, mountPath: {{ $c.dataVolume }}}
+            {{- end }}
+      volumes:
+        - name: tmp
+          emptyDir: {sizeLimit: 64Mi}
+        {{- if $c.dataVolume }}
+        - name: data
+          emptyDir: {sizeLimit: 1Gi}
+        {{- end }}
+{{- if eq $c.kind "api" }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}
+  labels: {{- include "flotilla.labels" (list $root $c.name) | nindent 4 }}
+spec:
+  {{- $nodePort := get $root.Values.nodePorts $c.name }}
+  {{- if $nodePort }}
+  type: NodePort          # kind maps it to the host (k8s/kind-config.yaml)
+  {{- end }}
+  selector: {{- include "flotilla.selector" (list $root $c.name) | nindent 4 }}
+  ports:
+    - {name: http, port: {{ $c.port }}, targetPort: http{{ if $nodePort }}, nodePort: {{ $nodePort }}{{ end }}}
+{{- end }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ $name }}
+  labels: {{- include "flotilla.labels" (list $root $c.name) | nindent 4 }}
+spec:
+  maxUnavailable: 1       # drains go one pod at a time; workers finish what they hold first
+  selector:
+    matchLabels: {{- include "flotilla.selector" (list $root $c.name) | nindent 6 }}
+{{- end -}}
