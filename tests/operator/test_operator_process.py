@@ -39,6 +39,16 @@ PEERING = "flotilla-operator"
 class OperatorProcess:
     def __init__(self, proc: asyncio.subprocess.Process, liveness: int, metrics: int) -> None:
         self.proc, self.liveness, self.metrics = proc, liveness, metrics
+        self.log: list[str] = []
+        self._reader = asyncio.ensure_future(self._read_log())
+
+    async def _read_log(self) -> None:
+        assert self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            self.log.append(line.decode(errors="replace"))
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in self.log)
 
     async def get(self, port: int, path: str) -> httpx.Response:
         async with httpx.AsyncClient(timeout=5) as client:
@@ -81,6 +91,7 @@ async def operator(kmock: Any, *args: str) -> AsyncIterator[OperatorProcess]:
         *args,
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     running = OperatorProcess(proc, liveness, metrics)
     try:
@@ -89,6 +100,7 @@ async def operator(kmock: Any, *args: str) -> AsyncIterator[OperatorProcess]:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        running._reader.cancel()
 
 
 async def answers(check: Callable[[], Any], timeout_s: float = 20) -> Any:
@@ -145,6 +157,7 @@ async def test_two_replicas_one_acts_and_the_other_takes_over_when_it_goes(
     async with operator(kmock, "--priority", "200") as first:
         await eventually(lambda: len(peers(kmock)) == 1, timeout_s=20)
         async with operator(kmock, "--priority", "100") as second:
+            # kopf starts paused and resumes only when no live peer has a higher priority
             await eventually(lambda: len(peers(kmock)) == 2, timeout_s=20)
             await answers(lambda: second.get(second.metrics, "/metrics"))
             await create(kmock, autoscaler(queue, redis_url))
@@ -152,7 +165,9 @@ async def test_two_replicas_one_acts_and_the_other_takes_over_when_it_goes(
             assert await first.samples("flotilla_autoscaler_decisions_total")
             assert await second.samples("flotilla_autoscaler_decisions_total") == {}
 
+            assert first.said("Resuming operations") and not second.said("Resuming operations")
             assert await first.stop() == 0
+            await eventually(lambda: second.said("Resuming operations"), timeout_s=30)
             fill(redis_url, queue, 20).close()  # 65 now: only a live operator scales to 6
             await eventually(lambda: replicas(kmock) == 6, timeout_s=30)
             assert await second.samples("flotilla_autoscaler_decisions_total")
