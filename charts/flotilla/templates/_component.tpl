@@ -9,6 +9,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {{ $name }}
+  namespace: {{ $root.Release.Namespace }}
   labels: {{- include "flotilla.labels" (list $root $c.name) | nindent 4 }}
     app.kubernetes.io/component: {{ $c.kind }}
 spec:
@@ -101,6 +102,7 @@ apiVersion: v1
 kind: Service
 metadata:
   name: {{ $name }}
+  namespace: {{ $root.Release.Namespace }}
   labels: {{- include "flotilla.labels" (list $root $c.name) | nindent 4 }}
 spec:
   {{- $nodePort := get $root.Values.nodePorts $c.name }}
@@ -116,6 +118,7 @@ apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
   name: {{ $name }}
+  namespace: {{ $root.Release.Namespace }}
   labels: {{- include "flotilla.labels" (list $root $c.name) | nindent 4 }}
 spec:
   maxUnavailable: 1       # drains go one pod at a time; workers finish what they hold first
