@@ -17,6 +17,7 @@ MEMBERS = [
     "console",
     "cli",
     "operator",
+    "operator.kube",
 ]
 
 

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from flotilla.operator import GROUP, PLURAL, VERSION, parse_spec
+from flotilla.operator import parse_spec
+from flotilla.operator.kube import GROUP, PLURAL, VERSION
 from tests.support.crd import (
     CHART_CRD_PATH,
     CRD_PATH,

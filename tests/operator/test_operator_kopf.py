@@ -18,7 +18,7 @@ import kopf
 import pytest
 import pytest_asyncio
 
-from flotilla.operator import KubeApi, register
+from flotilla.operator.kube import KubeApi, register
 from tests.operator.cluster import (
     NS,
     autoscaler,

@@ -1,6 +1,8 @@
 """flotilla.operator: scales Dramatiq worker pools on queue depth.
 
-The policy is pure (:func:`decide`); the depth readers read what Dramatiq really holds.
+The policy is pure (:func:`decide`); the depth readers read what Dramatiq really holds. The
+kopf runtime lives in :mod:`flotilla.operator.kube`, so importing this package does not
+import kopf (``flotilla up`` uses the policy and readers only).
 """
 
 from ._decisions import DECISION_SPAN, decision_attributes
@@ -11,26 +13,17 @@ from ._depth import (
     RedisDepthReader,
     depth_reader,
 )
-from ._handlers import GROUP, PLURAL, VERSION, evaluate, register
-from ._kube import KubeApi, KubeError
-from ._metrics import OperatorMetrics
 from ._policy import History, Observation, QueueDepth, ScaleDecision, ScalingSpec, decide, demand
 from ._spec import AutoscalerSpec, InvalidSpec, parse_spec
 
 __all__ = [
     "DECISION_SPAN",
-    "GROUP",
-    "PLURAL",
-    "VERSION",
     "AutoscalerSpec",
     "DepthReading",
     "DepthUnavailable",
     "History",
     "InvalidSpec",
-    "KubeApi",
-    "KubeError",
     "Observation",
-    "OperatorMetrics",
     "QueueDepth",
     "RabbitmqDepthReader",
     "RedisDepthReader",
@@ -40,7 +33,5 @@ __all__ = [
     "decision_attributes",
     "demand",
     "depth_reader",
-    "evaluate",
     "parse_spec",
-    "register",
 ]
