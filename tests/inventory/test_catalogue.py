@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from flotilla.inventory import DEMO_CATALOGUE, InventorySettings, create_app, migrate
 from flotilla.inventory.__main__ import main
+from flotilla.inventory._stock import DEMO_STOCK
 from tests.inventory.conftest import Stockroom
 from tests.support.ports import free_port, wait_for_port
 
@@ -110,3 +113,22 @@ def test_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
         main(["serve"])
     assert exit_.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_replicas_migrating_at_once_take_turns(database_url: str) -> None:
+    """Eight migrations of a fresh database released at the same instant, as the chart's init
+    containers run when replicas start together: all succeed, the catalogue is seeded once."""
+    start = threading.Barrier(8)
+
+    def migrate_when_released() -> int:
+        start.wait()
+        return migrate(database_url)
+
+    with ThreadPoolExecutor(8) as pool:
+        added = list(pool.map(lambda _: migrate_when_released(), range(8)))
+    assert sorted(added) == [0] * 7 + [len(DEMO_CATALOGUE)]
+    app = create_app(InventorySettings(database_url=database_url))
+    with TestClient(app) as client:
+        items = client.get("/products").json()["items"]
+    assert len(items) == len(DEMO_CATALOGUE)
+    assert {item["available"] for item in items} == {DEMO_STOCK}

@@ -30,6 +30,25 @@ spec:
       enableServiceLinks: false
       terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds | default 30 }}
       securityContext: {{- include "flotilla.podSecurity" 10001 | nindent 8 }}
+      {{- with $c.migrate }}
+      # Every pod that needs the schema brings it to head before it starts; replicas starting
+      # together take turns on a PostgreSQL advisory lock (flotilla.core.upgrade_database).
+      initContainers:
+        - name: migrate
+          image: {{ include "flotilla.image" (list $root $c.image) }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          command: {{ toJson . }}
+          securityContext: {{- include "flotilla.containerSecurity" $root | nindent 12 }}
+          env:
+            - {name: FLOTILLA_{{ $c.settingsPrefix }}_ENVIRONMENT, value: {{ $root.Values.environment | quote }}}
+            - name: FLOTILLA_{{ $c.settingsPrefix }}_DATABASE_URL
+              valueFrom:
+                secretKeyRef: {name: {{ include "flotilla.secretName" (list $root "database") }}, key: {{ $c.secretSettings.database_url.key }}}
+            - {name: OTEL_SDK_DISABLED, value: "true"}
+          resources: {{- toYaml $c.resources | nindent 12 }}
+          volumeMounts:
+            - {name: tmp, mountPath: /tmp}
+      {{- end }}
       containers:
         - name: {{ $c.name }}
           image: {{ include "flotilla.image" (list $root $c.image) }}

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+#: The PostgreSQL advisory lock key migrations take (one per database; any fixed 64-bit number).
+MIGRATION_LOCK = 0x466C6F74696C6C61  # "Flotilla"
+
 
 def upgrade_database(engine: sa.Engine, versions_dir: Path, *, revision: str = "head") -> None:
     """Upgrade the database behind ``engine`` with the revisions in ``versions_dir``.
@@ -23,5 +26,11 @@ def upgrade_database(engine: sa.Engine, versions_dir: Path, *, revision: str = "
     config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(versions_dir))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # NOTE: every replica may migrate as it starts (the chart's init containers); the
+            # lock makes them take turns, and the later ones find the schema at head.
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
