@@ -3,6 +3,7 @@ spans sent by the real OpenTelemetry SDK (the browser tests are in tests/e2e).""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import time
@@ -18,6 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from flotilla.console import ConsoleSettings, create_app
 from flotilla.console._otlp import SpanRecord
+from flotilla.console._store import SpanStore
 from flotilla.console.web._waterfall import build
 from flotilla.operator import (
     DECISION_SPAN,
@@ -173,3 +175,23 @@ def test_each_trace_links_to_jaeger_when_the_console_knows_it(tmp_path: Path) ->
         link = f'href="http://jaeger.example:16686/trace/{trace_id}"'
         assert link in httpx.get(f"{console}/").text
         assert link in httpx.get(f"{console}/traces/{trace_id}").text
+
+
+def test_an_idle_platform_whose_only_exports_are_decisions_still_prunes_them(
+    tmp_path: Path,
+) -> None:
+    """Decisions count toward retention like spans: 30 decision-only exports to a store that
+    keeps 10 leave about 10, not 30."""
+    store = SpanStore(str(tmp_path / "pools.db"), max_spans=10, max_age_s=86_400)
+    now = time.time_ns()
+    for i in range(30):
+        span = record(f"{i:016x}", None, start=now + i, end=now + i + 1)
+        decision = dataclasses.replace(
+            span,
+            name=DECISION_SPAN,
+            attributes={"flotilla.autoscaler": "orders-worker", "flotilla.action": "hold"},
+        )
+        store.add_spans(spans=[decision])
+    (pool,) = store.pools(since_ns=now - 1)
+    assert len(pool.series) <= 11
+    store.close()

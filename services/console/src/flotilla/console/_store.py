@@ -169,7 +169,9 @@ class SpanStore:
     def add_spans(self, *, spans: Sequence[SpanRecord]) -> None:
         """Store one export's spans in one transaction; a span sent again replaces itself.
 
-        Autoscaler decision spans are filed as decisions (the pool view), not as traces.
+        Autoscaler decision spans are filed as decisions (the pool view), not as traces; they
+        count toward the retention cadence like any span, so an idle platform whose only
+        exports are decisions still prunes them.
         """
         decisions: list[Decision] = []
         kept: list[SpanRecord] = []
@@ -179,10 +181,6 @@ class SpanStore:
                 decisions.append(decision)
             else:
                 kept.append(span)
-        if decisions:
-            with self._transaction() as connection:
-                _decisions.insert(connection, decisions)
-        spans = kept
         if not spans:
             return
         rows = [
@@ -201,13 +199,14 @@ class SpanStore:
                 json.dumps(s.events, default=str),
                 json.dumps(s.resource, default=str),
             )
-            for s in spans
+            for s in kept
         ]
         with self._transaction() as connection:
+            _decisions.insert(connection, decisions)
             connection.executemany(
                 "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
             )
-            self._refresh_summaries(connection, list(dict.fromkeys(s.trace_id for s in spans)))
+            self._refresh_summaries(connection, list(dict.fromkeys(s.trace_id for s in kept)))
         self._exports_since_prune += 1
         self._spans_since_prune += len(spans)
         if (
