@@ -5,12 +5,16 @@ Times are Unix epoch nanoseconds as integers, ids are lower-case hex.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from ._otlp import SpanRecord
 from ._summary import TraceOutline
+
+#: A trace id as the API and the pages accept it: 32 hex digits (stored lower-case).
+TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 
 SpanKind = Literal["SERVER", "CLIENT", "PRODUCER", "CONSUMER", "INTERNAL"]
 SpanStatus = Literal["UNSET", "OK", "ERROR"]

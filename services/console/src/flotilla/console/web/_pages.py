@@ -28,13 +28,13 @@ from .._settings import ConsoleSettings
 from .._store import SpanStore
 from .._summary import TraceOutline
 from ..api.deps import Settings, Store
+from ..schemas import TRACE_ID
 from . import _waterfall
 from ._chart import chart
 
 HERE = Path(__file__).parent
 POOL_WINDOW_S = 15 * 60
 _HEX = re.compile(r"^[0-9a-fA-F]{1,32}$")
-_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 #: Fixed colours for the platform's own services (distinct, readable on white); others hash.
 COLOURS = {
     "edge": "#0a58ca",
@@ -206,25 +206,27 @@ async def trace_rows(request: Request, store: Store, settings: Settings, q: Sear
     return _render(request, "_trace_rows.html", context)
 
 
+def _facts(r: _waterfall.Row) -> list[tuple[str, str]]:
+    """A span's facts for the detail panel, rendered on the server and by the script alike."""
+    facts = [
+        ("Kind", r.span.kind),
+        ("Duration", _ms(r.duration_ms)),
+        ("Status", r.span.status + (f": {r.span.status_message}" if r.span.status_message else "")),
+    ]
+    if r.wait_ms:
+        facts.append(("Queue wait", f"{_ms(r.wait_ms)} in {r.queue}"))
+    facts.append(("Span id", r.span.span_id))
+    return facts
+
+
 def _span_json(w: _waterfall.Waterfall) -> str:
     data = {}
     for r in w.rows:
-        facts = [
-            ("Kind", r.span.kind),
-            ("Duration", _ms(r.duration_ms)),
-            (
-                "Status",
-                r.span.status + (f": {r.span.status_message}" if r.span.status_message else ""),
-            ),
-        ]
-        if r.wait_ms:
-            facts.append(("Queue wait", f"{_ms(r.wait_ms)} in {r.queue}"))
-        facts.append(("Span id", r.span.span_id))
         data[r.span.span_id] = {
             "name": r.span.name,
             "service": r.span.service,
             "colour": colour(r.span.service),
-            "facts": facts,
+            "facts": _facts(r),
             "attributes": [(k, str(v)) for k, v in r.attributes],
             "events": [
                 {
@@ -248,7 +250,7 @@ async def trace_page(
 ) -> HTMLResponse:
     """One trace as a waterfall across services, with a span's detail."""
     context = await _common(request, settings, "traces")
-    if not _TRACE_ID.match(trace_id):
+    if not TRACE_ID.match(trace_id):
         context.update(title="Malformed trace id", detail="A trace id is 32 hex digits.")
         return _render(request, "error.html", context, 422)
     trace_id = trace_id.lower()
@@ -262,7 +264,14 @@ async def trace_page(
         return _render(request, "error.html", context, 404)
     w = _waterfall.build(spans)
     detail = next((r for r in w.rows if r.span.span_id == span), None)
-    context.update(trace_id=trace_id, w=w, selected=span, detail=detail, span_json=_span_json(w))
+    context.update(
+        trace_id=trace_id,
+        w=w,
+        selected=span,
+        detail=detail,
+        detail_facts=_facts(detail) if detail else [],
+        span_json=_span_json(w),
+    )
     return _render(request, "trace.html", context)
 
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from flotilla.core import ProblemError
 
-from ...schemas import SpanView, TraceDetail, TraceList, TraceSummary
+from ...schemas import TRACE_ID, SpanView, TraceDetail, TraceList, TraceSummary
 from ..deps import Store
 
 router = APIRouter(prefix="/api/traces", tags=["traces"])
-_TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
 # NOTE: sync handlers: FastAPI runs them in its threadpool, so SQLite never blocks the loop.
@@ -54,7 +52,7 @@ def get_trace(
     trace_id: Annotated[str, Path(description="32 hex digits")],
 ) -> TraceDetail:
     """Every stored span of one trace, by start time."""
-    if not _TRACE_ID.match(trace_id):
+    if not TRACE_ID.match(trace_id):
         raise ProblemError(
             422,
             "Malformed trace id",
