@@ -29,9 +29,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._support import free_port, service
+from tests.support.browser import CHROMIUM, FLAGS
 
 SERVICES = ("edge", "orders-api", "inventory-api", "orders-worker", "notifications-worker")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
 def send_trace(console: str, spans: int, seed: int) -> str:
@@ -81,7 +81,7 @@ def main() -> None:
                     client.get(f"{console}/traces/{trace_id}").raise_for_status()
                     server[size].append((time.perf_counter() - started) * 1000)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             for _ in range(6):
                 for size, trace_id in traces.items():

@@ -17,9 +17,11 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import sync_playwright
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.browser import CHROMIUM, FLAGS
+
 ROOT = Path(__file__).resolve().parents[1]
 EDGE, CONSOLE = "http://127.0.0.1:8080", "http://127.0.0.1:8090"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 
 def main() -> None:
@@ -41,7 +43,7 @@ def main() -> None:
     time.sleep(3)
     out = ROOT / "docs" / "images"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         for path, name in (
             ("/", "traces"),

@@ -49,10 +49,11 @@ def drain_timeout_for(broker: dramatiq.Broker, queues: Iterable[str] | None = No
     ``time_limit`` there, plus a margin. Kubernetes' ``terminationGracePeriodSeconds`` must
     exceed it, or SIGKILL cuts a running job short (docs/operator.md)."""
     wanted = set(queues) if queues is not None else None
+    actors = [broker.get_actor(name) for name in broker.get_declared_actors()]
     limits = [
-        broker.get_actor(name).options.get("time_limit", DEFAULT_TIME_LIMIT_MS)
-        for name in broker.get_declared_actors()
-        if wanted is None or broker.get_actor(name).queue_name in wanted
+        actor.options.get("time_limit", DEFAULT_TIME_LIMIT_MS)
+        for actor in actors
+        if wanted is None or actor.queue_name in wanted
     ]
     return max(limits, default=0) / 1000 + DRAIN_MARGIN_S
 
