@@ -15,7 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -111,13 +113,14 @@ def test_processes_start_in_order_after_readiness_with_prefixed_logs(
     assert len(tree) == 2 and not survivors(tree)
 
 
-def test_a_process_that_dies_stops_the_platform_and_says_which(
+def test_a_killed_process_is_restarted_while_the_others_keep_serving(
     tmp_path: Path, redis_url: str
 ) -> None:
-    """One process exits on its own: wait() names it and its code; stop() ends the others,
-    grandchildren included."""
+    """SIGKILL one process, as the OOM killer does: the platform keeps running, the web server
+    answers throughout, the killed process and its grandchildren are gone and it comes back
+    after the back-off; status.json says it restarted once and last exited with -9."""
     port = free_port()
-    grandparent = (
+    family = (
         "import subprocess, sys, time; "
         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
         "time.sleep(120)"
@@ -126,28 +129,53 @@ def test_a_process_that_dies_stops_the_platform_and_says_which(
     def specs(*_: object) -> list[ProcessSpec]:
         return [
             http_server("web", port, tmp_path),
-            ProcessSpec("family", [sys.executable, "-c", grandparent]),
-            visitor("fragile", port, "import time; time.sleep(2); raise SystemExit(7)"),
+            ProcessSpec("family", [sys.executable, "-c", family]),
         ]
 
-    shown, _ = recorder()
+    shown, out = recorder()
     platform = Platform(settings(tmp_path, redis_url), console=shown, specs_for=specs)
     platform.start()
-    deadline = time.monotonic() + 20
-    while True:  # web, family, its grandchild (it starts late), fragile
-        pids = [child.process.pid for child in platform.supervisor.children]
-        tree = [psutil.Process(pid) for pid in pids]
-        tree += [p for pid in pids for p in psutil.Process(pid).children(recursive=True)]
-        if len(tree) == 4 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    watching = threading.Thread(target=platform.wait)
+    watching.start()
     try:
-        with pytest.raises(PlatformError, match="fragile exited with code 7; stopping"):
-            platform.wait()
+        (first,) = [c for c in platform.supervisor.children if c.spec.name == "family"]
+        killed = psutil.Process(first.process.pid)
+        tree = [killed]
+        while len(tree) < 2:
+            tree = [killed, *killed.children(recursive=True)]
+        killed.kill()
+        answered = []
+        deadline = time.monotonic() + 20
+        while first.restarts == 0 or first.state != "running":
+            answered.append(answers(port))
+            assert time.monotonic() < deadline, out.getvalue()
+            time.sleep(0.1)
+        assert first.process.pid != killed.pid
+        status = wait_for_status(platform, lambda p: p["name"] == "family" and p["restarts"] == 1)
     finally:
         platform.stop()
-    assert len(tree) == 4
+        watching.join(10)
+    assert all(answered) and len(answered) > 3
+    assert status["last_exit_code"] == -9 and status["state"] == "running"
+    assert "flotilla: family exited with code -9 (SIGKILL); restarting it in 1 s (restart 1)" in (
+        out.getvalue()
+    )
     assert not survivors(tree)
+
+
+def wait_for_status(platform: Platform, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first process entry of ``var/local/status.json`` that ``match`` accepts."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            processes = json.loads(platform.status_path.read_text())["processes"]
+        except (FileNotFoundError, json.JSONDecodeError):
+            processes = []
+        found = [p for p in processes if match(p)]
+        if found:
+            return found[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no such process in {platform.status_path}")
 
 
 def test_a_failing_migration_aborts_the_start_and_stops_what_started(
@@ -271,17 +299,30 @@ def test_sigterm_stops_every_child_and_grandchild(tmp_path: Path, redis_url: str
     assert not survivors(tree)
 
 
-def test_a_child_dying_stops_the_rest_and_exits_non_zero(tmp_path: Path, redis_url: str) -> None:
+def test_a_child_dying_is_restarted_and_only_sigterm_stops_the_platform(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A child that exits on its own is restarted (the platform does not stop); SIGTERM then
+    stops everything and the supervisor exits 0."""
     process, _ = run_in_foreground(
         tmp_path,
         redis_url,
         [
             ("family", [sys.executable, "-c", GRANDPARENT]),
-            ("fragile", [sys.executable, "-c", "import time; time.sleep(2); raise SystemExit(4)"]),
+            ("fragile", [sys.executable, "-c", "import time; time.sleep(1); raise SystemExit(4)"]),
         ],
     )
-    tree = process_tree(process.pid, 3)  # family, its grandchild, fragile
+    assert process.stdout is not None
+    seen: list[str] = []
+    for line in process.stdout:
+        seen.append(line.rstrip())
+        if "restarting it in 2 s (restart 2)" in line:
+            break
+    assert process.poll() is None
+    tree = process_tree(process.pid, 3)  # family, its grandchild, fragile (or its successor)
+    process.send_signal(signal.SIGTERM)
     rest = process.communicate(timeout=60)[0]
-    assert process.returncode == 1
-    assert "flotilla: fragile exited with code 4; stopping the platform" in rest
+    assert process.returncode == 0
+    assert "flotilla: fragile exited with code 4; restarting it in 1 s (restart 1)" in seen
+    assert rest.rstrip().endswith("flotilla: stopped")
     assert not survivors(tree)

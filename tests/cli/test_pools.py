@@ -50,7 +50,7 @@ def test_depth_scales_worker_processes_up_then_down_after_the_window(
     pool = WorkerPool(
         ProcessSpec("w", [sys.executable, "-c", WORKER], queue=queue), spec, supervisor
     )
-    status = tmp_path / "pools.json"
+    status = tmp_path / "status.json"
     autoscaler = LocalAutoscaler([pool], redis_url, status, shown)
     try:
         pool.scale_to(1)
@@ -91,3 +91,42 @@ def test_status_without_a_running_platform_says_so(tmp_path: Path) -> None:
     assert shown.returncode == 1
     assert shown.stderr.startswith("flotilla: no running platform writes")
     assert shown.stderr.count("\n") == 1
+
+
+def test_a_killed_worker_is_a_lost_replica_its_pool_replaces(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL one of two replicas: the pool counts it lost, replaces it after the back-off
+    (the desired count is unchanged) and reports the restart and its exit code."""
+    from flotilla.cli import RestartPolicy
+
+    queue = f"pool-{uuid.uuid4().hex[:8]}"
+    shown = Console(file=io.StringIO(), width=200)
+    supervisor = Supervisor(shown, grace_period_s=5, restart_policy=RestartPolicy(initial_s=0.5))
+    spec = ScalingSpec(min_replicas=2, max_replicas=4, target_per_replica=10)
+    pool = WorkerPool(
+        ProcessSpec("w", [sys.executable, "-c", WORKER], queue=queue), spec, supervisor
+    )
+    status = tmp_path / "status.json"
+    autoscaler = LocalAutoscaler([pool], redis_url, status, shown, processes=supervisor.snapshot)
+    try:
+        pool.scale_to(2)
+        victim = pool.replicas[0]
+        victim.process.kill()
+        victim.process.wait(5)
+        supervisor.tend()
+        autoscaler.tick(now=time.monotonic())
+        assert len(pool.replicas) == 1 and pool.desired == 2  # inside the back-off
+        time.sleep(0.6)
+        autoscaler.tick(now=time.monotonic())
+        assert len(pool.replicas) == 2
+        assert victim not in pool.replicas and victim not in supervisor.children
+        written = json.loads(status.read_text())
+        (row,) = written["pools"]
+        assert (row["replicas"], row["restarts"], row["last_exit_code"]) == (2, 1, -9)
+        names = {p["name"] for p in written["processes"]}
+        assert names == {c.spec.name for c in pool.replicas}
+    finally:
+        supervisor.stop()
+        autoscaler.reader.close()
+    assert "w exited with code -9 (SIGKILL); its pool replaces it" in shown.file.getvalue()  # type: ignore[attr-defined]

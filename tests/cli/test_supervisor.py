@@ -18,7 +18,7 @@ import psutil
 import pytest
 from rich.console import Console
 
-from flotilla.cli import ProcessSpec, StartError, Supervisor
+from flotilla.cli import ProcessSpec, RestartPolicy, StartError, Supervisor
 from tests.support.ports import free_port
 
 
@@ -174,3 +174,39 @@ def test_up_stops_everything_on_sigterm_and_leaves_no_orphans(tmp_path: Path) ->
     assert rest.rstrip().endswith("flotilla: stopped")
     time.sleep(0.2)
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_crash_loop_backs_off_doubling_up_to_the_cap() -> None:
+    """A child that keeps dying is restarted after 0.2, 0.4, 0.8, then 0.8 s (the cap), as the
+    kubelet's CrashLoopBackOff does; the others are not touched."""
+    shown, out = console()
+    policy = RestartPolicy(initial_s=0.2, cap_s=0.8, healthy_after_s=60)
+    supervisor = Supervisor(shown, grace_period_s=2, restart_policy=policy)
+    try:
+        steady = supervisor.start(ProcessSpec("steady", script("import time; time.sleep(60)")))
+        crashing = supervisor.start(ProcessSpec("crashing", script("raise SystemExit(3)")))
+        deadline = time.monotonic() + 20
+        while crashing.restarts < 4:
+            supervisor.tend()
+            assert time.monotonic() < deadline, out.getvalue()
+            time.sleep(0.02)
+        steady_pid = steady.process.pid
+    finally:
+        supervisor.stop()
+    delays = [
+        line.split("restarting it in ")[1].split(" s")[0]
+        for line in out.getvalue().splitlines()
+        if "crashing exited with code 3; restarting it in" in line
+    ]
+    assert delays[:4] == ["0.2", "0.4", "0.8", "0.8"]
+    assert steady.restarts == 0 and steady_pid == steady.process.pid
+
+
+def test_a_healthy_run_resets_the_back_off() -> None:
+    policy = RestartPolicy(initial_s=1, cap_s=30, healthy_after_s=60)
+    crashes = 0
+    for ran_s in (0.5, 0.5, 0.5, 0.5):
+        crashes = policy.crashes_after(crashes, ran_s)
+    assert policy.delay(crashes) == 8
+    assert policy.delay(policy.crashes_after(crashes, ran_s=61)) == 1
+    assert policy.delay(10) == 30

@@ -4,6 +4,7 @@ spans sent by the real OpenTelemetry SDK (the browser tests are in tests/e2e).""
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import re
 import time
@@ -195,3 +196,36 @@ def test_an_idle_platform_whose_only_exports_are_decisions_still_prunes_them(
     (pool,) = store.pools(since_ns=now - 1)
     assert len(pool.series) <= 11
     store.close()
+
+
+def test_health_chips_show_a_restarting_process_from_the_supervisor(tmp_path: Path) -> None:
+    """Locally the console reads `flotilla up`'s status file: a service that restarted says
+    how often and how it last exited, and a worker waiting to restart gets a chip of its own."""
+    status = tmp_path / "status.json"
+    status.write_text(
+        json.dumps(
+            {
+                "updated_at": time.time(),
+                "processes": [
+                    {"name": "orders-api", "state": "running", "restarts": 2, "last_exit_code": -9},
+                    {"name": "orders-worker-3", "state": "restarting", "restarts": 1,
+                     "last_exit_code": -9},
+                    {"name": "mail-sink", "state": "running", "restarts": 0},
+                ],
+            }
+        )
+    )  # fmt: skip
+    with serve_in_thread(create_app(ConsoleSettings(database_path=str(tmp_path / "c.db")))) as up:
+        settings = ConsoleSettings(
+            database_path=str(tmp_path / "console.db"),
+            services={"orders-api": up},
+            platform_status=str(status),
+        )
+        with serve_in_thread(create_app(settings)) as console:
+            chips = httpx.get(f"{console}/fragments/health").text
+    assert 'class="chip ok" title="orders-api: ready; 2 restarts, last exit -9"' in chips
+    assert (
+        'class="chip restarting" title="orders-worker-3: restarting; 1 restart, last exit -9"'
+        in (chips)
+    )
+    assert "mail-sink" not in chips  # running and not a probed service: no chip

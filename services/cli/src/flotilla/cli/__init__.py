@@ -16,7 +16,14 @@ from ._platform import (
 )
 from ._processes import platform_specs
 from ._settings import CliSettings
-from ._supervisor import ProcessSpec, StartError, StartInterrupted, Supervisor
+from ._supervisor import (
+    ProcessSpec,
+    RestartPolicy,
+    StartError,
+    StartInterrupted,
+    Supervisor,
+    describe_exit,
+)
 from ._traces import trace_tree
 
 __all__ = [
@@ -28,11 +35,13 @@ __all__ = [
     "PlatformError",
     "PortTaken",
     "ProcessSpec",
+    "RestartPolicy",
     "StartError",
     "StartInterrupted",
     "Supervisor",
     "check_ports",
     "choose_broker",
+    "describe_exit",
     "ensure_api_key",
     "platform_specs",
     "run_platform",

@@ -77,7 +77,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="print the pools as JSON")
+@click.option("--json", "as_json", is_flag=True, help="print processes and pools as JSON")
 @click.option(
     "--var-dir",
     type=click.Path(path_type=Path),
@@ -86,8 +86,8 @@ def _first_error(exc: ValidationError) -> str:
     help="the state folder of the running platform",
 )
 def status(as_json: bool, var_dir: Path) -> None:
-    """Show each worker pool: queue depth, in-flight, replicas, desired, last decision."""
-    path = var_dir / "local" / "pools.json"
+    """Show each process (state, restarts, last exit code) and each worker pool."""
+    path = var_dir / "local" / "status.json"
     try:
         body = json.loads(path.read_text())
     except FileNotFoundError:
@@ -96,12 +96,42 @@ def status(as_json: bool, var_dir: Path) -> None:
         fail(f"{path} is not readable JSON; is another program writing it?")
     if time.time() - float(body.get("updated_at", 0)) > 30:
         fail(f"{path} has not been updated for 30 s; the platform is not running")
-    pools = body["pools"]
+    processes, pools = body.get("processes", []), body["pools"]
     if as_json:
-        click.echo(json.dumps({"pools": pools}))
+        click.echo(json.dumps({"processes": processes, "pools": pools}))
         return
+    console.print(_process_table(processes))
+    console.print(_pool_table(pools))
+
+
+def _exit_code(code: int | None) -> str:
+    return "" if code is None else str(code)
+
+
+def _process_table(processes: list[dict[str, Any]]) -> Table:
+    table = Table(title="processes")
+    for column in ("process", "state", "pid", "uptime", "restarts", "last exit"):
+        table.add_column(column, no_wrap=True)
+    styles = {"running": "green", "starting": "yellow", "restarting": "red", "exited": "red"}
+    for process in processes:
+        state = process["state"]
+        if process.get("restart_in_s") is not None:
+            state += f" (in {process['restart_in_s']:g} s)"
+        table.add_row(
+            process["name"],
+            f"[{styles.get(process['state'], 'white')}]{state}[/]",
+            str(process["pid"] or ""),
+            f"{process['uptime_s']:.0f} s" if process["pid"] else "",
+            str(process["restarts"]),
+            _exit_code(process["last_exit_code"]),
+        )
+    return table
+
+
+def _pool_table(pools: list[dict[str, Any]]) -> Table:
     table = Table(title="worker pools")
-    for column in ("pool", "queue", "depth", "in-flight", "replicas", "desired", "min-max"):
+    columns = ("pool", "queue", "depth", "in-flight", "replicas", "desired", "min-max")
+    for column in (*columns, "restarts", "last exit"):
         table.add_column(column, no_wrap=True)
     table.add_column("last decision", overflow="fold")
     for pool in pools:
@@ -113,9 +143,11 @@ def status(as_json: bool, var_dir: Path) -> None:
             str(pool["replicas"]),
             str(pool["desired"]),
             f"{pool['min']}-{pool['max']}",
+            str(pool.get("restarts", 0)),
+            _exit_code(pool.get("last_exit_code")),
             pool["last_decision"],
         )
-    console.print(table)
+    return table
 
 
 def _welcome(platform: Platform) -> None:

@@ -29,7 +29,13 @@ from ._broker import BrokerChoice, BrokerStartError, choose_broker, wait_until_a
 from ._pools import LocalAutoscaler, WorkerPool
 from ._processes import platform_specs
 from ._settings import CliSettings
-from ._supervisor import ProcessSpec, StartError, StartInterrupted, Supervisor
+from ._supervisor import (
+    ProcessSpec,
+    RestartPolicy,
+    StartError,
+    StartInterrupted,
+    Supervisor,
+)
 
 SpecsFor = Callable[[CliSettings, BrokerChoice, str], list[ProcessSpec]]
 
@@ -126,9 +132,16 @@ class Platform:
             grace_period_s=settings.grace_period_s,
             ready_timeout_s=settings.ready_timeout_s,
             stopping=stopping,
+            restart_policy=RestartPolicy(
+                initial_s=settings.restart_initial_s,
+                cap_s=settings.restart_cap_s,
+                healthy_after_s=settings.restart_healthy_after_s,
+            ),
         )
         self.broker: BrokerChoice | None = None
         self.api_key_path = settings.var_dir / "local" / "api-key"
+        #: processes and pools, rewritten every second for ``flotilla status`` and the console
+        self.status_path = settings.var_dir / "local" / "status.json"
         self.api_key = ""
         self.pools: list[WorkerPool] = []
         self.autoscaler: LocalAutoscaler | None = None
@@ -187,29 +200,20 @@ class Platform:
             pool = WorkerPool(spec, pool_spec(self.settings), self.supervisor)
             pool.scale_to(self.settings.pool_min)
             self.pools.append(pool)
-        status_path = self.settings.var_dir / "local" / "pools.json"
         self.autoscaler = LocalAutoscaler(
             self.pools,
             broker.url,
-            status_path,
+            self.status_path,
             self.console,
             interval_s=self.settings.pool_poll_interval_s,
             traces_endpoint=f"{self.urls['console']}/v1/traces",
+            processes=self.supervisor.snapshot,
         )
         self.autoscaler.start()
 
     def wait(self) -> None:
-        """Block until :attr:`stopping` is set.
-
-        Raises:
-            PlatformError: a process exited on its own (the caller should :meth:`stop`).
-        """
-        exited = self.supervisor.watch()
-        if exited is not None:
-            raise PlatformError(
-                f"{exited.spec.name} exited with code {exited.process.returncode}; "
-                "stopping the platform (see its log lines above)"
-            )
+        """Block until :attr:`stopping` is set, restarting processes that die meanwhile."""
+        self.supervisor.watch()
 
     def stop(self) -> None:
         """Stop every process, newest first; safe to call more than once."""
@@ -238,7 +242,8 @@ class Platform:
 def run_platform(
     platform: Platform, *, on_ready: Callable[[Platform], None], errors: Console
 ) -> int:
-    """Run ``platform`` in the foreground until SIGINT/SIGTERM or until a process dies.
+    """Run ``platform`` in the foreground until SIGINT/SIGTERM (processes that die are
+    restarted meanwhile).
 
     Ctrl-C and SIGTERM only set :attr:`Platform.stopping` (no KeyboardInterrupt half-way
     through a stop); everything is then stopped newest first.
@@ -249,7 +254,7 @@ def run_platform(
         errors: where the one-line reason goes when the platform fails.
 
     Returns:
-        0 after a requested stop, 1 when a process failed or died, 2 when a port was taken.
+        0 after a requested stop, 1 when the platform could not start, 2 when a port was taken.
     """
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: platform.stopping.set())

@@ -3,9 +3,9 @@
 The same :func:`flotilla.operator.decide` that the operator runs in the cluster decides here;
 instead of patching a Deployment, a pool starts worker processes or retires them (SIGTERM: the
 worker stops consuming, finishes what it holds, requeues what it prefetched, exits). The state
-of every pool is written to ``var/local/pools.json`` for ``flotilla status``, and every decision
-is a span (service ``autoscaler``, as the operator's are in a cluster) that the console turns
-into its pool view.
+of every process and pool is written to ``var/local/status.json`` for ``flotilla status``, and
+every decision is a span (service ``autoscaler``, as the operator's are in a cluster) that the
+console turns into its pool view.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +43,68 @@ logger = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    """Replicas of one worker command, started and retired on demand."""
+    """Replicas of one worker command, started and retired on demand.
+
+    The pool keeps ``desired`` replicas, as a Deployment keeps ``spec.replicas``: a replica
+    that dies (an OOM kill, a crash) is a lost replica, replaced after the supervisor's
+    back-off, so a crash loop does not spin.
+    """
 
     def __init__(self, template: ProcessSpec, spec: ScalingSpec, supervisor: Supervisor) -> None:
         assert template.queue is not None
         self.template, self.spec, self.supervisor = template, spec, supervisor
         self.name, self.queue = template.name, template.queue
         self.replicas: list[Child] = []
+        self.desired = 0
         self.history = History()
         self.last: ScaleDecision | None = None
         self.depth: dict[str, int] = {"depth": 0, "in_flight": 0}
+        self.restarts = 0
+        self.last_exit_code: int | None = None
+        self._crashes = 0
+        self._replace_at = 0.0
         self._numbers = iter(range(1, 1_000_000))
 
+    def _start_one(self) -> None:
+        number = next(self._numbers)
+        name = self.name if number == 1 else f"{self.name}-{number}"
+        replica = dataclasses.replace(
+            self.template,
+            name=name,
+            restart=False,
+            # NOTE: the worker names itself after its replica in the broker, so the pool
+            # (and the operator, by pod) can tell which replica holds which messages.
+            env={**self.template.env, "FLOTILLA_WORKER_NAME": name},
+        )
+        self.replicas.append(self.supervisor.start(replica))
+
     def scale_to(self, count: int) -> None:
+        """Keep ``count`` replicas from now on: start or retire the difference."""
+        self.desired = count
         while len(self.replicas) < count:
-            number = next(self._numbers)
-            name = self.name if number == 1 else f"{self.name}-{number}"
-            self.replicas.append(
-                self.supervisor.start(dataclasses.replace(self.template, name=name))
-            )
+            self._start_one()
         while len(self.replicas) > count:
             self.supervisor.retire(self.replicas.pop())
+
+    def replace_lost(self, now: float) -> int:
+        """Forget replicas that died, and start replacements once the back-off has passed.
+
+        Returns:
+            How many replicas died since the last call.
+        """
+        policy = self.supervisor.restart_policy
+        lost = [r for r in self.replicas if r.process.poll() is not None]
+        for replica in lost:
+            self.replicas.remove(replica)
+            self.supervisor.forget(replica)
+            self.restarts += 1
+            self.last_exit_code = replica.process.returncode
+            self._crashes = policy.crashes_after(self._crashes, now - replica.started_at)
+            self._replace_at = now + policy.delay(self._crashes)
+        if len(self.replicas) < self.desired and now >= self._replace_at:
+            while len(self.replicas) < self.desired:
+                self._start_one()
+        return len(lost)
 
     def owns(self, child: Child) -> bool:
         return child in self.replicas
@@ -74,9 +116,11 @@ class WorkerPool:
             "depth": self.depth["depth"],
             "in_flight": self.depth["in_flight"],
             "replicas": len(self.replicas),
-            "desired": self.last.desired if self.last else len(self.replicas),
+            "desired": self.last.desired if self.last else self.desired,
             "min": self.spec.min_replicas,
             "max": self.spec.max_replicas,
+            "restarts": self.restarts,
+            "last_exit_code": self.last_exit_code,
             "last_decision": self.last.reason if self.last else "starting",
         }
 
@@ -93,8 +137,10 @@ class LocalAutoscaler:
         *,
         interval_s: float = 1.0,
         traces_endpoint: str | None = None,
+        processes: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.pools, self.status_path, self.console = pools, status_path, console
+        self.processes = processes
         self.reader = depth_reader(broker_url)
         # NOTE: a provider of its own, not the global one: the CLI traces nothing else, and a
         # test running the platform in-process keeps its own global provider.
@@ -120,12 +166,15 @@ class LocalAutoscaler:
 
     def tick(self, now: float) -> None:
         for pool in self.pools:
+            pool.replace_lost(now)
             try:
                 reading = self.reader.read([pool.queue])
-                observation = Observation(len(pool.replicas), reading.depth)
+                # NOTE: the pool's own count, not the live processes: a replica waiting out
+                # its back-off is still wanted (as a crashed pod still counts in a Deployment).
+                observation = Observation(pool.desired, reading.depth)
                 pool.depth = {"depth": reading.depth.total, "in_flight": reading.depth.in_flight}
             except DepthUnavailable as exc:
-                observation = Observation(len(pool.replicas), None, broker_error=str(exc))
+                observation = Observation(pool.desired, None, broker_error=str(exc))
             with self.tracer.start_as_current_span(DECISION_SPAN) as span:
                 decision = decide(pool.spec, observation, pool.history, now)
                 span.set_attributes(
@@ -139,7 +188,7 @@ class LocalAutoscaler:
                     )
                 )
             pool.history, pool.last = decision.history, decision
-            if decision.desired != len(pool.replicas):
+            if decision.desired != pool.desired:
                 self.console.print(
                     f"flotilla: {pool.name} {decision.action} {decision.reason}",
                     markup=False,
@@ -149,7 +198,11 @@ class LocalAutoscaler:
         self.write_status()
 
     def write_status(self) -> None:
-        body = {"updated_at": time.time(), "pools": [p.status() for p in self.pools]}
+        body = {
+            "updated_at": time.time(),
+            "processes": self.processes() if self.processes else [],
+            "pools": [p.status() for p in self.pools],
+        }
         temporary = self.status_path.with_suffix(".tmp")
         temporary.write_text(json.dumps(body, indent=2))
         temporary.replace(self.status_path)

@@ -107,6 +107,7 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
                 "FLOTILLA_CONSOLE_DATABASE_PATH": str(var / "console.db"),
                 "FLOTILLA_CONSOLE_HOST": host,
                 "FLOTILLA_CONSOLE_PORT": str(settings.console_port),
+                "FLOTILLA_CONSOLE_PLATFORM_STATUS": str(var / "local" / "status.json"),
                 "FLOTILLA_CONSOLE_SERVICES": json.dumps(
                     {
                         "edge": f"http://{host}:{settings.edge_port}",

@@ -34,3 +34,8 @@ class CliSettings(ComponentSettings):
     pool_scale_down_window_s: float = 30.0
     pool_poll_interval_s: float = 1.0
     ready_timeout_s: float = 60.0
+    #: a process that dies is restarted after this, doubling per crash up to the cap
+    restart_initial_s: float = Field(default=1.0, gt=0)
+    restart_cap_s: float = Field(default=30.0, gt=0)
+    #: a run this long resets the back-off (the kubelet uses 10 minutes)
+    restart_healthy_after_s: float = Field(default=60.0, gt=0)

@@ -20,6 +20,8 @@ class ConsoleSettings(ComponentSettings):
         services: service name → base URL, whose ``/readyz`` the pages show (JSON object).
         jaeger_url: Jaeger's UI; when set, each trace links to ``{jaeger_url}/trace/{id}``.
         refresh_s: how often the pages update themselves.
+        platform_status: the local supervisor's ``status.json`` (``flotilla up`` sets it): the
+            health chips then show restarts and processes that are restarting.
     """
 
     model_config = component_config("CONSOLE")
@@ -33,3 +35,4 @@ class ConsoleSettings(ComponentSettings):
     services: dict[str, AnyHttpUrl] = Field(default_factory=dict)
     jaeger_url: AnyHttpUrl | None = None
     refresh_s: float = Field(default=2.0, gt=0, le=60)
+    platform_status: str | None = None

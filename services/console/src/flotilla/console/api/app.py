@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -29,7 +30,10 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         max_age_s=settings.retention_max_age_s,
     )
 
-    health = HealthBoard({name: str(url) for name, url in settings.services.items()})
+    health = HealthBoard(
+        {name: str(url) for name, url in settings.services.items()},
+        platform_status=Path(settings.platform_status) if settings.platform_status else None,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
