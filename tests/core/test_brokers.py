@@ -8,6 +8,7 @@ import uuid
 
 import dramatiq
 import pytest
+from dramatiq import Worker
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,12 +19,17 @@ from flotilla.core import (
     FulfilOrder,
     TraceContextMiddleware,
     broker_from_url,
+    broker_holds,
     build_message,
     drain_timeout_for,
+    pod_of_worker,
+    publish,
     run_worker,
     send_message,
+    worker_identity,
 )
 from tests.support.ports import free_port
+from tests.support.servers import silent_server
 from tests.support.waiting import wait_for
 
 
@@ -138,3 +144,69 @@ def test_a_running_worker_keeps_its_liveness_probe_green(redis_url: str) -> None
         stop.set()
         runner.join(30)
     assert alive.main(["0"]) == 1  # a stale heartbeat fails the probe
+
+
+@pytest.mark.parametrize("scheme", ["redis", "amqp"])
+def test_a_broker_that_hangs_fails_the_enqueue_instead_of_hanging_it(scheme: str) -> None:
+    """Given a broker that accepts connections and never answers, an enqueue gives up with
+    our error (read and connect timeouts) instead of blocking the relay or a request for ever."""
+    outcome: list[BaseException] = []
+
+    def enqueue() -> None:
+        try:
+            send_message(broker_from_url(url), FulfilOrder(order_id=uuid.uuid4()))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with silent_server() as hung:
+        url = (
+            f"redis://127.0.0.1:{hung.port}/0"
+            if scheme == "redis"
+            else f"amqp://guest:guest@127.0.0.1:{hung.port}/"
+        )
+        attempt = threading.Thread(target=enqueue, daemon=True)
+        attempt.start()
+        attempt.join(60)
+    assert not attempt.is_alive(), "the enqueue is still waiting on a silent broker"
+    assert len(outcome) == 1 and isinstance(outcome[0], BrokerUnavailable)
+
+
+def test_the_broker_says_whether_it_still_holds_a_message(redis_url: str) -> None:
+    """On Redis: held while queued and while in flight, gone once processed, gone when the
+    server lost its data (a restart without persistence)."""
+    broker = broker_from_url(redis_url)
+    started, release = threading.Event(), threading.Event()
+
+    @dramatiq.actor(broker=broker, queue_name=FulfilOrder.queue, actor_name=FulfilOrder.actor)
+    def fulfil_order(payload: dict[str, str]) -> None:
+        started.set()
+        release.wait(10)
+
+    try:
+        first = publish(broker, FulfilOrder(order_id=uuid.uuid4())).reference
+        assert broker_holds(broker, "orders", first)
+        worker = Worker(broker, worker_threads=1)
+        worker.start()
+        try:
+            assert started.wait(10)
+            assert broker_holds(broker, "orders", first)  # in flight: not acked yet
+            release.set()
+            wait_for(lambda: not broker_holds(broker, "orders", first))
+        finally:
+            worker.stop()
+        second = publish(broker, FulfilOrder(order_id=uuid.uuid4())).reference
+        assert broker_holds(broker, "orders", second)
+        broker.flush_all()  # what a Redis restart without persistence does to the queues
+        assert not broker_holds(broker, "orders", second)
+    finally:
+        broker.close()
+
+
+def test_workers_name_themselves_after_their_pod_in_the_broker(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOTILLA_WORKER_NAME", "orders-worker-7d9f-x2k4p")
+    broker = broker_from_url(redis_url)
+    assert pod_of_worker(broker.broker_id) == "orders-worker-7d9f-x2k4p"  # type: ignore[attr-defined]
+    assert pod_of_worker(worker_identity()) != pod_of_worker("")
+    assert pod_of_worker("2f1c0c0e-uuid-of-a-plain-dramatiq-worker") == ""

@@ -14,12 +14,20 @@ from collections.abc import Callable, Iterator
 
 import dramatiq
 import pytest
+import redis
 from dramatiq import Worker
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from flotilla.core import QUEUE_WAIT_ATTRIBUTE, TRACE_CONTEXT_OPTION, broker_from_url
+from flotilla.core import (
+    ATTEMPT_ATTRIBUTE,
+    DELAY_ATTRIBUTE,
+    QUEUE_WAIT_ATTRIBUTE,
+    TRACE_CONTEXT_OPTION,
+    broker_from_url,
+)
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 BrokerFactory = Callable[[], tuple[dramatiq.Broker, str]]
@@ -144,3 +152,76 @@ def test_queue_wait_counts_the_time_spent_in_the_queue(
     (process,) = [s for s in spans.get_finished_spans() if s.name == f"process {queue}"]
     assert process.attributes is not None
     assert process.attributes[QUEUE_WAIT_ATTRIBUTE] >= 300
+
+
+def test_every_attempt_of_a_retried_message_is_in_the_trace_that_sent_it(
+    broker_and_queue: tuple[dramatiq.Broker, str], spans: InMemorySpanExporter
+) -> None:
+    """Given an actor that fails twice and then succeeds, when a request sends it, then the
+    request's trace holds three ``process`` spans numbered 1, 2, 3; each retry's PRODUCER span
+    is a child of the attempt that failed, each attempt a child of its PRODUCER; the back-off
+    is reported apart from the wait in the queue (so the wait does not include it)."""
+    broker, queue = broker_and_queue
+    calls: list[int] = []
+    done = threading.Event()
+
+    @dramatiq.actor(broker=broker, queue_name=queue, max_retries=5, min_backoff=100)
+    def flaky() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError(f"attempt {len(calls)} fails")
+        done.set()
+
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("http request", kind=SpanKind.SERVER) as request_span:
+        flaky.send()
+    worker = Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        assert done.wait(30), "the third attempt never ran"
+        wait_for(
+            lambda: (
+                len([s for s in spans.get_finished_spans() if s.name == f"process {queue}"]) == 3
+            )
+        )
+    finally:
+        worker.stop()
+    finished = spans.get_finished_spans()
+    mine = [s for s in finished if s.name in (f"process {queue}", f"publish {queue}")]
+    assert {s.context.trace_id for s in mine} == {request_span.get_span_context().trace_id}
+    by_id = {s.context.span_id: s for s in finished}
+    processes = sorted(
+        (s for s in mine if s.name == f"process {queue}"),
+        key=lambda s: s.attributes[ATTEMPT_ATTRIBUTE],  # type: ignore[index]
+    )
+    assert [s.attributes[ATTEMPT_ATTRIBUTE] for s in processes] == [1, 2, 3]  # type: ignore[index]
+    assert [s.status.status_code.name for s in processes] == ["ERROR", "ERROR", "UNSET"]
+    publishes = [by_id[s.parent.span_id] for s in processes]  # type: ignore[union-attr]
+    assert all(p.kind is SpanKind.PRODUCER for p in publishes)
+    assert publishes[0].parent.span_id == request_span.get_span_context().span_id  # type: ignore[union-attr]
+    for failed, retry in zip(processes, publishes[1:], strict=False):
+        assert retry.parent.span_id == failed.context.span_id  # type: ignore[union-attr]
+    assert processes[0].attributes[DELAY_ATTRIBUTE] == 0  # type: ignore[index]
+    for publish, process in zip(publishes[1:], processes[1:], strict=True):
+        attributes = process.attributes
+        assert attributes is not None and publish.attributes is not None
+        delay = attributes[DELAY_ATTRIBUTE]
+        assert delay == publish.attributes[DELAY_ATTRIBUTE] and delay >= 100  # type: ignore[operator]
+        between_ms = (process.start_time - publish.start_time) / 1e6  # type: ignore[operator]
+        # the time from the retry's publish to its start is the back-off plus the queue wait
+        assert abs(between_ms - (delay + attributes[QUEUE_WAIT_ATTRIBUTE])) < 25  # type: ignore[operator]
+
+
+def test_a_send_that_fails_still_ends_its_producer_span(spans: InMemorySpanExporter) -> None:
+    """An actor's own ``send`` on a broker that is gone (not just ``send_message``): the
+    PRODUCER span is ended, as an error, instead of being left open for ever."""
+    broker = broker_from_url(f"redis://127.0.0.1:{free_port()}/0")
+
+    @dramatiq.actor(broker=broker, queue_name="nowhere")
+    def job() -> None: ...
+
+    with pytest.raises(redis.ConnectionError):
+        job.send()
+    (publish,) = [s for s in spans.get_finished_spans() if s.name == "publish nowhere"]
+    assert publish.status.status_code.name == "ERROR"
+    assert publish.end_time is not None

@@ -99,8 +99,24 @@ def test_readiness_reports_each_check_and_fails_when_one_fails() -> None:
     report = asyncio.run(run_checks({"database": database, "broker": broker}))
     assert not report.ready
     assert report.checks["database"]["ok"] is True
-    assert report.checks["broker"] == {"ok": False, "error": "ConnectionError: connection refused"}
+    assert report.checks["broker"] == {
+        "ok": False,
+        "error": "ConnectionError: connection refused",
+        "required": True,
+    }
     assert report.to_dict()["status"] == "unready"
+
+
+def test_an_informational_check_is_reported_but_never_makes_a_component_unready() -> None:
+    """orders-api with its broker down: ready (the outbox holds orders), and says why."""
+
+    def broker() -> None:
+        raise ConnectionError("connection refused")
+
+    report = asyncio.run(run_checks({"database": lambda: None}, informational={"broker": broker}))
+    assert report.ready
+    assert report.checks["broker"]["ok"] is False and report.checks["broker"]["required"] is False
+    assert report.checks["database"]["required"] is True
 
 
 def test_a_hanging_check_times_out_instead_of_hanging_readiness() -> None:

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from flotilla.edge import EdgeSettings, Route, create_app
 from tests.edge.conftest import API_KEY, Edge, EdgeFactory
+from tests.support.servers import silent_server
 
 
 def is_problem(answer: httpx.Response, status: int) -> bool:
@@ -165,7 +166,7 @@ def test_a_slow_upstream_is_a_504(make_edge: EdgeFactory) -> None:
         assert is_problem(c.get("/api/slow"), 504)
 
 
-def test_an_unreachable_upstream_is_a_502_then_the_circuit_opens(
+def test_an_unreachable_upstream_is_a_503_for_its_route_only_then_the_circuit_opens(
     make_edge: EdgeFactory, closed_port: int
 ) -> None:
     down = Route(name="down", prefix="/api/down", upstream=f"http://127.0.0.1:{closed_port}")
@@ -175,7 +176,9 @@ def test_an_unreachable_upstream_is_a_502_then_the_circuit_opens(
         opened = c.get("/api/down/x")
         others = c.get("/api/echo/x")
         metrics = httpx.get(f"{edge.url}/metrics").text
-    assert all(is_problem(a, 502) for a in first)
+    assert all(is_problem(a, 503) for a in first)
+    assert {a.json()["type"].rsplit("/", 1)[1] for a in first} == {"upstream-unreachable"}
+    assert all(a.headers["retry-after"] == "1" for a in first)
     assert is_problem(opened, 503)
     assert opened.json()["type"].endswith("/circuit-open")
     assert 1 <= int(opened.headers["retry-after"]) <= 30
@@ -244,28 +247,33 @@ def test_metrics_count_refused_requests(make_edge: EdgeFactory) -> None:
     assert 'edge_requests_total{method="GET",route="edge",status="401"} 1.0' in metrics
 
 
-def test_readiness_is_503_and_names_the_upstream_that_is_down(
+def test_an_upstream_that_is_down_leaves_the_edge_ready_and_is_reported(
     make_edge: EdgeFactory, closed_port: int
 ) -> None:
+    """Readiness does not cascade: the edge still serves every healthy route, so it stays in
+    the Service; /readyz names the upstream that is down, as information."""
     gone = Route(name="gone", prefix="/api/gone", upstream=f"http://127.0.0.1:{closed_port}")
     broken = make_edge(extra_routes=[gone])
-    unready = httpx.get(f"{broken.url}/readyz")
-    assert unready.status_code == 503
-    checks = unready.json()["checks"]
-    assert checks["gone"]["ok"] is False
+    ready = httpx.get(f"{broken.url}/readyz")
+    assert ready.status_code == 200
+    checks = ready.json()["checks"]
+    assert checks["gone"] == {"ok": False, "error": checks["gone"]["error"], "required": False}
     assert checks["echo"]["ok"] is True and checks["redis"]["ok"] is True
+    with broken.client() as c:
+        assert c.get("/api/echo/x").status_code == 200
+        assert is_problem(c.get("/api/gone/x"), 503)
 
 
-def test_readiness_is_503_when_redis_is_unreachable_but_traffic_still_flows(
+def test_the_edge_stays_ready_and_serves_while_redis_is_unreachable(
     make_edge: EdgeFactory, closed_port: int
 ) -> None:
     """The shared rate limit fails open: a Redis outage must not become a platform outage."""
     edge = make_edge(redis_url=f"redis://127.0.0.1:{closed_port}/0")
-    unready = httpx.get(f"{edge.url}/readyz")
-    assert unready.status_code == 503
-    assert unready.json()["checks"]["redis"]["ok"] is False
+    ready = httpx.get(f"{edge.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["redis"]["ok"] is False
     with edge.client() as c:
-        assert c.get("/api/echo/x").status_code == 200
+        assert [c.get("/api/echo/x").status_code for _ in range(5)] == [200] * 5
 
 
 def test_an_unexpected_failure_is_a_500_problem_without_a_traceback(
@@ -317,3 +325,17 @@ def test_the_trace_starts_at_the_edge_and_continues_upstream(
     ]
     assert traceparent.split("-")[2] == format(edge_client.context.span_id, "016x")
     assert not [s for s in finished if "http send" in s.name or "http receive" in s.name]
+
+
+def test_a_hanging_redis_costs_one_request_its_timeout_not_every_request(
+    make_edge: EdgeFactory,
+) -> None:
+    """Redis that accepts and never answers: the first request waits out the limiter's
+    timeout and passes (fail open); the requests right after it do not ask Redis again."""
+    with silent_server() as hung:
+        edge = make_edge(redis_url=f"redis://127.0.0.1:{hung.port}/0")
+        with edge.client() as c:
+            answers = [c.get("/api/echo/x").status_code for _ in range(5)]
+        asked = len(hung.received)
+    assert answers == [200] * 5
+    assert asked == 1, f"Redis was asked {asked} times"

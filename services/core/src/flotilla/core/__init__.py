@@ -10,8 +10,14 @@ from ._brokers import (
     BrokerUnavailable,
     BrokerURLError,
     broker_from_url,
+    broker_holds,
+    broker_kind,
     broker_system,
+    pod_of_worker,
+    redis_client,
     redis_namespace,
+    worker_identity,
+    worker_name,
 )
 from ._database import is_sqlite, make_engine, read_only, session_factory
 from ._health import Check, HealthReport, run_checks
@@ -28,8 +34,10 @@ from ._messages import (
     FulfilOrder,
     OrderConfirmation,
     OrderLine,
+    Published,
     QueueMessage,
     build_message,
+    publish,
     send_message,
 )
 from ._migrations import upgrade_database
@@ -55,10 +63,18 @@ from ._telemetry import (
     shutdown_telemetry,
     telemetry_enabled,
 )
-from ._tracing_middleware import QUEUE_WAIT_ATTRIBUTE, TRACE_CONTEXT_OPTION, TraceContextMiddleware
+from ._tracing_middleware import (
+    ATTEMPT_ATTRIBUTE,
+    DELAY_ATTRIBUTE,
+    QUEUE_WAIT_ATTRIBUTE,
+    TRACE_CONTEXT_OPTION,
+    TraceContextMiddleware,
+)
 from ._worker import drain_timeout_for, run_worker
 
 __all__ = [
+    "ATTEMPT_ATTRIBUTE",
+    "DELAY_ATTRIBUTE",
     "PLACEHOLDER_SECRETS",
     "PROBLEM_CONTENT_TYPE",
     "PROBLEM_TYPE_BASE",
@@ -76,6 +92,7 @@ __all__ = [
     "OrderLine",
     "Problem",
     "ProblemError",
+    "Published",
     "QueueMessage",
     "TraceContextMiddleware",
     "UpstreamError",
@@ -83,6 +100,8 @@ __all__ = [
     "UpstreamUnavailable",
     "async_service_client",
     "broker_from_url",
+    "broker_holds",
+    "broker_kind",
     "broker_system",
     "build_message",
     "component_config",
@@ -99,7 +118,10 @@ __all__ = [
     "instrument_sqlalchemy",
     "is_sqlite",
     "make_engine",
+    "pod_of_worker",
+    "publish",
     "read_only",
+    "redis_client",
     "redis_namespace",
     "run_checks",
     "run_worker",
@@ -111,4 +133,6 @@ __all__ = [
     "telemetry_enabled",
     "translate_http_error",
     "upgrade_database",
+    "worker_identity",
+    "worker_name",
 ]

@@ -1,19 +1,39 @@
 """Dramatiq brokers built from a URL: ``redis://…`` or ``amqp://…``.
 
-Every broker the platform builds carries Dramatiq's default middleware (minus Prometheus,
-whose per-host HTTP server clashes with several worker processes) plus
-:class:`~flotilla.core.TraceContextMiddleware`.
+Every broker the platform builds carries :class:`~flotilla.core.TraceContextMiddleware` first,
+then Dramatiq's default middleware (minus Prometheus, whose per-host HTTP server clashes with
+several worker processes). Its connections have connect and read timeouts, so a broker that
+hangs (rather than refuses) fails a call instead of stalling a request or the outbox relay for
+ever, and each worker names itself in the broker after its pod (or local replica), so the
+operator can tell which pod holds which messages.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import dramatiq
+import redis
 from dramatiq.middleware import default_middleware
 
 from ._tracing_middleware import TraceContextMiddleware
+
+#: Connect and read timeouts of every broker connection (seconds). No Redis command Dramatiq
+#: sends blocks on the server (its consumers poll), so a read that takes this long means the
+#: server or the network is gone.
+CONNECT_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 5.0
+#: RabbitMQ: how long a publisher waits on a connection the server has blocked (a memory or
+#: disk alarm) before the publish fails; pika waits for ever by default.
+BLOCKED_TIMEOUT_S = 30.0
+#: The environment variable a local replica's name comes in (``flotilla up`` sets it); in a
+#: pod, ``HOSTNAME`` is the pod's name.
+WORKER_NAME_VARIABLE = "FLOTILLA_WORKER_NAME"
 
 
 class BrokerURLError(ValueError):
@@ -50,11 +70,74 @@ def redis_namespace(url: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), namespace
 
 
+def worker_name() -> str:
+    """The name of this process's pod (``HOSTNAME``) or local replica."""
+    return (
+        os.environ.get(WORKER_NAME_VARIABLE) or os.environ.get("HOSTNAME") or socket.gethostname()
+    )
+
+
+def worker_identity(name: str | None = None) -> str:
+    """The id this process uses in the broker: ``<pod or replica name>/<random>``.
+
+    Dramatiq's Redis broker keys a worker's unacknowledged messages by this id
+    (``{ns}:__acks__.{id}.{queue}``); starting it with the pod's name is what lets the operator
+    count each pod's in-flight messages (:func:`pod_of_worker`).
+    """
+    return f"{name or worker_name()}/{uuid.uuid4().hex[:12]}"
+
+
+def pod_of_worker(identity: str) -> str:
+    """The pod (or local replica) a broker worker id belongs to; ``""`` for a foreign id."""
+    name, slash, _ = identity.rpartition("/")
+    return name if slash else ""
+
+
+def redis_client(url: str, **options: Any) -> redis.Redis[bytes]:
+    """A redis-py client with the platform's connect and read timeouts (overridable)."""
+    options.setdefault("socket_connect_timeout", CONNECT_TIMEOUT_S)
+    options.setdefault("socket_timeout", READ_TIMEOUT_S)
+    options.setdefault("socket_keepalive", True)
+    options.setdefault("health_check_interval", 30)
+    client: redis.Redis[bytes] = redis.Redis.from_url(url, **options)
+    return client
+
+
+def _end_abandoned_producer(broker: dramatiq.Broker, message: Any, error: BaseException) -> None:
+    for middleware in broker.middleware:
+        if isinstance(middleware, TraceContextMiddleware):
+            middleware.abandon_enqueue(message, error)
+
+
+@cache
+def _traced(system: str) -> Any:
+    """Dramatiq's broker class for ``system``, whose enqueue always ends its PRODUCER span.
+
+    Built on first use: importing pika and Dramatiq's brokers costs every process start.
+    """
+    if system == "redis":
+        from dramatiq.brokers.redis import RedisBroker as base
+    else:
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker as base  # type: ignore[assignment]
+
+    class Traced(base):
+        def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
+            try:
+                return super().enqueue(message, delay=delay)
+            except BaseException as exc:
+                _end_abandoned_producer(self, message, exc)
+                raise
+
+    Traced.__name__ = Traced.__qualname__ = f"Traced{base.__name__}"
+    return Traced
+
+
 def broker_from_url(url: str, *, tracing: bool = True) -> dramatiq.Broker:
     """Build a Dramatiq broker for ``url``.
 
     A ``namespace`` query parameter on a Redis URL sets the key prefix (default
-    ``dramatiq``), so several platforms can share one Redis.
+    ``dramatiq``), so several platforms can share one Redis. RabbitMQ publishes with
+    publisher confirms: an enqueue returns once the server has the message.
 
     Args:
         url: ``redis://host:port/db[?namespace=…]`` or ``amqp://user:pass@host:port/vhost``.
@@ -66,15 +149,61 @@ def broker_from_url(url: str, *, tracing: bool = True) -> dramatiq.Broker:
     system = broker_system(url)
     middleware: list[Any] = [m() for m in default_middleware]
     if tracing:
-        middleware.append(TraceContextMiddleware(system=system))
+        # NOTE: first, so its after_* hooks run last (see _tracing_middleware).
+        middleware.insert(0, TraceContextMiddleware(system=system))
+    identity = worker_identity()
     if system == "redis":
-        from dramatiq.brokers.redis import RedisBroker
-
         clean, namespace = redis_namespace(url)
-        # dramatiq's RedisBroker has no annotations
-        return RedisBroker(  # type: ignore[no-untyped-call]
-            url=clean, namespace=namespace, middleware=middleware
+        broker: dramatiq.Broker = _traced("redis")(
+            client=redis_client(clean), namespace=namespace, middleware=middleware
         )
-    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+        broker.broker_id = identity  # type: ignore[attr-defined]  # RedisBroker's, untyped
+        return broker
+    rabbitmq: Any = _traced("rabbitmq")(url=url, middleware=middleware, confirm_delivery=True)
+    given = rabbitmq.parameters
+    query = parse_qs(urlsplit(url).query)
+    for parameters in given if isinstance(given, list) else [given]:
+        if "socket_timeout" not in query:
+            parameters.socket_timeout = READ_TIMEOUT_S
+        if "blocked_connection_timeout" not in query:
+            parameters.blocked_connection_timeout = BLOCKED_TIMEOUT_S
+        # NOTE: the management API shows this name, so a pod's unacknowledged messages can be
+        # told apart from another's, as on Redis.
+        parameters.client_properties = {
+            **(parameters.client_properties or {}),
+            "connection_name": identity,
+        }
+    result: dramatiq.Broker = rabbitmq
+    return result
 
-    return RabbitmqBroker(url=url, middleware=middleware)
+
+def broker_kind(broker: dramatiq.Broker) -> str:
+    """``"redis"`` or ``"rabbitmq"``: the system a built broker speaks."""
+    return "redis" if hasattr(broker, "namespace") and hasattr(broker, "client") else "rabbitmq"
+
+
+def broker_holds(broker: dramatiq.Broker, queue: str, reference: str) -> bool:
+    """Whether the broker may still hold the message ``reference`` (``Published.reference``).
+
+    On Redis the answer is exact: Dramatiq keeps a message's body in ``{ns}:{queue}.msgs``
+    (or the delay queue's) from its enqueue until it is acknowledged, in flight included. On
+    RabbitMQ a message cannot be looked up: any ready message in the queue or its delay queue
+    counts as "may hold" (a message prefetched by a worker is not seen).
+
+    Raises:
+        BrokerUnavailable: the broker could not be asked.
+    """
+    try:
+        if broker_kind(broker) == "redis":
+            prefix = f"{broker.namespace}:{queue}"  # type: ignore[attr-defined]
+            client: Any = broker.client  # type: ignore[attr-defined]
+            return bool(
+                client.hexists(f"{prefix}.msgs", reference)
+                or client.hexists(f"{prefix}.DQ.msgs", reference)
+            )
+        channel: Any = broker.channel  # type: ignore[attr-defined]  # RabbitmqBroker's
+        names = (queue, f"{queue}.DQ")
+        ready = sum(channel.queue_declare(q, passive=True).method.message_count for q in names)
+        return bool(ready > 0)
+    except Exception as exc:  # redis, pika and OSError: all mean "cannot tell now"
+        raise BrokerUnavailable(f"could not ask the broker about {queue!r}: {exc}") from exc

@@ -1,7 +1,11 @@
 """Liveness and readiness, framework-neutral.
 
-``/healthz`` answers as long as the process serves requests; ``/readyz`` runs the component's
-dependency checks (database, broker, upstreams) with a timeout each and is 503 when any fails.
+``/healthz`` answers as long as the process serves requests, whatever its dependencies do
+(liveness never depends on another service: a restart cannot fix a database outage). ``/readyz``
+runs the component's checks with a timeout each and is 503 when a *required* one fails: what the
+component needs to do its own job (orders-api: its database). Informational checks (orders-api:
+the broker, which the outbox stands in for) are reported in the body and never make a
+component unready, so one dependency's outage does not empty every Service's endpoints.
 
 Probes are not traced (the health endpoints' server spans are excluded), so their checks run
 with instrumentation suppressed: otherwise every probe's database query, Redis PING and
@@ -46,15 +50,29 @@ async def _run_one(check: Check, timeout_s: float) -> dict[str, Any]:
     return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
-async def run_checks(checks: Mapping[str, Check], *, timeout_s: float = 2.0) -> HealthReport:
+async def run_checks(
+    checks: Mapping[str, Check],
+    *,
+    informational: Mapping[str, Check] | None = None,
+    timeout_s: float = 2.0,
+) -> HealthReport:
     """Run every readiness check concurrently.
 
     Args:
-        checks: name → callable (sync or async) that raises when the dependency is not usable.
+        checks: name → callable (sync or async) that raises when the dependency is not usable;
+            any failure makes the report unready.
+        informational: checks that are reported (``"required": false``) but never make it
+            unready.
         timeout_s: per-check limit.
     """
-    names = list(checks)
+    extra = dict(informational or {})
+    every = {**checks, **extra}
+    names = list(every)
     with suppress_instrumentation():  # NOTE: the tasks below copy this context
-        results = await asyncio.gather(*(_run_one(checks[n], timeout_s) for n in names))
-    outcome = dict(zip(names, results, strict=True))
-    return HealthReport(ready=all(r["ok"] for r in results), checks=outcome)
+        results = await asyncio.gather(*(_run_one(every[n], timeout_s) for n in names))
+    outcome = {
+        name: {**result, "required": name not in extra}
+        for name, result in zip(names, results, strict=True)
+    }
+    ready = all(r["ok"] for r in outcome.values() if r["required"])
+    return HealthReport(ready=ready, checks=outcome)

@@ -6,6 +6,7 @@ consumer's queue and actor name from one of these schemas.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 from uuid import UUID
 
@@ -13,7 +14,6 @@ import dramatiq
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from ._brokers import BrokerUnavailable
-from ._tracing_middleware import TraceContextMiddleware
 
 
 class QueueMessage(BaseModel):
@@ -70,21 +70,43 @@ def build_message(message: QueueMessage) -> dramatiq.Message[Any]:
     )
 
 
-def send_message(
+@dataclass(frozen=True)
+class Published:
+    """A message the broker took: its Dramatiq id, and the broker's reference to it.
+
+    The reference is what :func:`~flotilla.core.broker_holds` asks about later: the id Redis
+    stores this delivery under (each delivery gets its own), or the Dramatiq message id.
+    """
+
+    message_id: str
+    reference: str
+
+
+def publish(
     broker: dramatiq.Broker, message: QueueMessage, *, delay_ms: int | None = None
-) -> str:
-    """Enqueue ``message`` on its queue; returns the Dramatiq message id.
+) -> Published:
+    """Enqueue ``message`` on its queue.
 
     Raises:
         BrokerUnavailable: the broker could not be reached; nothing was enqueued.
     """
     built = build_message(message)
-    broker.declare_queue(message.queue)
     try:
-        broker.enqueue(built, delay=delay_ms)
+        broker.declare_queue(message.queue)
+        sent = broker.enqueue(built, delay=delay_ms)
     except Exception as exc:  # translate redis/pika/dramatiq connection errors at the boundary
-        for middleware in broker.middleware:
-            if isinstance(middleware, TraceContextMiddleware):
-                middleware.abandon_enqueue(built, exc)
         raise BrokerUnavailable(f"could not enqueue on {message.queue!r}: {exc}") from exc
-    return str(built.message_id)
+    return Published(
+        str(sent.message_id), str(sent.options.get("redis_message_id") or sent.message_id)
+    )
+
+
+def send_message(
+    broker: dramatiq.Broker, message: QueueMessage, *, delay_ms: int | None = None
+) -> str:
+    """Enqueue ``message`` on its queue; returns the Dramatiq message id (see :func:`publish`).
+
+    Raises:
+        BrokerUnavailable: the broker could not be reached; nothing was enqueued.
+    """
+    return publish(broker, message, delay_ms=delay_ms).message_id

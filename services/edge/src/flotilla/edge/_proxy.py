@@ -178,11 +178,14 @@ class Proxy:
                 if self._may_retry(breaker, attempt, attempts):
                     await asyncio.sleep(0.05 * attempt)
                     continue
+                # NOTE: 503 (as Envoy answers a connect failure): this route is unavailable for
+                # now, the others are not, and the client may try again.
                 raise EdgeProblem(
-                    502,
-                    "Upstream unreachable",
+                    503,
+                    "Upstream unavailable",
                     f"{name} could not be reached",
                     slug="upstream-unreachable",
+                    headers={"Retry-After": "1"},
                 ) from exc
             if answer.status in RETRY_STATUSES:
                 self._failed(breaker, name, str(answer.status))

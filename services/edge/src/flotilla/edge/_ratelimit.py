@@ -4,12 +4,14 @@ The generic cell rate algorithm keeps one timestamp per client (the theoretical 
 so the state is tiny and a request costs one script call. Redis's own clock is used so that
 replicas with skewed clocks agree. If Redis is unreachable the edge lets requests through
 (fail open) and says so in its logs and metrics: an outage of the limiter should not become an
-outage of the platform.
+outage of the platform. After a failure the limiter leaves Redis alone for a moment, so a
+Redis that hangs (rather than refuses) costs one request its timeout, not every request.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import redis.asyncio as redis
@@ -42,15 +44,26 @@ class RateDecision:
 class RedisRateLimiter:
     """``rate`` requests per second per client, with bursts up to ``burst``."""
 
+    #: after a failure, how long requests pass without asking Redis
+    PAUSE_AFTER_FAILURE_S = 1.0
+
     def __init__(self, url: str, *, rate: float, burst: int, prefix: str) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._paused_until = 0.0
         self.interval_ms = 1000.0 / rate
         self.tolerance_ms = self.interval_ms * burst
         self.prefix = prefix
         self._script = self.client.register_script(_GCRA)
         self._failing = False
 
+    @property
+    def failing(self) -> bool:
+        """Whether the last call to Redis failed (requests are let through meanwhile)."""
+        return self._failing
+
     async def check(self, client_id: str) -> RateDecision:
+        if self._failing and time.monotonic() < self._paused_until:
+            return RateDecision(True, 0.0)  # NOTE: fail open without waiting on Redis again
         try:
             allowed, wait_ms = await self._script(
                 keys=[f"{self.prefix}:{client_id}"], args=[self.interval_ms, self.tolerance_ms]
@@ -61,6 +74,7 @@ class RedisRateLimiter:
                     "rate limiter unreachable; letting requests through", extra={"error": str(exc)}
                 )
             self._failing = True
+            self._paused_until = time.monotonic() + self.PAUSE_AFTER_FAILURE_S
             return RateDecision(True, 0.0)
         self._failing = False
         return RateDecision(bool(int(allowed)), float(wait_ms) / 1000)

@@ -82,6 +82,13 @@ class Health:
 
 
 class Ready:
+    """``/readyz``: the edge is ready while it serves; upstreams and Redis are reported only.
+
+    NOTE: readiness must not cascade. An edge whose orders upstream is down still serves
+    every other route (and answers 503 for that one), and with Redis down it rate-limits
+    nobody (fails open): taking it out of the Service would turn one outage into all of them.
+    """
+
     def __init__(self, settings: EdgeSettings, http: Upstream, limiter: RedisRateLimiter) -> None:
         self.settings, self.http, self.limiter = settings, http, limiter
 
@@ -105,10 +112,12 @@ class Ready:
             results = await asyncio.gather(
                 *(self._upstream(r.upstream) for r in self.settings.routes), self._redis()
             )
-        checks = dict(zip([*names, "redis"], results, strict=True))
-        ready = all(c["ok"] for c in checks.values())
-        resp.status = 200 if ready else 503
-        resp.media = {"status": "ready" if ready else "unready", "checks": checks}
+        checks = {
+            name: {**result, "required": False}
+            for name, result in zip([*names, "redis"], results, strict=True)
+        }
+        resp.status = 200
+        resp.media = {"status": "ready", "checks": checks}
 
 
 class Metrics:

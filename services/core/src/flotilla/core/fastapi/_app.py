@@ -95,10 +95,13 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_crash)
 
 
-def health_router(checks: Mapping[str, Check] | None = None) -> APIRouter:
-    """``GET /healthz`` (alive) and ``GET /readyz`` (every check passes, else 503)."""
+def health_router(
+    checks: Mapping[str, Check] | None = None, informational: Mapping[str, Check] | None = None
+) -> APIRouter:
+    """``GET /healthz`` (alive) and ``GET /readyz`` (every required check passes, else 503;
+    informational checks are only reported)."""
     router = APIRouter(tags=["health"])
-    all_checks = dict(checks or {})
+    all_checks, reported = dict(checks or {}), dict(informational or {})
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -106,25 +109,30 @@ def health_router(checks: Mapping[str, Check] | None = None) -> APIRouter:
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
-        report = await run_checks(all_checks)
+        report = await run_checks(all_checks, informational=reported)
         return JSONResponse(report.to_dict(), status_code=200 if report.ready else 503)
 
     return router
 
 
 def service_app(
-    *, title: str, checks: Mapping[str, Check] | None = None, **fastapi_options: Any
+    *,
+    title: str,
+    checks: Mapping[str, Check] | None = None,
+    informational: Mapping[str, Check] | None = None,
+    **fastapi_options: Any,
 ) -> FastAPI:
     """A FastAPI app with problem answers, health routes and OpenTelemetry instrumentation.
 
     Args:
         title: the OpenAPI title.
-        checks: the readiness checks behind ``/readyz``.
+        checks: the readiness checks behind ``/readyz``: what the service needs to do its job.
+        informational: dependencies ``/readyz`` reports without depending on them.
         **fastapi_options: passed to :class:`fastapi.FastAPI` (``lifespan``…).
     """
     app = FastAPI(title=title, **fastapi_options)
     install_problem_handlers(app)
-    app.include_router(health_router(checks))
+    app.include_router(health_router(checks, informational))
     instrument_fastapi(app)
     return app
 

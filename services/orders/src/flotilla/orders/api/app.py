@@ -70,10 +70,10 @@ def create_app(
     app = service_app(
         title="Flotilla orders",
         lifespan=lifespan,
-        checks={
-            "database": partial(database_reachable, engine),
-            "broker": partial(broker_reachable, broker),
-        },
+        # NOTE: the broker is reported, not required: while it is down orders are still
+        # accepted, and the outbox publishes them once it is back.
+        checks={"database": partial(database_reachable, engine)},
+        informational={"broker": partial(broker_reachable, broker)},
     )
     app.state.sessions = sessions
     app.state.read_sessions = session_factory(read_only(engine))
