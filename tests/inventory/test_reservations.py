@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from flotilla.inventory import InventorySettings, create_app
 from tests.inventory.conftest import Shelf, Stockroom
+from tests.support.waiting import wait_for
 
 PROBLEM_MEMBERS = {"type", "title", "status", "detail", "instance", "errors"}
 
@@ -142,7 +147,8 @@ def test_release_puts_the_units_back_once(inventory: TestClient, stockroom: Stoc
     assert "released" in refused["detail"]
     assert stockroom.shelf("FLT-COMPASS") == before
     # the reference stays bound to the released reservation
-    assert _reserve(inventory, "b", ("FLT-COMPASS", 4)).json()["status"] == "released"
+    again = _reserve(inventory, "b", ("FLT-COMPASS", 4), ("FLT-VEST", 1))
+    assert again.json()["status"] == "released"
 
 
 def test_settling_an_unknown_reservation_is_a_404_problem(inventory: TestClient) -> None:
@@ -150,3 +156,78 @@ def test_settling_an_unknown_reservation_is_a_404_problem(inventory: TestClient)
         problem = _problem(inventory.post(f"/reservations/nope/{action}"), 404)
         assert problem["errors"][0]["field"] == "id"
         assert problem["instance"] == f"/reservations/nope/{action}"
+
+
+def test_a_reference_reused_with_other_items_is_a_409_naming_it(
+    inventory: TestClient, stockroom: Stockroom
+) -> None:
+    """A retry of a reserve finds its first reservation; a reference reused for other items is
+    refused instead of answering the first reservation's items as if they were asked."""
+    before = stockroom.shelf("FLT-PADDLE")
+    first = _reserve(inventory, "order-9", ("FLT-PADDLE", 2))
+    other = _reserve(inventory, "order-9", ("FLT-PADDLE", 3))
+    problem = _problem(other, 409)
+    assert problem["type"].endswith("/reference-reused")
+    assert problem["reference"] == "order-9"
+    assert problem["errors"][0]["field"] == "reference"
+    assert "2 x FLT-PADDLE" in problem["detail"]
+    split = _reserve(inventory, "order-9", ("FLT-PADDLE", 1), ("FLT-PADDLE", 1))
+    assert split.status_code == 200 and split.json()["id"] == first.json()["id"]
+    assert stockroom.shelf("FLT-PADDLE") == Shelf(before.available - 2, 2)
+
+
+def test_a_caller_whose_reserve_timed_out_releases_it_by_reference(
+    inventory: TestClient, stockroom: Stockroom
+) -> None:
+    before = stockroom.shelf("FLT-VEST")
+    _reserve(inventory, "lost-answer", ("FLT-VEST", 4))
+    released = inventory.post("/reservations/by-reference/lost-answer/release")
+    assert released.status_code == 200 and released.json()["status"] == "released"
+    assert stockroom.shelf("FLT-VEST") == before
+    never = _problem(inventory.post("/reservations/by-reference/never-made/release"), 404)
+    assert never["reference"] == "never-made"
+
+
+@pytest.fixture
+def short_lived(migrated_url: str) -> Iterator[TestClient]:
+    """inventory-api whose reservations hold for 3 s, swept every 0.1 s."""
+    settings = InventorySettings(
+        database_url=migrated_url, reservation_ttl_s=3, sweep_interval_s=0.1
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_held_reservations_expire_and_the_sweeper_puts_their_units_back(
+    short_lived: TestClient, stockroom: Stockroom
+) -> None:
+    """Twenty reservations nobody settles (a client that crashed after reserving): once
+    their TTL passes every unit is back on the shelf, nothing is reserved or held."""
+    before = stockroom.shelf("FLT-DRYBAG")
+    made = [_reserve(short_lived, f"leak-{i}", ("FLT-DRYBAG", 3)).json() for i in range(20)]
+    assert all(m["status"] == "held" and m["expires_at"] for m in made)
+    assert stockroom.shelf("FLT-DRYBAG") == Shelf(before.available - 60, 60)
+    wait_for(lambda: stockroom.shelf("FLT-DRYBAG") == before, timeout_s=10)
+    assert stockroom.held_units("FLT-DRYBAG") == 0
+    statuses = {short_lived.get(f"/reservations/{m['id']}").json()["status"] for m in made}
+    assert statuses == {"expired"}
+    assert short_lived.app.state.sweeper.expired == 20  # type: ignore[attr-defined]
+
+
+def test_a_late_commit_of_an_expired_reservation_is_refused_and_takes_nothing(
+    migrated_url: str, stockroom: Stockroom
+) -> None:
+    """Past its expiry, before any sweep: the commit expires it (409), a release is fine."""
+    settings = InventorySettings(
+        database_url=migrated_url, reservation_ttl_s=0.2, sweep_interval_s=0
+    )
+    before = stockroom.shelf("FLT-LANTERN")
+    with TestClient(create_app(settings)) as client:
+        held = _reserve(client, "slow-order", ("FLT-LANTERN", 2)).json()
+        time.sleep(0.3)
+        assert stockroom.shelf("FLT-LANTERN") == Shelf(before.available - 2, 2)  # not swept
+        refused = _problem(client.post(f"/reservations/{held['id']}/commit"), 409)
+        released = client.post(f"/reservations/{held['id']}/release")
+    assert "expired" in refused["detail"]
+    assert released.status_code == 200 and released.json()["status"] == "expired"
+    assert stockroom.shelf("FLT-LANTERN") == before

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from flotilla.core import ComponentSettings, component_config
 
 
@@ -16,3 +20,7 @@ class InventorySettings(ComponentSettings):
     host: str = "127.0.0.1"
     port: int = 8002
     database_url: str = "sqlite:///var/inventory.db"
+    #: how long a reservation holds its units unless committed or released
+    reservation_ttl_s: Annotated[float, Field(gt=0)] = 600.0
+    #: how often expired reservations are given back (0: never, e.g. a replica that only reads)
+    sweep_interval_s: Annotated[float, Field(ge=0)] = 5.0

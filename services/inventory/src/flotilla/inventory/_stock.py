@@ -5,6 +5,11 @@ available >= :quantity``, so two concurrent reservations can never both take the
 (PostgreSQL row locks; SQLite's single writer, taken up front by ``BEGIN IMMEDIATE`` in
 :func:`flotilla.core.make_engine`). Lines are applied in sku order so two reservations touching
 the same products always lock them in the same order and cannot deadlock each other.
+
+A reservation cannot leak: it is held until ``expires_at`` (inventory's reservation TTL) and
+then given back by :func:`expire_due` (the sweeper), or at the latest when someone tries to
+commit it late. Reserving is idempotent by ``reference``: the same reference with the same
+items is the same reservation; with other items it is refused (:class:`ReferenceReused`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import sqlalchemy as sa
@@ -36,6 +41,8 @@ DEMO_STOCK = 50_000
 
 Settlement = Literal["commit", "release"]
 _SETTLED_STATUS: dict[Settlement, str] = {"commit": "committed", "release": "released"}
+#: Reservations whose units went back on the shelf: released by their owner, or expired.
+RETURNED = ("released", "expired")
 
 
 class StockError(Exception):
@@ -68,6 +75,22 @@ class ReservationConflict(Exception):
     """The reservation is in a state that forbids the transition."""
 
 
+class ReferenceReused(Exception):
+    """A reservation exists for this reference with other items.
+
+    Args:
+        reference: the reference at fault.
+        existing: the reservation it names.
+    """
+
+    def __init__(self, reference: str, existing: ReservationView) -> None:
+        super().__init__(
+            f"reference {reference} already holds a reservation with other items "
+            f"({', '.join(f'{q} x {s}' for s, q in existing.items)})"
+        )
+        self.reference, self.existing = reference, existing
+
+
 @dataclass(frozen=True)
 class ReservationView:
     """A reservation as the API answers it: lines are ``(sku, quantity)`` in sku order."""
@@ -76,6 +99,7 @@ class ReservationView:
     reference: str
     status: str
     items: tuple[tuple[str, int], ...]
+    expires_at: datetime | None = None
 
 
 def seed_catalogue(*, session: Session) -> int:
@@ -110,6 +134,24 @@ def get_product(*, session: Session, sku: str) -> Product | None:
     return session.get(Product, sku)
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; they were stored in UTC."""
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _summed(lines: Sequence[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    wanted = Counter[str]()
+    for sku, quantity in lines:
+        wanted[sku] += quantity
+    return tuple(sorted(wanted.items()))
+
+
 def _view(session: Session, reservation: Reservation) -> ReservationView:
     rows = session.execute(
         sa.select(ReservationItem.sku, ReservationItem.quantity)
@@ -121,6 +163,7 @@ def _view(session: Session, reservation: Reservation) -> ReservationView:
         reference=reservation.reference,
         status=reservation.status,
         items=tuple((sku, quantity) for sku, quantity in rows),
+        expires_at=_as_utc(reservation.expires_at) if reservation.status == "held" else None,
     )
 
 
@@ -131,10 +174,37 @@ def find_by_reference(*, session: Session, reference: str) -> ReservationView | 
     return _view(session, reservation) if reservation else None
 
 
-def reserve(
+def get_reservation(*, session: Session, reservation_id: str) -> ReservationView | None:
+    """The reservation with that id, or ``None``."""
+    reservation = session.get(Reservation, reservation_id)
+    return _view(session, reservation) if reservation else None
+
+
+def same_reservation(
     *, session: Session, reference: str, lines: Sequence[tuple[str, int]]
+) -> ReservationView | None:
+    """The reservation already made for ``reference`` with these very lines, if any.
+
+    Raises:
+        ReferenceReused: the reference holds a reservation with other lines.
+    """
+    existing = find_by_reference(session=session, reference=reference)
+    if existing is None:
+        return None
+    if existing.items != _summed(lines):
+        raise ReferenceReused(reference, existing)
+    return existing
+
+
+def reserve(
+    *,
+    session: Session,
+    reference: str,
+    lines: Sequence[tuple[str, int]],
+    ttl_s: float,
 ) -> ReservationView:
-    """Hold every line for ``reference`` or raise; the caller commits or rolls back.
+    """Hold every line for ``reference`` for ``ttl_s`` seconds, or raise; the caller commits
+    or rolls back.
 
     Lines naming the same sku are summed into one.
 
@@ -163,8 +233,13 @@ def reserve(
             raise InsufficientStock(
                 sku, first_index[sku], f"{quantity} of {sku} asked, {available} available"
             )
+    now = _utcnow()
     reservation = Reservation(
-        id=str(uuid.uuid4()), reference=reference, status="held", created_at=datetime.now(UTC)
+        id=str(uuid.uuid4()),
+        reference=reference,
+        status="held",
+        created_at=now,
+        expires_at=now + timedelta(seconds=ttl_s),
     )
     session.add(reservation)
     session.flush()  # NOTE: a concurrent twin with the same reference fails here (unique)
@@ -176,33 +251,70 @@ def reserve(
     return _view(session, reservation)
 
 
-def settle(*, session: Session, reservation_id: str, action: Settlement) -> ReservationView:
+def _give_back(session: Session, reservation: Reservation, status: str) -> None:
+    """Units of a held reservation leave it: to the customer (committed) or the shelf."""
+    for sku, quantity in _view(session, reservation).items:
+        values = {"reserved": Product.reserved - quantity}
+        if status != "committed":
+            values["available"] = Product.available + quantity
+        session.execute(sa.update(Product).where(Product.sku == sku).values(**values))
+    reservation.status = status
+    session.flush()
+
+
+def settle(
+    *, session: Session, reservation_id: str, action: Settlement, now: datetime | None = None
+) -> ReservationView:
     """Commit (units leave the shelf) or release (units go back) a held reservation.
 
-    Idempotent: repeating the same action answers the same state and changes nothing.
+    Idempotent: repeating the same action answers the same state and changes nothing. A
+    held reservation past its expiry is expired first (the sweeper may not have come by yet),
+    so a late commit fails exactly as it would a second later.
 
     Raises:
         ReservationNotFound: no such reservation.
-        ReservationConflict: committing a released one or releasing a committed one.
+        ReservationConflict: committing a released or expired one, releasing a committed one.
     """
     target = _SETTLED_STATUS[action]
-    # NOTE: FOR UPDATE serializes a commit and a release racing on PostgreSQL; SQLite's
+    # NOTE: FOR UPDATE serializes a commit, a release and the sweeper on PostgreSQL; SQLite's
     # BEGIN IMMEDIATE already did.
     reservation = session.get(Reservation, reservation_id, with_for_update=True)
     if reservation is None:
         raise ReservationNotFound(reservation_id)
-    if reservation.status == target:
+    expires_at = _as_utc(reservation.expires_at)
+    if reservation.status == "held" and expires_at and expires_at <= (now or _utcnow()):
+        _give_back(session, reservation, "expired")
+    if reservation.status == target or (action == "release" and reservation.status in RETURNED):
         return _view(session, reservation)
     if reservation.status != "held":
         raise ReservationConflict(
             f"reservation {reservation_id} is {reservation.status}, it cannot be {target}"
         )
-    view = _view(session, reservation)
-    for sku, quantity in view.items:
-        values = {"reserved": Product.reserved - quantity}
-        if action == "release":
-            values["available"] = Product.available + quantity
-        session.execute(sa.update(Product).where(Product.sku == sku).values(**values))
-    reservation.status = target
-    session.flush()
+    _give_back(session, reservation, target)
     return _view(session, reservation)
+
+
+def expire_due(*, session: Session, now: datetime | None = None, limit: int = 200) -> int:
+    """Give back the units of held reservations whose time is up; returns how many.
+
+    On PostgreSQL the rows are locked, skipping those another sweeper or a settle holds, so
+    several inventory-api replicas can sweep at once.
+    """
+    query = (
+        sa.select(Reservation)
+        .where(Reservation.status == "held", Reservation.expires_at <= _stored(session, now))
+        .order_by(Reservation.expires_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    due = list(session.scalars(query))
+    for reservation in due:
+        _give_back(session, reservation, "expired")
+    return len(due)
+
+
+def _stored(session: Session, moment: datetime | None) -> datetime:
+    """SQLite compares the naive UTC text it stored; PostgreSQL compares instants."""
+    moment = moment or _utcnow()
+    return moment.replace(tzinfo=None) if session.get_bind().dialect.name == "sqlite" else moment

@@ -35,7 +35,8 @@ class Product(Base):
 
 
 class Reservation(Base):
-    """Units held for one reference (an order id): ``held``, then ``committed`` or ``released``."""
+    """Units held for one reference (an order id): ``held`` until ``expires_at``, then
+    ``committed``, ``released`` or ``expired`` (units back on the shelf)."""
 
     __tablename__ = "reservations"
 
@@ -43,6 +44,9 @@ class Reservation(Base):
     reference: Mapped[str] = mapped_column(sa.String(100), unique=True)
     status: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (sa.Index("reservations_due", "status", "expires_at"),)
 
 
 class ReservationItem(Base):

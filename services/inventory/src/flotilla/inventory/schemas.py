@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,9 +46,13 @@ class ReservationIn(BaseModel):
 
 
 class ReservationOut(BaseModel):
-    """A reservation; lines with the same sku were summed into one."""
+    """A reservation; lines with the same sku were summed into one.
+
+    ``expires_at``: while held, when its units go back on the shelf unless committed.
+    """
 
     id: str
     reference: str
-    status: Literal["held", "committed", "released"]
+    status: Literal["held", "committed", "released", "expired"]
     items: list[ReservationLine]
+    expires_at: datetime | None = None

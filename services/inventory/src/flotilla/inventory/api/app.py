@@ -12,6 +12,7 @@ from flotilla.core import make_engine, read_only, session_factory
 from flotilla.core.fastapi import service_app
 
 from .._settings import InventorySettings
+from .._sweeper import ReservationSweeper
 from ..models import Product
 from .routes import products, reservations
 
@@ -36,13 +37,20 @@ def create_app(settings: InventorySettings | None = None) -> FastAPI:
         with reader.connect() as connection:
             connection.execute(sa.select(Product.sku).limit(1))
 
+    sessions = session_factory(engine)
+    sweeper = ReservationSweeper(sessions, interval_s=settings.sweep_interval_s)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sweeper.start()
         yield
+        sweeper.stop()
         engine.dispose()
 
     app = service_app(title="Flotilla inventory", checks={"database": database}, lifespan=lifespan)
-    app.state.sessions = session_factory(engine)
+    app.state.settings = settings
+    app.state.sessions = sessions
+    app.state.sweeper = sweeper
     app.state.read_sessions = session_factory(reader)
     app.include_router(products.router)
     app.include_router(reservations.router)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from flotilla.core import ProblemError
 
 from ... import _stock
 from ...schemas import ReservationIn, ReservationOut
-from ..deps import DbSession
+from ..deps import DbSession, ReadSession
 
 router = APIRouter(prefix="/reservations", tags=["reservations"])
 
@@ -21,22 +21,48 @@ def _out(view: _stock.ReservationView) -> ReservationOut:
             "reference": view.reference,
             "status": view.status,
             "items": [{"sku": sku, "quantity": quantity} for sku, quantity in view.items],
+            "expires_at": view.expires_at,
         }
     )
 
 
+def _reused(exc: _stock.ReferenceReused) -> ProblemError:
+    return ProblemError(
+        409,
+        "Reference already used",
+        str(exc),
+        slug="reference-reused",
+        field="reference",
+        reference=exc.reference,
+    )
+
+
+def _same(session: DbSession, body: ReservationIn) -> _stock.ReservationView | None:
+    lines = [(line.sku, line.quantity) for line in body.items]
+    try:
+        return _stock.same_reservation(session=session, reference=body.reference, lines=lines)
+    except _stock.ReferenceReused as exc:
+        raise _reused(exc) from exc
+
+
 @router.post("", status_code=201)
 def create_reservation(
-    body: ReservationIn, session: DbSession, response: Response
+    body: ReservationIn, session: DbSession, request: Request, response: Response
 ) -> ReservationOut:
-    """Hold stock for every line, or none; the same reference answers the same reservation."""
-    existing = _stock.find_by_reference(session=session, reference=body.reference)
+    """Hold stock for every line, or none, until the reservation TTL passes.
+
+    Idempotent by ``reference``: asking again with the same items answers the same
+    reservation (200; a caller whose first try timed out finds it); other items are a 409
+    problem naming the reference.
+    """
+    existing = _same(session, body)
     if existing is not None:
         response.status_code = 200
         return _out(existing)
     lines = [(line.sku, line.quantity) for line in body.items]
+    ttl_s = request.app.state.settings.reservation_ttl_s
     try:
-        view = _stock.reserve(session=session, reference=body.reference, lines=lines)
+        view = _stock.reserve(session=session, reference=body.reference, lines=lines, ttl_s=ttl_s)
         session.commit()
     except _stock.UnknownSku as exc:
         session.rollback()
@@ -63,12 +89,23 @@ def create_reservation(
         # (SQLite's BEGIN IMMEDIATE serializes them); our stock changes rolled back, so
         # answer the reservation the winner made.
         session.rollback()
-        existing = _stock.find_by_reference(session=session, reference=body.reference)
+        existing = _same(session, body)
         if existing is None:
             raise
         response.status_code = 200
         return _out(existing)
     return _out(view)
+
+
+def _unknown(reservation_id: str) -> ProblemError:
+    return ProblemError(
+        404,
+        "Unknown reservation",
+        f"no reservation has id {reservation_id}",
+        slug="unknown-reservation",
+        field="id",
+        id=reservation_id,
+    )
 
 
 def _settle(reservation_id: str, action: _stock.Settlement, session: DbSession) -> ReservationOut:
@@ -77,19 +114,21 @@ def _settle(reservation_id: str, action: _stock.Settlement, session: DbSession) 
         session.commit()
     except _stock.ReservationNotFound as exc:
         session.rollback()
-        raise ProblemError(
-            404,
-            "Unknown reservation",
-            f"no reservation has id {reservation_id}",
-            slug="unknown-reservation",
-            field="id",
-            id=reservation_id,
-        ) from exc
+        raise _unknown(reservation_id) from exc
     except _stock.ReservationConflict as exc:
         session.rollback()
         raise ProblemError(
             409, "Reservation conflict", str(exc), slug="reservation-conflict", field="id"
         ) from exc
+    return _out(view)
+
+
+@router.get("/{reservation_id}")
+def get_reservation(reservation_id: str, session: ReadSession) -> ReservationOut:
+    """One reservation: its lines, its status and, while held, when it expires."""
+    view = _stock.get_reservation(session=session, reservation_id=reservation_id)
+    if view is None:
+        raise _unknown(reservation_id)
     return _out(view)
 
 
@@ -101,5 +140,25 @@ def commit_reservation(reservation_id: str, session: DbSession) -> ReservationOu
 
 @router.post("/{reservation_id}/release")
 def release_reservation(reservation_id: str, session: DbSession) -> ReservationOut:
-    """The held units go back on the shelf (idempotent; 409 once committed)."""
+    """The held units go back on the shelf (idempotent, also once expired; 409 once
+    committed)."""
     return _settle(reservation_id, "release", session)
+
+
+@router.post("/by-reference/{reference}/release")
+def release_by_reference(reference: str, session: DbSession) -> ReservationOut:
+    """Release the reservation made for ``reference``: how a caller whose reserve timed out
+    gives back what it may hold without knowing the reservation's id (404 when none was
+    made)."""
+    found = _stock.find_by_reference(session=session, reference=reference)
+    if found is None:
+        session.rollback()
+        raise ProblemError(
+            404,
+            "Unknown reservation",
+            f"no reservation was made for reference {reference}",
+            slug="unknown-reservation",
+            field="reference",
+            reference=reference,
+        )
+    return _settle(found.id, "release", session)
