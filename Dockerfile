@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image per workspace member: docker build --build-arg SERVICE=orders -t flotilla-orders .
-# SERVICE: edge | orders | inventory | notifications | console | cli | operator
+# SERVICE: edge | orders | inventory | notifications | payments | console | cli | operator
 # Built with uv from uv.lock (only that member's dependencies), run as a fixed non-root UID,
 # fine with a read-only root filesystem (write only to /tmp and the volumes the chart mounts).
 # This cannot be built on the development machine (no container engine); the kind workflow
@@ -20,6 +20,7 @@ COPY services/edge/pyproject.toml services/edge/
 COPY services/orders/pyproject.toml services/orders/
 COPY services/inventory/pyproject.toml services/inventory/
 COPY services/notifications/pyproject.toml services/notifications/
+COPY services/payments/pyproject.toml services/payments/
 COPY services/console/pyproject.toml services/console/
 COPY services/cli/pyproject.toml services/cli/
 COPY operator/pyproject.toml operator/

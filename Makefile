@@ -10,7 +10,7 @@ RELEASE ?= flotilla
 NAMESPACE ?= flotilla
 KIND_CLUSTER ?= flotilla
 IMAGE_TAG ?= 0.1.0
-MEMBERS := edge orders inventory notifications console cli operator
+MEMBERS := edge orders inventory notifications payments console cli operator
 
 .PHONY: help setup run test lint format bench crds browser helm chart-check kind-up images kind-load deploy undeploy port-forward
 

@@ -73,7 +73,8 @@ class LocalPlatform:
 def start_platform(prefix: str, env: dict[str, str] | None = None) -> LocalPlatform:
     """Start the real local platform on free ports with its own redis-server; wait until ready."""
     var = Path(tempfile.mkdtemp(prefix=prefix)) / "var"
-    ports = {name: free_port() for name in ("edge", "console", "orders", "inventory", "smtp")}
+    names = ("edge", "console", "orders", "inventory", "payments", "smtp")
+    ports = {name: free_port() for name in names}
     argv = [
         sys.executable,
         "-m",

@@ -14,6 +14,7 @@ MEMBERS = [
     "orders",
     "inventory",
     "notifications",
+    "payments",
     "console",
     "cli",
     "operator",

@@ -133,7 +133,7 @@ def test_up_fails_in_one_line_when_a_port_is_taken(tmp_path: Path) -> None:
 
 def test_up_stops_everything_on_sigterm_and_leaves_no_orphans(tmp_path: Path) -> None:
     """The real `flotilla up` with its embedded broker: SIGTERM, then nothing is left."""
-    ports = [str(free_port()) for _ in range(5)]
+    ports = [str(free_port()) for _ in range(6)]
     argv = [
         sys.executable,
         "-m",
@@ -153,6 +153,8 @@ def test_up_stops_everything_on_sigterm_and_leaves_no_orphans(tmp_path: Path) ->
         ports[3],
         "--smtp-port",
         ports[4],
+        "--payments-port",
+        ports[5],
     ]
     env = {**os.environ, "FLOTILLA_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     process = subprocess.Popen(

@@ -59,7 +59,8 @@ def platform(
     redis_server: ThrowawayRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
     var_dir = tmp_path_factory.mktemp("platform") / "var"
-    ports = {name: free_port() for name in ("edge", "console", "orders", "inventory", "smtp")}
+    names = ("edge", "console", "orders", "inventory", "payments", "smtp")
+    ports = {name: free_port() for name in names}
     argv = [sys.executable, "-m", "flotilla.cli", "up", "--var-dir", str(var_dir)]
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]

@@ -129,9 +129,9 @@ def test_pages_fit_a_narrow_window_and_name_the_health_of_services(
             overflow = narrow.evaluate("document.documentElement.scrollWidth - innerWidth")
             assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at 390px"
         health = narrow.locator(".health")
-        for service in ("edge", "orders-api", "inventory-api"):
+        for service in ("edge", "orders-api", "inventory-api", "payments-api"):
             expect(health).to_contain_text(service)
-        expect(health.locator(".chip.ok")).to_have_count(3)
+        expect(health.locator(".chip.ok")).to_have_count(4)
     finally:
         context.close()
 

@@ -37,6 +37,7 @@ def test_a_reservation_holds_every_line(inventory: TestClient, stockroom: Stockr
     body = answer.json()
     assert body["reference"] == "order-1"
     assert body["status"] == "held"
+    assert body["amount_cents"] == 2 * 14_900 + 7_900
     assert body["items"] == [
         {"sku": "FLT-PADDLE", "quantity": 2},
         {"sku": "FLT-VEST", "quantity": 1},
@@ -227,7 +228,8 @@ def test_a_late_commit_of_an_expired_reservation_is_refused_and_takes_nothing(
         time.sleep(0.3)
         assert stockroom.shelf("FLT-LANTERN") == Shelf(before.available - 2, 2)  # not swept
         refused = _problem(client.post(f"/reservations/{held['id']}/commit"), 409)
+        assert stockroom.shelf("FLT-LANTERN") == before  # the late commit expired it
         released = client.post(f"/reservations/{held['id']}/release")
-    assert "expired" in refused["detail"]
+    assert "expired" in refused["detail"] and refused["reservation_status"] == "expired"
     assert released.status_code == 200 and released.json()["status"] == "expired"
     assert stockroom.shelf("FLT-LANTERN") == before

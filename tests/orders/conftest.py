@@ -22,6 +22,9 @@ from flotilla.inventory import InventorySettings
 from flotilla.inventory import create_app as create_inventory
 from flotilla.inventory import migrate as migrate_inventory
 from flotilla.orders import OrdersSettings, create_app, migrate
+from flotilla.payments import PaymentsSettings
+from flotilla.payments import create_app as create_payments
+from flotilla.payments import migrate as migrate_payments
 from tests.support.ports import free_port
 from tests.support.redis_server import ThrowawayRedis, redis_binary
 from tests.support.servers import serve_in_thread
@@ -37,6 +40,15 @@ def inventory_url(tmp_path: Path) -> Iterator[str]:
         yield base
 
 
+@pytest.fixture
+def payments_url(tmp_path: Path) -> Iterator[str]:
+    """The platform's payment stand-in (SQLite) on a free port: it counts every charge."""
+    url = f"sqlite:///{tmp_path}/payments.db"
+    migrate_payments(url)
+    with serve_in_thread(create_payments(PaymentsSettings(database_url=url))) as base:
+        yield base
+
+
 @dataclass
 class Orders:
     client: TestClient
@@ -47,12 +59,14 @@ class Orders:
         return int(self.inventory.get(f"/products/{sku}").json()["available"])
 
 
-def orders_settings(database_url: str, inventory_url: str, broker_url: str) -> OrdersSettings:
+def orders_settings(
+    database_url: str, inventory_url: str, broker_url: str, payments_url: str = "http://127.0.0.1:9"
+) -> OrdersSettings:
     return OrdersSettings(
         database_url=database_url,
         inventory_url=inventory_url,
         broker_url=broker_url,
-        payment_latency_ms=10,
+        payments_url=payments_url,
         relay_interval_ms=50,
         relay_outage_interval_ms=50,
         fulfil_min_backoff_ms=50,

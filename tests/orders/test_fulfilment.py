@@ -1,9 +1,14 @@
-"""orders-worker: a real dramatiq.Worker on a real Redis broker, fulfilling real orders."""
+"""orders-worker: a real dramatiq.Worker on a real Redis broker, fulfilling real orders.
+
+Inventory and the payment provider are the platform's own, served over HTTP; charges are
+counted from the provider's books, faults injected through its ``/faults`` (what a person
+would do to watch retries).
+"""
 
 from __future__ import annotations
 
 import itertools
-import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +21,7 @@ from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from flotilla.core import (
+    ATTEMPT_ATTRIBUTE,
     FulfilOrder,
     OrderConfirmation,
     broker_from_url,
@@ -23,15 +29,22 @@ from flotilla.core import (
     send_message,
     session_factory,
 )
+from flotilla.inventory import InventorySettings
+from flotilla.inventory import create_app as create_inventory
+from flotilla.inventory import migrate as migrate_inventory
 from flotilla.orders import (
     Fulfilment,
+    HttpPaymentProvider,
     InventoryClient,
     OrdersActors,
+    PaymentUnavailable,
     create_app,
     declare_actors,
     migrate,
 )
+from flotilla.orders._orders import claim
 from tests.orders.conftest import orders_settings
+from tests.support.servers import serve_in_thread
 from tests.support.waiting import wait_for
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-PADDLE", "quantity": 1}]}
@@ -44,7 +57,9 @@ class Platform:
     fulfilment: Fulfilment
     actors: OrdersActors
     inventory: httpx.Client
+    payments: httpx.Client
     confirmations: list[OrderConfirmation]
+    sessions: object
 
     def status(self, order_id: str) -> str:
         return str(self.api.get(f"/orders/{order_id}").json()["status"])
@@ -52,21 +67,26 @@ class Platform:
     def stock(self, sku: str = "FLT-PADDLE") -> int:
         return int(self.inventory.get(f"/products/{sku}").json()["available"])
 
+    def charges(self) -> dict[str, int]:
+        counts: dict[str, int] = self.payments.get("/charges/summary").json()
+        return counts
 
-@pytest.fixture
-def platform(database_url: str, inventory_url: str, redis_url: str) -> Iterator[Platform]:
-    """orders-api with its relay, the worker's actors and a notifications stand-in actor.
+    def faults(self, **faults: object) -> None:
+        assert self.payments.put("/faults", json=faults).status_code == 200
 
-    The notifications actor here only records what arrives on the ``notifications`` queue:
-    notifications-worker has its own tests; this checks what orders sends it.
-    """
+
+def make_platform(
+    database_url: str, inventory_url: str, redis_url: str, payments_url: str
+) -> Iterator[Platform]:
     migrate(database_url)
-    settings = orders_settings(database_url, inventory_url, redis_url)
+    settings = orders_settings(database_url, inventory_url, redis_url, payments_url)
     broker = broker_from_url(redis_url)
     engine = make_engine(database_url)
     inventory = InventoryClient(inventory_url)
+    provider = HttpPaymentProvider(payments_url)
+    sessions = session_factory(engine)
     fulfilment = Fulfilment(
-        sessions=session_factory(engine), inventory=inventory, broker=broker, payment_latency_ms=10
+        sessions=sessions, inventory=inventory, payments=provider, broker=broker, claim_lease_s=1.0
     )
     actors = declare_actors(broker, fulfilment, settings)
     confirmations: list[OrderConfirmation] = []
@@ -78,11 +98,25 @@ def platform(database_url: str, inventory_url: str, redis_url: str) -> Iterator[
     with (
         TestClient(create_app(settings, broker=broker)) as api,
         httpx.Client(base_url=inventory_url) as stock,
+        httpx.Client(base_url=payments_url) as payments,
     ):
-        yield Platform(api, broker, fulfilment, actors, stock, confirmations)
+        yield Platform(api, broker, fulfilment, actors, stock, payments, confirmations, sessions)
     inventory.close()
+    provider.close()
     engine.dispose()
     broker.close()
+
+
+@pytest.fixture
+def platform(
+    database_url: str, inventory_url: str, redis_url: str, payments_url: str
+) -> Iterator[Platform]:
+    """orders-api with its relay, the worker's actors and a notifications stand-in actor.
+
+    The notifications actor here only records what arrives on the ``notifications`` queue:
+    notifications-worker has its own tests; this checks what orders sends it.
+    """
+    yield from make_platform(database_url, inventory_url, redis_url, payments_url)
 
 
 @pytest.fixture
@@ -93,12 +127,14 @@ def worker(platform: Platform) -> Iterator[Worker]:
     running.stop()
 
 
-def test_an_accepted_order_is_fulfilled_and_confirmed_in_one_trace(
+def test_an_accepted_order_is_fulfilled_charged_once_and_confirmed_in_one_trace(
     platform: Platform, worker: Worker, spans: InMemorySpanExporter
 ) -> None:
-    """POST /orders → publish orders → process orders → publish notifications, one trace."""
+    """POST /orders → publish orders → process orders → publish notifications, one trace;
+    the charge (for what the items cost) is in it, under the fulfilment."""
     before = platform.stock()
     order = platform.api.post("/orders", json=ORDER).json()
+    assert order["amount_cents"] == 14_900
     wait_for(lambda: platform.status(order["id"]) == "fulfilled")
     wait_for(lambda: len(platform.confirmations) == 1)
     assert str(platform.confirmations[0].order_id) == order["id"]
@@ -107,6 +143,9 @@ def test_an_accepted_order_is_fulfilled_and_confirmed_in_one_trace(
     assert platform.stock() == before - 1
     reservation = platform.inventory.post(f"/reservations/{order['reservation_id']}/release")
     assert reservation.status_code == 409  # committed: the units left the shelf
+    (charge,) = platform.payments.get("/charges", params={"order_id": order["id"]}).json()["items"]
+    assert charge["amount_cents"] == 14_900
+    assert platform.api.get(f"/orders/{order['id']}").json()["payment_id"] == charge["id"]
 
     finished = wait_for(
         lambda: (
@@ -129,24 +168,86 @@ def test_an_accepted_order_is_fulfilled_and_confirmed_in_one_trace(
     payment = by_name["payment.charge"]
     assert payment.parent is not None
     assert payment.parent.span_id == by_name["process orders"].context.span_id
+    provider = next(s for s in finished if s.name == "POST /charges" and s.kind.name == "SERVER")
+    assert provider.context.trace_id == request.context.trace_id  # the provider's side, too
 
 
-def test_a_redelivered_fulfil_order_commits_and_confirms_once(
+def test_a_redelivered_fulfil_order_charges_commits_and_confirms_once(
     platform: Platform, worker: Worker
 ) -> None:
     """At-least-once brokers may deliver FulfilOrder twice: the second delivery changes nothing."""
     before = platform.stock()
     order = platform.api.post("/orders", json=ORDER).json()
     wait_for(lambda: platform.status(order["id"]) == "fulfilled")
-    send_message(platform.broker, FulfilOrder(order_id=uuid.UUID(order["id"])))
+    for _ in range(3):
+        send_message(platform.broker, FulfilOrder(order_id=uuid.UUID(order["id"])))
     platform.broker.join(FulfilOrder.queue, timeout=20_000)
     platform.broker.join(OrderConfirmation.queue, timeout=20_000)
     worker.join()
     assert platform.stock() == before - 1
     assert [str(c.order_id) for c in platform.confirmations] == [order["id"]]
+    assert platform.charges()["charges"] == 1
 
 
-def test_a_cancelled_order_is_never_fulfilled(platform: Platform, worker: Worker) -> None:
+def test_a_message_that_fails_twice_is_one_trace_with_three_numbered_attempts(
+    platform: Platform, worker: Worker, spans: InMemorySpanExporter
+) -> None:
+    """The provider refuses twice (injected): the order is fulfilled on the third attempt,
+    charged once, and its trace holds three ``process orders`` spans numbered 1, 2, 3."""
+    platform.faults(fail_next=2)
+    order = platform.api.post("/orders", json=ORDER)
+    trace_id = next(
+        s.context.trace_id for s in spans.get_finished_spans() if s.name == "POST /orders"
+    )
+    wait_for(lambda: platform.status(order.json()["id"]) == "fulfilled", timeout_s=30)
+    attempts = wait_for(
+        lambda: (
+            len(a := [s for s in spans.get_finished_spans() if s.name == "process orders"]) == 3
+            and a
+        )
+    )
+    assert {s.context.trace_id for s in attempts} == {trace_id}
+    numbers = sorted(s.attributes[ATTEMPT_ATTRIBUTE] for s in attempts)  # type: ignore[index]
+    assert numbers == [1, 2, 3]
+    assert platform.charges()["charges"] == 1
+
+
+def test_a_charge_whose_reply_was_lost_is_not_made_again_when_the_attempt_resumes(
+    platform: Platform,
+) -> None:
+    """The provider charged and the reply never came (injected): the next attempt asks with
+    the same key and gets that charge back; the customer pays once."""
+    order = platform.api.post("/orders", json=ORDER).json()
+    platform.faults(lost_reply_rate=1.0)
+    with pytest.raises(PaymentUnavailable):
+        platform.fulfilment.fulfil(uuid.UUID(order["id"]), attempt="m-1")
+    assert platform.status(order["id"]) == "fulfilling"
+    platform.faults()
+    assert platform.fulfilment.fulfil(uuid.UUID(order["id"]), attempt="m-1") == "fulfilled"
+    counts = platform.charges()
+    assert (counts["charges"], counts["replays"]) == (1, 1)
+
+
+def test_a_duplicate_leaves_an_order_another_attempt_holds_until_its_claim_expires(
+    platform: Platform,
+) -> None:
+    """A worker claimed the order and died (SIGKILL: nothing released the claim). A second
+    delivery does nothing while the claim lasts, then takes the order over and fulfils it."""
+    order = platform.api.post("/orders", json=ORDER).json()
+    with platform.sessions.begin() as session:  # type: ignore[attr-defined]
+        assert claim(session=session, order_id=order["id"], attempt="dead", lease_s=1.0)
+    assert platform.fulfilment.fulfil(uuid.UUID(order["id"]), attempt="dup") == "fulfilling"
+    assert platform.charges()["charges"] == 0
+    cancel = platform.api.post(f"/orders/{order['id']}/cancel")
+    assert cancel.status_code == 409  # being fulfilled: not cancellable any more
+    time.sleep(1.1)
+    assert platform.fulfilment.fulfil(uuid.UUID(order["id"]), attempt="dup") == "fulfilled"
+    assert platform.charges()["charges"] == 1
+
+
+def test_a_cancelled_order_is_never_fulfilled_nor_charged(
+    platform: Platform, worker: Worker
+) -> None:
     order = platform.api.post("/orders", json=ORDER).json()
     assert platform.api.post(f"/orders/{order['id']}/cancel").json()["status"] == "cancelled"
     send_message(platform.broker, FulfilOrder(order_id=uuid.UUID(order["id"])))
@@ -154,17 +255,73 @@ def test_a_cancelled_order_is_never_fulfilled(platform: Platform, worker: Worker
     worker.join()
     assert platform.status(order["id"]) == "cancelled"
     assert platform.confirmations == []
+    assert platform.charges()["charges"] == 0
 
 
-def test_an_order_whose_stock_was_released_first_ends_cancelled(platform: Platform) -> None:
-    """A cancel that released the stock but died before saving: the worker finishes the job."""
+def test_an_order_whose_hold_is_gone_fails_without_a_charge(platform: Platform) -> None:
+    """The reservation was given back before any worker came (it expired, say)."""
+    before = platform.stock()
     order = platform.api.post("/orders", json=ORDER).json()
     released = platform.inventory.post(f"/reservations/{order['reservation_id']}/release")
     assert released.status_code == 200
-    assert platform.fulfilment.fulfil(uuid.UUID(order["id"])) == "cancelled"
-    cancelled = platform.api.get(f"/orders/{order['id']}").json()
-    assert cancelled["status"] == "cancelled"
-    assert cancelled["failure_reason"] == "reservation released before fulfilment"
+    assert platform.fulfilment.fulfil(uuid.UUID(order["id"]), attempt="m") == "failed"
+    failed = platform.api.get(f"/orders/{order['id']}").json()
+    assert failed["failure_reason"] == "the reservation was released before fulfilment"
+    assert platform.charges()["charges"] == 0
+    assert platform.stock() == before
+
+
+def test_a_hold_that_expires_while_the_provider_is_slow_is_refunded(
+    database_url: str, redis_url: str, payments_url: str, tmp_path: object
+) -> None:
+    """Reservations hold 1 s, the provider takes 1.5 s: the commit comes too late, so the
+    charge is refunded, the order fails, and the units are back on the shelf."""
+    url = f"sqlite:///{tmp_path}/short-inventory.db"
+    migrate_inventory(url)
+    settings = InventorySettings(database_url=url, reservation_ttl_s=1.0, sweep_interval_s=0)
+    with serve_in_thread(create_inventory(settings)) as inventory_url:
+        for platform in make_platform(database_url, inventory_url, redis_url, payments_url):
+            before = platform.stock()
+            order = platform.api.post("/orders", json=ORDER).json()
+            platform.faults(latency_ms=1_500)
+            assert platform.fulfilment.fulfil(uuid.UUID(order["id"]), attempt="m") == "failed"
+            failed = platform.api.get(f"/orders/{order['id']}").json()
+            assert "expired before its commit" in failed["failure_reason"]
+            assert failed["failure_reason"].endswith("1 charge(s) refunded")
+            counts = platform.charges()
+            assert (counts["charges"], counts["refunds"]) == (1, 1)
+            assert platform.stock() == before
+
+
+def test_an_order_whose_retries_run_out_is_failed_and_its_stock_returned(
+    platform: Platform, worker: Worker
+) -> None:
+    """The provider is down for good: every attempt fails, then the order is failed, its
+    stock given back, nothing charged."""
+    before = platform.stock()
+    platform.faults(fail_next=1_000)
+    order = platform.api.post("/orders", json=ORDER).json()
+    wait_for(lambda: platform.status(order["id"]) == "failed", timeout_s=30)
+    failed = platform.api.get(f"/orders/{order['id']}").json()
+    assert "gave up after 6 attempts" in failed["failure_reason"]
+    assert "payments answered 503" in failed["failure_reason"]
+    assert platform.stock() == before
+    assert platform.confirmations == []
+    assert platform.charges()["charges"] == 0
+
+
+def test_giving_up_after_a_commit_that_went_through_fulfils_the_order(
+    platform: Platform,
+) -> None:
+    """The last attempt's commit reached inventory but its answer never came back: when the
+    handler gives up, the units are already the customer's, so the order is fulfilled
+    (charged once) rather than failed."""
+    order = platform.api.post("/orders", json=ORDER).json()
+    committed = platform.inventory.post(f"/reservations/{order['reservation_id']}/commit")
+    assert committed.status_code == 200
+    status = platform.fulfilment.fail(uuid.UUID(order["id"]), "gave up", attempt="m")
+    assert status == "fulfilled"
+    assert platform.charges()["charges"] == 1
 
 
 def test_cancel_is_refused_once_fulfilled(platform: Platform, worker: Worker) -> None:
@@ -173,22 +330,3 @@ def test_cancel_is_refused_once_fulfilled(platform: Platform, worker: Worker) ->
     answer = platform.api.post(f"/orders/{order['id']}/cancel")
     assert answer.status_code == 409
     assert answer.headers["content-type"] == "application/problem+json"
-
-
-def test_an_order_whose_retries_run_out_is_failed_and_its_stock_returned(
-    platform: Platform, worker: Worker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    before = platform.inventory.get("/products/FLT-PADDLE").json()["available"]
-    attempts = threading.Semaphore(0)
-
-    def declined(order_id: str) -> None:
-        attempts.release()
-        raise RuntimeError("card declined")
-
-    monkeypatch.setattr(platform.fulfilment, "charge_payment", declined)
-    order = platform.api.post("/orders", json=ORDER).json()
-    wait_for(lambda: platform.status(order["id"]) == "failed", timeout_s=30)
-    failed = platform.api.get(f"/orders/{order['id']}").json()
-    assert "card declined" in failed["failure_reason"]
-    assert platform.inventory.get("/products/FLT-PADDLE").json()["available"] == before
-    assert platform.confirmations == []

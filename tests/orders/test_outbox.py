@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from flotilla.core import FulfilOrder, broker_from_url, make_engine, session_factory
-from flotilla.orders import create_app, migrate, redrive_stalled_orders
+from flotilla.orders import create_app, migrate, prune_history, redrive_stalled_orders
 from tests.orders.conftest import Orders, orders_settings, outbox_rows
 from tests.support.redis_server import ThrowawayRedis
+from tests.support.servers import silent_server
 from tests.support.waiting import wait_for
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-PADDLE", "quantity": 1}]}
@@ -100,8 +103,9 @@ def test_the_relayed_message_continues_the_trace_of_the_order_request(
 def test_an_accepted_order_whose_message_the_broker_lost_is_announced_again(
     database_url: str, inventory_url: str, redis_url: str
 ) -> None:
-    """The broker took the message, then forgot it (a Redis restart without persistence): the
-    relay sends FulfilOrder again once the order has stayed accepted for redrive_after_ms."""
+    """While the message waits in the queue (no worker), the redrive leaves it alone however
+    long the order stays accepted; once the broker forgot it (a Redis restart without
+    persistence), the relay sends FulfilOrder again, once."""
     migrate(database_url)
     settings = orders_settings(database_url, inventory_url, redis_url).model_copy(
         update={"redrive_after_ms": 300}
@@ -111,12 +115,20 @@ def test_an_accepted_order_whose_message_the_broker_lost_is_announced_again(
         with TestClient(create_app(settings)) as api:
             order = api.post("/orders", json=ORDER).json()
             wait_for(lambda: queued_order_ids(redis_url) == [order["id"]])
+            relay = api.app.state.relay  # type: ignore[attr-defined]
+            rounds = relay.rounds
+            wait_for(lambda: relay.rounds > rounds + 10)  # > 1 s: several redrive checks
+            assert queued_order_ids(redis_url) == [order["id"]]  # still one: it is held
             broker.flush(FulfilOrder.queue)
-            wait_for(lambda: set(queued_order_ids(redis_url)) == {order["id"]})
+            assert queued_order_ids(redis_url) == []
+            wait_for(lambda: queued_order_ids(redis_url) == [order["id"]])
+            rounds = relay.rounds
+            wait_for(lambda: relay.rounds > rounds + 10)
+            assert queued_order_ids(redis_url) == [order["id"]]
             assert api.get(f"/orders/{order['id']}").json()["status"] == "accepted"
     finally:
         broker.close()
-    assert len(outbox_rows(database_url)) >= 2
+    assert len(outbox_rows(database_url)) == 2
 
 
 def test_only_orders_still_accepted_are_announced_again(orders: Orders, database_url: str) -> None:
@@ -125,10 +137,66 @@ def test_only_orders_still_accepted_are_announced_again(orders: Orders, database
     orders.client.post(f"/orders/{cancelled}/cancel")
     engine = make_engine(database_url)
     try:
-        again = redrive_stalled_orders(sessions=session_factory(engine), older_than_s=0)
+        again = redrive_stalled_orders(
+            sessions=session_factory(engine),
+            broker=broker_from_url(orders.settings.broker_url),  # never asked: nothing published
+            older_than_s=0,
+        )
     finally:
         engine.dispose()
     assert again == [accepted]
     announced = [row["payload"] for row in outbox_rows(database_url)]
     ids = [(json.loads(p) if isinstance(p, str) else p)["order_id"] for p in announced]
     assert ids == [accepted, cancelled, accepted]
+
+
+def test_a_hanging_broker_never_holds_up_an_order(database_url: str, inventory_url: str) -> None:
+    """The relay is stuck publishing to a broker that accepts and never answers: orders are
+    still accepted meanwhile, because the relay holds no transaction (on SQLite: no write
+    lock) while it waits on the network."""
+    migrate(database_url)
+    with silent_server() as hung:
+        settings = orders_settings(database_url, inventory_url, f"redis://127.0.0.1:{hung.port}/0")
+        with TestClient(create_app(settings)) as api:
+            first = api.post("/orders", json=ORDER)
+            relay = api.app.state.relay  # type: ignore[attr-defined]
+            wait_for(lambda: hung.received)  # the relay is now waiting on the silent broker
+            stuck_at = relay.rounds
+            later = [api.post("/orders", json=ORDER) for _ in range(3)]
+            still_stuck = relay.rounds == stuck_at
+    assert [a.status_code for a in (first, *later)] == [202] * 4
+    assert still_stuck, "the orders were only accepted once the relay gave up"
+
+
+def test_published_rows_and_expired_keys_are_pruned_and_an_expired_key_is_new_again(
+    orders: Orders, database_url: str
+) -> None:
+    """Published outbox rows and idempotency keys older than their retention are deleted;
+    a request with an expired key places a new order (a day later, as at Stripe)."""
+    first = orders.client.post("/orders", json=ORDER, headers={"Idempotency-Key": "k-old"})
+    orders.client.post("/orders", json=ORDER, headers={"Idempotency-Key": "k-new"})
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "UPDATE outbox SET published_at = :at WHERE id = (SELECT MIN(id) FROM outbox)"
+                ),
+                {"at": datetime.now(UTC) - timedelta(days=2)},
+            )
+            connection.execute(
+                sa.text("UPDATE idempotency_keys SET created_at = :at WHERE key = 'k-old'"),
+                {"at": datetime.now(UTC) - timedelta(days=2)},
+            )
+        replay_before_pruning = orders.client.post(
+            "/orders", json=ORDER, headers={"Idempotency-Key": "k-old"}
+        )
+        rows, keys = prune_history(
+            sessions=session_factory(engine), outbox_retention_s=86_400, key_ttl_s=86_400
+        )
+    finally:
+        engine.dispose()
+    assert (rows, keys) == (1, 0)  # k-old was reused, so it is a fresh key now
+    assert replay_before_pruning.status_code == 202
+    assert replay_before_pruning.json()["id"] != first.json()["id"]
+    assert len(outbox_rows(database_url)) == 2

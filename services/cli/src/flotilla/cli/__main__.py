@@ -44,6 +44,7 @@ def main() -> None:
 @click.option("--console-port", type=PORT, help="console port (default 8090)")
 @click.option("--orders-port", type=PORT, help="orders-api port (default 8001)")
 @click.option("--inventory-port", type=PORT, help="inventory-api port (default 8002)")
+@click.option("--payments-port", type=PORT, help="payments-api port (default 8003)")
 @click.option("--smtp-port", type=PORT, help="mail sink port (default 1025)")
 @click.option("--var-dir", type=click.Path(path_type=Path), help="state folder (default var/)")
 @click.option(
@@ -161,6 +162,7 @@ def _welcome(platform: Platform) -> None:
     table.add_row("console", f"{urls['console']}/api/traces")
     table.add_row("orders-api", f"{urls['orders-api']}/docs")
     table.add_row("inventory-api", f"{urls['inventory-api']}/docs")
+    table.add_row("payments", f"{urls['payments-api']}/charges/summary (faults: PUT /faults)")
     table.add_row("mail", f"smtp://{settings.host}:{settings.smtp_port} → {settings.var_dir}/mail/")
     table.add_row("API key", str(platform.api_key_path))
     table.add_row("status", f"flotilla status --var-dir {settings.var_dir}")

@@ -70,6 +70,7 @@ def check_ports(settings: CliSettings) -> None:
         ("console", settings.console_port, "--console-port"),
         ("orders-api", settings.orders_port, "--orders-port"),
         ("inventory-api", settings.inventory_port, "--inventory-port"),
+        ("payments-api", settings.payments_port, "--payments-port"),
         ("mail sink", settings.smtp_port, "--smtp-port"),
     ]
     owners: dict[int, str] = {}
@@ -160,6 +161,7 @@ class Platform:
             "console": f"http://{host}:{s.console_port}",
             "orders-api": f"http://{host}:{s.orders_port}",
             "inventory-api": f"http://{host}:{s.inventory_port}",
+            "payments-api": f"http://{host}:{s.payments_port}",
         }
 
     @property

@@ -48,7 +48,8 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
         api_key: the local API key; only its sha256 reaches the edge.
 
     Returns:
-        migrations, console, inventory-api, orders-api, the two worker templates (``queue``
+        migrations, console, inventory-api, payments-api (the stand-in provider), orders-api,
+        the two worker templates (``queue``
         set: run as pools), the mail sink and the edge.
     """
     var = settings.var_dir.resolve()
@@ -56,6 +57,7 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
     console_url = f"http://{host}:{settings.console_port}"
     orders_url = f"http://{host}:{settings.orders_port}"
     inventory_url = f"http://{host}:{settings.inventory_port}"
+    payments_url = f"http://{host}:{settings.payments_port}"
     traced = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": console_url,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
@@ -73,7 +75,14 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
         "FLOTILLA_ORDERS_INVENTORY_URL": inventory_url,
         "FLOTILLA_ORDERS_HOST": host,
         "FLOTILLA_ORDERS_PORT": str(settings.orders_port),
-        "FLOTILLA_ORDERS_PAYMENT_LATENCY_MS": str(settings.payment_latency_ms),
+        "FLOTILLA_ORDERS_PAYMENTS_URL": payments_url,
+        "FLOTILLA_ORDERS_REDRIVE_AFTER_MS": str(settings.redrive_after_ms),
+    }
+    payments_env = {
+        "FLOTILLA_PAYMENTS_DATABASE_URL": f"sqlite:///{var}/payments.db",
+        "FLOTILLA_PAYMENTS_HOST": host,
+        "FLOTILLA_PAYMENTS_PORT": str(settings.payments_port),
+        "FLOTILLA_PAYMENTS_LATENCY_MS": str(settings.payment_latency_ms),
     }
     routes = [
         {
@@ -101,6 +110,12 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
             "orders-migrate", [py, "-m", "flotilla.orders", "migrate"], orders_env, oneshot=True
         ),
         ProcessSpec(
+            "payments-migrate",
+            [py, "-m", "flotilla.payments", "migrate"],
+            payments_env,
+            oneshot=True,
+        ),
+        ProcessSpec(
             "console",
             [py, "-m", "flotilla.console", "api"],
             {
@@ -113,6 +128,7 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
                         "edge": f"http://{host}:{settings.edge_port}",
                         "orders-api": orders_url,
                         "inventory-api": inventory_url,
+                        "payments-api": payments_url,
                     }
                 ),
                 "PYTHONUNBUFFERED": "1",
@@ -126,6 +142,12 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
             [py, "-m", "flotilla.inventory", "api"],
             {**inventory_env, **traced, "OTEL_SERVICE_NAME": "inventory-api"},
             ready=lambda: _http_ready(f"{inventory_url}/readyz"),
+        ),
+        ProcessSpec(
+            "payments-api",
+            [py, "-m", "flotilla.payments", "api"],
+            {**payments_env, **traced, "OTEL_SERVICE_NAME": "payments-api"},
+            ready=lambda: _http_ready(f"{payments_url}/readyz"),
         ),
         ProcessSpec(
             "orders-api",

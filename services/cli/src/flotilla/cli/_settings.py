@@ -25,8 +25,12 @@ class CliSettings(ComponentSettings):
     console_port: int = 8090
     orders_port: int = 8001
     inventory_port: int = 8002
+    payments_port: int = 8003
     smtp_port: int = 1025
+    #: how long the payment stand-in takes per charge
     payment_latency_ms: int = 200
+    #: stalled orders whose message the broker lost are announced again after this
+    redrive_after_ms: int = Field(default=60_000, ge=0)
     grace_period_s: float = 15.0
     pool_min: int = 1
     pool_max: int = 8

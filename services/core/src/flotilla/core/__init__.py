@@ -19,7 +19,7 @@ from ._brokers import (
     worker_identity,
     worker_name,
 )
-from ._database import is_sqlite, make_engine, read_only, session_factory
+from ._database import is_sqlite, make_engine, read_only, schema_check, session_factory
 from ._health import Check, HealthReport, run_checks
 from ._http import (
     UpstreamError,
@@ -40,7 +40,7 @@ from ._messages import (
     publish,
     send_message,
 )
-from ._migrations import upgrade_database
+from ._migrations import migrate_database, upgrade_database
 from ._problems import (
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_BASE,
@@ -118,6 +118,7 @@ __all__ = [
     "instrument_sqlalchemy",
     "is_sqlite",
     "make_engine",
+    "migrate_database",
     "pod_of_worker",
     "publish",
     "read_only",
@@ -125,6 +126,7 @@ __all__ = [
     "redis_namespace",
     "run_checks",
     "run_worker",
+    "schema_check",
     "send_message",
     "serve",
     "service_client",

@@ -1,11 +1,10 @@
 """Dramatiq brokers built from a URL: ``redis://…`` or ``amqp://…``.
 
 Every broker the platform builds carries :class:`~flotilla.core.TraceContextMiddleware` first,
-then Dramatiq's default middleware (minus Prometheus, whose per-host HTTP server clashes with
-several worker processes). Its connections have connect and read timeouts, so a broker that
-hangs (rather than refuses) fails a call instead of stalling a request or the outbox relay for
-ever, and each worker names itself in the broker after its pod (or local replica), so the
-operator can tell which pod holds which messages.
+then Dramatiq's default middleware and ``CurrentMessage``. Its connections have connect and
+read timeouts, so a broker that hangs (rather than refuses) fails a call instead of stalling a
+request or the outbox relay for ever, and each worker names itself in the broker after its pod
+(or local replica), so the operator can tell which pod holds which messages.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import dramatiq
 import redis
-from dramatiq.middleware import default_middleware
+from dramatiq.middleware import CurrentMessage, default_middleware
 
 from ._tracing_middleware import TraceContextMiddleware
 
@@ -147,7 +146,9 @@ def broker_from_url(url: str, *, tracing: bool = True) -> dramatiq.Broker:
         BrokerURLError: for any other scheme.
     """
     system = broker_system(url)
-    middleware: list[Any] = [m() for m in default_middleware]
+    # NOTE: CurrentMessage too: an actor needs its message's id (stable across retries) to
+    # claim work for it, as orders' fulfilment does.
+    middleware: list[Any] = [m() for m in default_middleware] + [CurrentMessage()]
     if tracing:
         # NOTE: first, so its after_* hooks run last (see _tracing_middleware).
         middleware.insert(0, TraceContextMiddleware(system=system))

@@ -8,6 +8,7 @@ row locks make them queue on PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,18 @@ def read_only(engine: sa.Engine) -> sa.Engine:
 def session_factory(engine: sa.Engine) -> sessionmaker[Session]:
     """Sessions whose objects stay readable after commit (answers are built after it)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def schema_check(engine: sa.Engine, column: Any) -> Callable[[], None]:
+    """A readiness check that reads one row of ``column``'s table on a read-only connection.
+
+    Reading a real table (not just ``SELECT 1``) also catches an unmigrated database; a
+    read-only connection never queues behind SQLite's writers.
+    """
+    reader = read_only(engine)
+
+    def database() -> None:
+        with reader.connect() as connection:
+            connection.execute(sa.select(column).limit(1))
+
+    return database

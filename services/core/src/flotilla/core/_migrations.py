@@ -34,3 +34,15 @@ def upgrade_database(engine: sa.Engine, versions_dir: Path, *, revision: str = "
             )
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def migrate_database(database_url: str, versions_dir: Path) -> None:
+    """Bring the database at ``database_url`` to head with a service's revisions (the whole
+    of ``python -m flotilla.<service> migrate`` for a service that seeds nothing)."""
+    from ._database import make_engine
+
+    engine = make_engine(database_url, trace=False)
+    try:
+        upgrade_database(engine, versions_dir)
+    finally:
+        engine.dispose()

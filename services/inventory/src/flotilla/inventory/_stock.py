@@ -72,7 +72,11 @@ class ReservationNotFound(Exception):
 
 
 class ReservationConflict(Exception):
-    """The reservation is in a state that forbids the transition."""
+    """The reservation is in a state that forbids the transition (``status``: that state)."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ReferenceReused(Exception):
@@ -100,6 +104,7 @@ class ReservationView:
     status: str
     items: tuple[tuple[str, int], ...]
     expires_at: datetime | None = None
+    amount_cents: int = 0  # what the items cost at today's prices
 
 
 def seed_catalogue(*, session: Session) -> int:
@@ -154,7 +159,8 @@ def _summed(lines: Sequence[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
 
 def _view(session: Session, reservation: Reservation) -> ReservationView:
     rows = session.execute(
-        sa.select(ReservationItem.sku, ReservationItem.quantity)
+        sa.select(ReservationItem.sku, ReservationItem.quantity, Product.price_cents)
+        .join(Product, Product.sku == ReservationItem.sku)
         .where(ReservationItem.reservation_id == reservation.id)
         .order_by(ReservationItem.sku)
     ).all()
@@ -162,7 +168,8 @@ def _view(session: Session, reservation: Reservation) -> ReservationView:
         id=reservation.id,
         reference=reservation.reference,
         status=reservation.status,
-        items=tuple((sku, quantity) for sku, quantity in rows),
+        items=tuple((sku, quantity) for sku, quantity, _ in rows),
+        amount_cents=sum(quantity * price for _, quantity, price in rows),
         expires_at=_as_utc(reservation.expires_at) if reservation.status == "held" else None,
     )
 
@@ -288,7 +295,8 @@ def settle(
         return _view(session, reservation)
     if reservation.status != "held":
         raise ReservationConflict(
-            f"reservation {reservation_id} is {reservation.status}, it cannot be {target}"
+            f"reservation {reservation_id} is {reservation.status}, it cannot be {target}",
+            reservation.status,
         )
     _give_back(session, reservation, target)
     return _view(session, reservation)

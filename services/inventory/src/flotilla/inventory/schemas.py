@@ -48,11 +48,13 @@ class ReservationIn(BaseModel):
 class ReservationOut(BaseModel):
     """A reservation; lines with the same sku were summed into one.
 
-    ``expires_at``: while held, when its units go back on the shelf unless committed.
+    ``expires_at``: while held, when its units go back on the shelf unless committed;
+    ``amount_cents``: what the items cost.
     """
 
     id: str
     reference: str
     status: Literal["held", "committed", "released", "expired"]
     items: list[ReservationLine]
+    amount_cents: int
     expires_at: datetime | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,27 @@ class StockRefused(Exception):
 
 
 class ReservationGone(Exception):
-    """The reservation was already settled the other way (released vs committed)."""
+    """The reservation was already settled the other way, or expired.
+
+    Args:
+        reservation_id: the reservation.
+        status: what it is now (``released``, ``expired``, ``committed``), when known.
+    """
+
+    def __init__(self, reservation_id: str, status: str | None = None) -> None:
+        super().__init__(f"reservation {reservation_id} is {status or 'settled'}")
+        self.reservation_id, self.status = reservation_id, status
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    status: str
+    amount_cents: int
+
+
+#: The statuses of a reservation whose units are back on the shelf.
+RETURNED = ("released", "expired")
 
 
 class InventoryClient:
@@ -31,35 +52,83 @@ class InventoryClient:
     def close(self) -> None:
         self._http.close()
 
-    def _post(self, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         try:
-            return self._http.post(path, json=body)
+            return self._http.request(method, path, json=body)
         except httpx.HTTPError as exc:
             raise translate_http_error(exc, "inventory") from exc
 
-    def reserve(self, *, reference: str, items: list[dict[str, Any]]) -> str:
-        """Hold the items for ``reference``; returns the reservation id.
+    def reserve(
+        self,
+        *,
+        reference: str,
+        items: list[dict[str, Any]],
+        attempts: int = 1,
+        backoff_s: float = 0.1,
+    ) -> Reservation:
+        """Hold the items for ``reference``.
+
+        A try that fails in transit (timeout, connection lost, 5xx) is repeated with the same
+        reference, up to ``attempts`` tries: inventory answers a repeated reference with the
+        reservation the first try made, so a slow answer never holds the stock twice.
 
         Raises:
             StockRefused: inventory answered 404/409/422 (the problem names the sku).
-            UpstreamError: inventory is unreachable, slow, or failing.
+            UpstreamError: inventory is unreachable, slow, or failing, every try.
         """
-        answer = self._post("/reservations", {"reference": reference, "items": items})
-        if answer.status_code in (200, 201):
-            return str(answer.json()["id"])
-        if answer.status_code in (404, 409, 422):
-            raise StockRefused(answer.status_code, answer.json())
-        raise UpstreamError(f"inventory answered {answer.status_code}")
+        for attempt in range(1, attempts + 1):
+            try:
+                body = {"reference": reference, "items": items}
+                answer = self._call("POST", "/reservations", body)
+                if answer.status_code in (200, 201):
+                    made = answer.json()
+                    return Reservation(made["id"], made["status"], int(made["amount_cents"]))
+                if answer.status_code in (404, 409, 422):
+                    raise StockRefused(answer.status_code, answer.json())
+                raise UpstreamError(f"inventory answered {answer.status_code}")
+            except UpstreamError:
+                if attempt == attempts:
+                    raise
+                time.sleep(backoff_s * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def settle(self, *, reservation_id: str, action: str) -> None:
-        """Commit or release a reservation (idempotent on inventory's side).
+    def status(self, reservation_id: str) -> str | None:
+        """The reservation's status (``held``, ``committed``, ``released``, ``expired``), or
+        ``None`` when inventory does not know it.
 
         Raises:
-            ReservationGone: it was already settled the other way.
             UpstreamError: inventory is unreachable, slow, or failing.
         """
-        answer = self._post(f"/reservations/{reservation_id}/{action}")
+        answer = self._call("GET", f"/reservations/{reservation_id}")
+        if answer.status_code == 404:
+            return None
+        if answer.status_code != 200:
+            raise UpstreamError(f"inventory answered {answer.status_code}")
+        return str(answer.json()["status"])
+
+    def settle(self, *, reservation_id: str, action: str) -> str:
+        """Commit or release a reservation (idempotent on inventory's side); returns its status.
+
+        Releasing an expired reservation succeeds (its units are back already); committing
+        one fails.
+
+        Raises:
+            ReservationGone: it was settled the other way, or expired (for a commit).
+            UpstreamError: inventory is unreachable, slow, or failing.
+        """
+        answer = self._call("POST", f"/reservations/{reservation_id}/{action}")
         if answer.status_code == 409:
-            raise ReservationGone(reservation_id)
+            raise ReservationGone(reservation_id, answer.json().get("reservation_status"))
         if answer.status_code != 200:
             raise UpstreamError(f"inventory answered {answer.status_code} to {action}")
+        return str(answer.json()["status"])
+
+    def release_reference(self, reference: str) -> None:
+        """Release whatever is held for ``reference`` (a reserve whose answer never came).
+
+        Raises:
+            UpstreamError: inventory is unreachable, slow, or failing.
+        """
+        answer = self._call("POST", f"/reservations/by-reference/{reference}/release")
+        if answer.status_code not in (200, 404, 409):
+            raise UpstreamError(f"inventory answered {answer.status_code} to a release")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,8 +51,25 @@ def add_outbox(*, session: Session, message: QueueMessage) -> None:
     )
 
 
-def find_idempotency_key(*, session: Session, key: str) -> IdempotencyKey | None:
-    return session.get(IdempotencyKey, key)
+def find_idempotency_key(
+    *, session: Session, key: str, newer_than: datetime | None = None
+) -> IdempotencyKey | None:
+    """The stored key, unless it was made before ``newer_than`` (expired, pruned soon)."""
+    found = session.get(IdempotencyKey, key)
+    if found is not None and newer_than is not None and as_utc(found.created_at) < newer_than:
+        return None
+    return found
+
+
+def forget_expired_key(*, session: Session, key: str, made_before: datetime) -> None:
+    """Delete the key if it was made before ``made_before`` (expired), so it can be used
+    again; a key a concurrent request has just stored is left alone."""
+    session.execute(
+        sa.delete(IdempotencyKey).where(
+            IdempotencyKey.key == key,
+            IdempotencyKey.created_at < _as_stored(session, made_before),
+        )
+    )
 
 
 def create_order(
@@ -61,6 +79,7 @@ def create_order(
     customer_email: str,
     items: list[dict[str, Any]],
     reservation_id: str,
+    amount_cents: int,
     announce: QueueMessage,
     idempotency_key: str | None,
     body_hash: str,
@@ -73,13 +92,18 @@ def create_order(
         items=items,
         status="accepted",
         reservation_id=reservation_id,
+        amount_cents=amount_cents,
         created_at=now,
         updated_at=now,
     )
     session.add(order)
     session.flush()
     if idempotency_key is not None:
-        session.add(IdempotencyKey(key=idempotency_key, body_hash=body_hash, order_id=order_id))
+        session.add(
+            IdempotencyKey(
+                key=idempotency_key, body_hash=body_hash, order_id=order_id, created_at=now
+            )
+        )
     add_outbox(session=session, message=announce)
     session.flush()
     return order
@@ -135,13 +159,21 @@ def transition(
     to: str,
     reason: str | None = None,
     announce: QueueMessage | None = None,
+    from_: tuple[str, ...] = ("accepted",),
 ) -> bool:
-    """Move an ``accepted`` order to ``to``; False when it was no longer accepted."""
+    """Move the order to ``to`` if it is in one of ``from_``; False when it was not.
+
+    The condition is part of the ``UPDATE``, so of two transactions racing for one order
+    (a cancel and a worker's claim, two workers finishing it) exactly one wins. Leaving
+    ``fulfilling`` drops the claim.
+    """
     values: dict[str, Any] = {"status": to, "updated_at": utcnow()}
     if reason is not None:
         values["failure_reason"] = reason[:500]
+    if to != "fulfilling":
+        values.update(claimed_by=None, claim_expires_at=None)
     changed = session.execute(
-        sa.update(Order).where(Order.id == order_id, Order.status == "accepted").values(**values)
+        sa.update(Order).where(Order.id == order_id, Order.status.in_(from_)).values(**values)
     )
     moved = bool(changed.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
     if moved and announce is not None:
@@ -149,31 +181,172 @@ def transition(
     return moved
 
 
-def pending_outbox(*, session: Session, limit: int) -> list[OutboxMessage]:
-    """Unpublished rows, oldest first; rows locked by another relay are skipped (PostgreSQL)."""
+def claim(*, session: Session, order_id: str, attempt: str, lease_s: float) -> bool:
+    """Claim the order for a fulfilment attempt before any side effect; True if it is ours.
+
+    An ``accepted`` order is claimed by the first attempt that asks. A ``fulfilling`` one
+    only by the same message (a retry, or the redelivery of a message whose worker died) or
+    once its claim has expired (the worker that held it is gone): a duplicate delivery never
+    runs beside the attempt that holds the order.
+    """
+    now = utcnow()
+    changed = session.execute(
+        sa.update(Order)
+        .where(
+            Order.id == order_id,
+            sa.or_(
+                Order.status == "accepted",
+                sa.and_(
+                    Order.status == "fulfilling",
+                    sa.or_(
+                        Order.claimed_by == attempt,
+                        Order.claim_expires_at < _as_stored(session, now),
+                    ),
+                ),
+            ),
+        )
+        .values(
+            status="fulfilling",
+            claimed_by=attempt,
+            claim_expires_at=now + timedelta(seconds=lease_s),
+            updated_at=now,
+        )
+    )
+    return bool(changed.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+
+
+def record_payment(*, session: Session, order_id: str, payment_id: str) -> None:
+    """Remember the order's charge (the provider remembers it too: this is for people)."""
+    session.execute(sa.update(Order).where(Order.id == order_id).values(payment_id=payment_id))
+
+
+def record_announcement(*, session: Session, order_id: str, reference: str) -> None:
+    """Remember the broker's reference to the order's newest FulfilOrder message."""
+    session.execute(sa.update(Order).where(Order.id == order_id).values(fulfil_message=reference))
+
+
+# -- the outbox ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PendingMessage:
+    """An outbox row a relay has claimed, read out of its transaction."""
+
+    id: int
+    queue: str
+    actor: str
+    payload: dict[str, Any]
+    trace_context: dict[str, str]
+
+
+def claim_pending(*, session: Session, limit: int, lease_s: float) -> list[PendingMessage]:
+    """Unpublished rows no other relay is publishing, oldest first, claimed for ``lease_s``.
+
+    The claim lets a relay publish outside any transaction (no network call while the
+    database is locked): another relay skips the rows until they are published or the
+    claim expires (the relay died half-way; its rows are published again).
+    """
+    now = utcnow()
     query = (
         sa.select(OutboxMessage)
-        .where(OutboxMessage.published_at.is_(None))
+        .where(
+            OutboxMessage.published_at.is_(None),
+            sa.or_(
+                OutboxMessage.claimed_until.is_(None),
+                OutboxMessage.claimed_until < _as_stored(session, now),
+            ),
+        )
         .order_by(OutboxMessage.id)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return list(session.scalars(query))
+    rows = list(session.scalars(query))
+    for row in rows:
+        row.claimed_until = now + timedelta(seconds=lease_s)
+        row.attempts += 1
+    session.flush()
+    return [
+        PendingMessage(r.id, r.queue, r.actor, dict(r.payload), dict(r.trace_context or {}))
+        for r in rows
+    ]
 
 
-def stalled_orders(*, session: Session, untouched_since: datetime, limit: int) -> list[Order]:
-    """Orders still ``accepted`` and untouched since ``untouched_since``, oldest first.
+def mark_published(*, session: Session, ids: list[int]) -> None:
+    if ids:
+        session.execute(
+            sa.update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids))
+            .values(published_at=utcnow(), claimed_until=None)
+        )
 
-    On PostgreSQL they are locked (skipping those another replica holds) until the caller's
-    transaction ends.
+
+def unclaim(*, session: Session, ids: list[int]) -> None:
+    """Give rows back for the next round (the broker refused them)."""
+    if ids:
+        session.execute(
+            sa.update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(claimed_until=None)
+        )
+
+
+def prune(
+    *, session: Session, published_before: datetime, keys_before: datetime, limit: int = 1000
+) -> tuple[int, int]:
+    """Delete outbox rows published and idempotency keys created before the given times.
+
+    Returns:
+        How many outbox rows and keys were deleted.
     """
+    outbox_ids = sa.select(OutboxMessage.id).where(
+        OutboxMessage.published_at < _as_stored(session, published_before)
+    )
+    key_ids = sa.select(IdempotencyKey.key).where(
+        IdempotencyKey.created_at < _as_stored(session, keys_before)
+    )
+    rows = session.execute(
+        sa.delete(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids.limit(limit)))
+    ).rowcount  # type: ignore[attr-defined]  # CursorResult of a DELETE
+    keys = session.execute(
+        sa.delete(IdempotencyKey).where(IdempotencyKey.key.in_(key_ids.limit(limit)))
+    ).rowcount  # type: ignore[attr-defined]
+    return int(rows), int(keys)
+
+
+@dataclass(frozen=True)
+class Stalled:
+    """An order the redrive looks at: still waiting for a fulfilment that may never come."""
+
+    id: str
+    status: str
+    fulfil_message: str | None
+
+
+def stalled_orders(*, session: Session, untouched_since: datetime, limit: int) -> list[Stalled]:
+    """Orders that may have lost their message, oldest first: ``accepted`` and untouched
+    since ``untouched_since``, or ``fulfilling`` with a claim that expired before it."""
+    since = _as_stored(session, untouched_since)
     query = (
-        sa.select(Order)
-        .where(Order.status == "accepted", Order.updated_at < _as_stored(session, untouched_since))
+        sa.select(Order.id, Order.status, Order.fulfil_message)
+        .where(
+            sa.or_(
+                sa.and_(Order.status == "accepted", Order.updated_at < since),
+                sa.and_(Order.status == "fulfilling", Order.claim_expires_at < since),
+            )
+        )
         .order_by(Order.updated_at)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return list(session.scalars(query))
+    return [Stalled(*row) for row in session.execute(query)]
+
+
+def announce_again(
+    *, session: Session, order_id: str, expected: str, message: QueueMessage
+) -> bool:
+    """Write a new FulfilOrder for a stalled order, if it is still as the redrive saw it."""
+    changed = session.execute(
+        sa.update(Order)
+        .where(Order.id == order_id, Order.status == expected)
+        .values(updated_at=utcnow(), fulfil_message=None)
+    )
+    if not changed.rowcount:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+        return False
+    add_outbox(session=session, message=message)
+    return True

@@ -19,15 +19,24 @@ class OrdersSettings(ComponentSettings):
     database_url: str = "sqlite:///var/orders.db"
     broker_url: str = "redis://127.0.0.1:6379/0"
     inventory_url: str = "http://127.0.0.1:8002"
-    inventory_timeout_s: Annotated[float, Field(gt=0)] = 5.0
-    #: how long the simulated payment call takes
-    payment_latency_ms: Annotated[int, Field(ge=0)] = 200
+    inventory_timeout_s: Annotated[float, Field(gt=0)] = 2.0
+    #: tries of a reservation whose answer did not come (same reference: never held twice)
+    reserve_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    #: the payment provider (the platform's stand-in, flotilla.payments, or a real one)
+    payments_url: str = "http://127.0.0.1:8003"
+    payments_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     #: how often the outbox relay looks for unpublished rows
     relay_interval_ms: Annotated[int, Field(gt=0)] = 200
     #: how often it tries again while the broker is unreachable
     relay_outage_interval_ms: Annotated[int, Field(gt=0)] = 1000
-    #: orders still accepted after this long get their FulfilOrder sent again (0: never)
-    redrive_after_ms: Annotated[int, Field(ge=0)] = 600_000
+    #: orders stalled this long whose message the broker no longer holds are announced
+    #: again (0: never)
+    redrive_after_ms: Annotated[int, Field(ge=0)] = 120_000
+    #: how often orders-api prunes; published outbox rows and idempotency keys older than
+    #: their retention go
+    prune_interval_s: Annotated[float, Field(gt=0)] = 300.0
+    outbox_retention_s: Annotated[float, Field(gt=0)] = 86_400.0
+    idempotency_key_ttl_s: Annotated[float, Field(gt=0)] = 86_400.0
     relay_batch_size: Annotated[int, Field(gt=0)] = 100
     worker_threads: Annotated[int, Field(gt=0)] = 8
     #: fulfil_order's Dramatiq options
@@ -35,3 +44,11 @@ class OrdersSettings(ComponentSettings):
     fulfil_max_retries: Annotated[int, Field(ge=0)] = 5
     fulfil_min_backoff_ms: Annotated[int, Field(gt=0)] = 500
     fulfil_max_backoff_ms: Annotated[int, Field(gt=0)] = 30_000
+    #: mark_order_failed's time limit (it settles the reservation and refunds)
+    fail_time_limit_ms: Annotated[int, Field(gt=0)] = 30_000
+
+    @property
+    def claim_lease_s(self) -> float:
+        """How long a worker's claim on an order lasts: longer than any attempt may run, so a
+        claim only expires when its worker is gone."""
+        return self.fulfil_time_limit_ms / 1000 + 10

@@ -9,6 +9,7 @@ from flotilla.core import broker_from_url, make_engine, run_worker, session_fact
 from ._fulfilment import Fulfilment
 from ._inventory import InventoryClient
 from ._outbox import OutboxRelay
+from ._payments import HttpPaymentProvider
 from ._settings import OrdersSettings
 from .actors import declare_actors
 
@@ -21,11 +22,13 @@ def run(settings: OrdersSettings) -> None:
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     inventory = InventoryClient(settings.inventory_url, timeout_s=settings.inventory_timeout_s)
+    payments = HttpPaymentProvider(settings.payments_url, timeout_s=settings.payments_timeout_s)
     fulfilment = Fulfilment(
         sessions=sessions,
         inventory=inventory,
+        payments=payments,
         broker=broker,
-        payment_latency_ms=settings.payment_latency_ms,
+        claim_lease_s=settings.claim_lease_s,
     )
     declare_actors(broker, fulfilment, settings)
     # NOTE: the worker relays too, so a confirmation left behind by a broker blip goes out
@@ -42,4 +45,5 @@ def run(settings: OrdersSettings) -> None:
     finally:
         relay.stop()
         inventory.close()
+        payments.close()
         engine.dispose()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from flotilla.core import FulfilOrder
 
@@ -39,20 +41,35 @@ def declare_actors(
     )
     def fulfil_order(payload: dict[str, Any]) -> None:
         message = FulfilOrder.from_payload(payload)
-        status = fulfilment.fulfil(message.order_id)
+        status = fulfilment.fulfil(message.order_id, attempt=_current_message_id())
         logger.info("order processed", extra={"order": str(message.order_id), "status": status})
 
     @dramatiq.actor(
-        broker=broker, queue_name=FulfilOrder.queue, actor_name="mark_order_failed", max_retries=10
+        broker=broker,
+        queue_name=FulfilOrder.queue,
+        actor_name="mark_order_failed",
+        max_retries=10,
+        min_backoff=1_000,
+        max_backoff=60_000,
+        time_limit=settings.fail_time_limit_ms,
     )
     def mark_order_failed(message_data: dict[str, Any], retry_info: dict[str, Any]) -> None:
         payload = message_data["args"][0]
         order = FulfilOrder.from_payload(payload)
         reason = (message_data.get("options", {}).get("traceback") or "").strip().splitlines()
         summary = reason[-1] if reason else "fulfilment failed"
-        fulfilment.fail(
-            order.order_id, f"gave up after {retry_info['retries'] + 1} attempts: {summary}"
+        # NOTE: as the message that gave up, so the claim its attempts held is its own
+        status = fulfilment.fail(
+            order.order_id,
+            f"gave up after {retry_info['retries'] + 1} attempts: {summary}",
+            attempt=str(message_data["message_id"]),
         )
-        logger.warning("order failed", extra={"order": str(order.order_id)})
+        logger.warning("order given up", extra={"order": str(order.order_id), "status": status})
 
     return OrdersActors(fulfil_order=fulfil_order, mark_order_failed=mark_order_failed)
+
+
+def _current_message_id() -> str:
+    """The id of the message being processed: the same for every retry of it."""
+    message = CurrentMessage.get_current_message()
+    return str(message.message_id) if message is not None else f"direct-{uuid.uuid4()}"

@@ -8,7 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-STATUSES = ("accepted", "fulfilled", "cancelled", "failed")
+#: accepted → fulfilling (a worker claimed it) → fulfilled | failed; accepted → cancelled
+STATUSES = ("accepted", "fulfilling", "fulfilled", "cancelled", "failed")
 
 
 class Base(DeclarativeBase):
@@ -23,9 +24,19 @@ class Order(Base):
     items: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(sa.String(16), index=True)
     reservation_id: Mapped[str] = mapped_column(sa.String(36))
+    amount_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
     failure_reason: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    #: the Dramatiq message whose attempt holds the order (``fulfilling``), and until when
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
+    #: the provider's charge, once made
+    payment_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    #: the broker's reference to the last FulfilOrder published for it (the redrive asks)
+    fulfil_message: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
 class IdempotencyKey(Base):
@@ -34,6 +45,7 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     body_hash: Mapped[str] = mapped_column(sa.String(64))
     order_id: Mapped[str] = mapped_column(sa.ForeignKey("orders.id"))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
 
 
 class OutboxMessage(Base):
@@ -51,3 +63,7 @@ class OutboxMessage(Base):
         sa.DateTime(timezone=True), nullable=True, index=True
     )
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    #: a relay is publishing the row until then (another relay may take it after)
+    claimed_until: Mapped[datetime | None] = mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )

@@ -31,6 +31,8 @@ class OrderOut(BaseModel):
     customer_email: str
     items: list[OrderLineIn]
     reservation_id: str
+    amount_cents: int
+    payment_id: str | None = None
     failure_reason: str | None = None
     created_at: datetime
     updated_at: datetime

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import sqlalchemy as sa
 from fastapi import FastAPI
 
-from flotilla.core import make_engine, read_only, session_factory
+from flotilla.core import make_engine, read_only, schema_check, session_factory
 from flotilla.core.fastapi import service_app
 
 from .._settings import InventorySettings
@@ -30,12 +29,7 @@ def create_app(settings: InventorySettings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
 
     reader = read_only(engine)
-
-    def database() -> None:
-        # NOTE: reading the products table (not just SELECT 1) also catches an unmigrated
-        # database; a read-only connection never queues behind SQLite's writers.
-        with reader.connect() as connection:
-            connection.execute(sa.select(Product.sku).limit(1))
+    database = schema_check(engine, Product.sku)
 
     sessions = session_factory(engine)
     sweeper = ReservationSweeper(sessions, interval_s=settings.sweep_interval_s)

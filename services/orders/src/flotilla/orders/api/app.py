@@ -17,7 +17,7 @@ from flotilla.core import (
 from flotilla.core.fastapi import service_app
 
 from .._inventory import InventoryClient
-from .._outbox import OutboxRelay
+from .._outbox import Housekeeping, OutboxRelay
 from .._readiness import broker_reachable, database_reachable
 from .._settings import OrdersSettings
 from .routes import orders
@@ -50,7 +50,12 @@ def create_app(
             interval_s=settings.relay_interval_ms / 1000,
             outage_interval_s=settings.relay_outage_interval_ms / 1000,
             batch=settings.relay_batch_size,
-            redrive_after_s=settings.redrive_after_ms / 1000 or None,
+            housekeeping=Housekeeping(
+                redrive_after_s=settings.redrive_after_ms / 1000 or None,
+                prune_every_s=settings.prune_interval_s,
+                outbox_retention_s=settings.outbox_retention_s,
+                idempotency_key_ttl_s=settings.idempotency_key_ttl_s,
+            ),
         )
         if relay
         else None
@@ -79,5 +84,6 @@ def create_app(
     app.state.read_sessions = session_factory(read_only(engine))
     app.state.inventory = inventory
     app.state.relay = outbox
+    app.state.settings = settings
     app.include_router(orders.router)
     return app

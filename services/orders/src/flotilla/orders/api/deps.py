@@ -9,6 +9,7 @@ from flotilla.core.fastapi import db_session, read_session
 
 from .._inventory import InventoryClient
 from .._outbox import OutboxRelay
+from .._settings import OrdersSettings
 
 
 def _inventory(request: Request) -> InventoryClient:
@@ -21,7 +22,13 @@ def _relay(request: Request) -> OutboxRelay | None:
     return relay
 
 
+def _settings(request: Request) -> OrdersSettings:
+    settings: OrdersSettings = request.app.state.settings
+    return settings
+
+
 DbSession = Annotated[Session, Depends(db_session)]
 ReadSession = Annotated[Session, Depends(read_session)]
 Inventory = Annotated[InventoryClient, Depends(_inventory)]
 Relay = Annotated[OutboxRelay | None, Depends(_relay)]
+Settings = Annotated[OrdersSettings, Depends(_settings)]

@@ -22,6 +22,7 @@ def _out(view: _stock.ReservationView) -> ReservationOut:
             "status": view.status,
             "items": [{"sku": sku, "quantity": quantity} for sku, quantity in view.items],
             "expires_at": view.expires_at,
+            "amount_cents": view.amount_cents,
         }
     )
 
@@ -116,9 +117,16 @@ def _settle(reservation_id: str, action: _stock.Settlement, session: DbSession) 
         session.rollback()
         raise _unknown(reservation_id) from exc
     except _stock.ReservationConflict as exc:
-        session.rollback()
+        # NOTE: commit, not roll back: a hold found past its expiry was expired on the way,
+        # and that must stick (the conflict changed nothing else).
+        session.commit()
         raise ProblemError(
-            409, "Reservation conflict", str(exc), slug="reservation-conflict", field="id"
+            409,
+            "Reservation conflict",
+            str(exc),
+            slug="reservation-conflict",
+            field="id",
+            reservation_status=exc.status,
         ) from exc
     return _out(view)
 

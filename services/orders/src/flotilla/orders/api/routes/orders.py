@@ -4,6 +4,7 @@ import hashlib
 import json
 import logging
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
@@ -13,10 +14,10 @@ from sqlalchemy.orm import Session
 from flotilla.core import FulfilOrder, ProblemError, UpstreamError
 
 from ... import _orders
-from ..._inventory import ReservationGone, StockRefused
+from ..._inventory import StockRefused
 from ...models import STATUSES, Order
 from ...schemas import OrderIn, OrderOut, OrderPage
-from ..deps import DbSession, Inventory, ReadSession, Relay
+from ..deps import DbSession, Inventory, ReadSession, Relay, Settings
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -60,13 +61,17 @@ def _stock_problem(refused: StockRefused) -> ProblemError:
     )
 
 
-def _replay(session: Session, response: Response, key: str, body_hash: str) -> OrderOut | None:
-    """The order an earlier request with this ``Idempotency-Key`` created, if any.
+def _replay(
+    session: Session, response: Response, key: str, body_hash: str, ttl_s: float
+) -> OrderOut | None:
+    """The order an earlier request with this ``Idempotency-Key`` created, if any (keys are
+    remembered for ``ttl_s``, as a payment provider remembers its own).
 
     Raises:
         ProblemError: 422 when the key was used with another body.
     """
-    known = _orders.find_idempotency_key(session=session, key=key)
+    newer_than = _orders.utcnow() - timedelta(seconds=ttl_s)
+    known = _orders.find_idempotency_key(session=session, key=key, newer_than=newer_than)
     if known is None:
         return None
     if known.body_hash != body_hash:
@@ -89,14 +94,22 @@ def place_order(
     session: DbSession,
     inventory: Inventory,
     relay: Relay,
+    settings: Settings,
     response: Response,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> OrderOut:
-    """Reserve stock, store the order with its outbox row, answer 202 Accepted."""
+    """Reserve stock, store the order with its outbox row, answer 202 Accepted.
+
+    A reserve whose answer does not come is tried again with the same reference (inventory
+    answers the first reservation); if none answers, whatever may be held for the order is
+    released. Every failure after a successful reserve releases it; a crash in between is
+    covered by the reservation's expiry.
+    """
     payload = body.model_dump(mode="json")
     body_hash = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    ttl_s = settings.idempotency_key_ttl_s
     if idempotency_key is not None:
-        replayed = _replay(session, response, idempotency_key, body_hash)
+        replayed = _replay(session, response, idempotency_key, body_hash, ttl_s)
         if replayed is not None:
             return replayed
         # NOTE: end this transaction: on SQLite it holds the write lock (BEGIN IMMEDIATE), which
@@ -105,18 +118,30 @@ def place_order(
 
     order_id = str(uuid.uuid4())
     try:
-        reservation_id = inventory.reserve(reference=order_id, items=payload["items"])
+        reservation = inventory.reserve(
+            reference=order_id, items=payload["items"], attempts=settings.reserve_attempts
+        )
     except StockRefused as refused:
         raise _stock_problem(refused) from None
     except UpstreamError as exc:
+        # NOTE: a try may have reserved although its answer never came.
+        _release_quietly(inventory, reference=order_id)
         raise _inventory_unavailable(exc) from exc
     try:
+        if idempotency_key is not None:
+            # NOTE: an expired key is forgotten for good before it is used again.
+            _orders.forget_expired_key(
+                session=session,
+                key=idempotency_key,
+                made_before=_orders.utcnow() - timedelta(seconds=ttl_s),
+            )
         order = _orders.create_order(
             session=session,
             order_id=order_id,
             customer_email=payload["customer_email"],
             items=payload["items"],
-            reservation_id=reservation_id,
+            reservation_id=reservation.id,
+            amount_cents=reservation.amount_cents,
             announce=FulfilOrder(order_id=uuid.UUID(order_id)),
             idempotency_key=idempotency_key,
             body_hash=body_hash,
@@ -125,10 +150,10 @@ def place_order(
     except Exception as exc:
         # NOTE: never keep stock held for an order that was not stored.
         session.rollback()
-        _release_quietly(inventory, reservation_id)
+        _release_quietly(inventory, reservation_id=reservation.id)
         if isinstance(exc, IntegrityError) and idempotency_key is not None:
             # NOTE: a concurrent request with the same key won; answer as if we came second.
-            replayed = _replay(session, response, idempotency_key, body_hash)
+            replayed = _replay(session, response, idempotency_key, body_hash, ttl_s)
             if replayed is not None:
                 return replayed
         raise
@@ -148,11 +173,20 @@ def _inventory_unavailable(exc: UpstreamError) -> ProblemError:
     )
 
 
-def _release_quietly(inventory: Inventory, reservation_id: str) -> None:
+def _release_quietly(
+    inventory: Inventory, *, reservation_id: str | None = None, reference: str | None = None
+) -> None:
+    """Give the stock back now if inventory answers; its expiry gives it back otherwise."""
     try:
-        inventory.settle(reservation_id=reservation_id, action="release")
+        if reservation_id is not None:
+            inventory.settle(reservation_id=reservation_id, action="release")
+        elif reference is not None:
+            inventory.release_reference(reference)
     except Exception:
-        logger.exception("could not release reservation", extra={"reservation": reservation_id})
+        logger.warning(
+            "could not release; the reservation's expiry will",
+            extra={"reservation": reservation_id, "reference": reference},
+        )
 
 
 @router.get("")
@@ -196,26 +230,22 @@ def get_order(order_id: str, session: ReadSession) -> OrderOut:
 
 @router.post("/{order_id}/cancel")
 def cancel_order(order_id: str, session: DbSession, inventory: Inventory) -> OrderOut:
-    """Release the reservation and cancel; refused once the order is fulfilled."""
+    """Cancel an order no worker has claimed yet, and give its stock back (idempotent;
+    409 once it is being fulfilled or done)."""
     order = _orders.get_order(session=session, order_id=order_id)
     if order is None:
         raise _not_found(order_id)
     if order.status == "cancelled":
         return _out(order)
-    if order.status != "accepted":
+    # NOTE: the order row decides races with the worker: the cancel and the worker's claim
+    # are both conditional on "accepted", and one of them wins. Nothing was charged yet.
+    if not _orders.transition(session=session, order_id=order_id, to="cancelled"):
+        session.rollback()
+        session.refresh(order)
         raise _not_cancellable(order_id, order.status)
-    reservation_id = order.reservation_id
-    session.rollback()  # NOTE: hold no SQLite write lock across the call to inventory
-    # NOTE: the reservation decides races with the worker: whoever settles it first wins.
-    try:
-        inventory.settle(reservation_id=reservation_id, action="release")
-    except ReservationGone:
-        raise _not_cancellable(order_id, "being fulfilled") from None
-    except UpstreamError as exc:
-        raise _inventory_unavailable(exc) from exc
-    _orders.transition(session=session, order_id=order_id, to="cancelled")
     session.commit()
     session.refresh(order)
+    _release_quietly(inventory, reservation_id=order.reservation_id)
     return _out(order)
 
 
