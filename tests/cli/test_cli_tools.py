@@ -69,7 +69,9 @@ def test_the_local_api_key_is_made_once_and_private(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
 
 
-def test_the_mail_sink_files_each_mail(tmp_path: Path) -> None:
+def test_the_mail_sink_files_each_mail_once_and_logs_every_delivery(tmp_path: Path) -> None:
+    """A mail delivered twice with one Message-ID (an at-least-once sender) is one mail in
+    the mailbox; the second delivery is logged as a duplicate, not hidden."""
     port = free_port()
     sink = subprocess.Popen(
         [
@@ -87,17 +89,30 @@ def test_the_mail_sink_files_each_mail(tmp_path: Path) -> None:
         wait_for_port(port)
         mail = EmailMessage()
         mail["From"], mail["To"], mail["Subject"] = "a@x.dev", "b@x.dev", "hello sink"
+        mail["Message-ID"] = "<order-42@x.dev>"
         mail.set_content("body")
+        anonymous = EmailMessage()
+        anonymous["From"], anonymous["To"], anonymous["Subject"] = "a@x.dev", "b@x.dev", "no id"
+        anonymous.set_content("body")
         with smtplib.SMTP("127.0.0.1", port) as smtp:
             smtp.send_message(mail)
+            smtp.send_message(mail)
+            smtp.send_message(anonymous)
+        log = tmp_path / "mail" / "deliveries.log"
         deadline = time.monotonic() + 10
-        while not list((tmp_path / "mail").glob("*.eml")) and time.monotonic() < deadline:
+        while (not log.exists() or len(log.read_text().splitlines()) < 3) and (
+            time.monotonic() < deadline
+        ):
             time.sleep(0.05)
     finally:
         sink.terminate()
         sink.wait(10)
-    (filed,) = list((tmp_path / "mail").glob("*.eml"))
-    assert "Subject: hello sink" in filed.read_text()
+    filed = sorted((tmp_path / "mail").glob("*.eml"))
+    assert len(filed) == 2
+    assert (tmp_path / "mail" / "order-42@x.dev.eml").read_text().count("Subject: hello sink") == 1
+    verdicts = [line.split()[1:] for line in log.read_text().splitlines()]
+    assert verdicts[:2] == [["new", "order-42@x.dev.eml"], ["duplicate", "order-42@x.dev.eml"]]
+    assert verdicts[2][0] == "new"
 
 
 TRACE = {

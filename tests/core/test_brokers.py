@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import dramatiq
 import pytest
@@ -210,3 +213,51 @@ def test_workers_name_themselves_after_their_pod_in_the_broker(
     assert pod_of_worker(broker.broker_id) == "orders-worker-7d9f-x2k4p"  # type: ignore[attr-defined]
     assert pod_of_worker(worker_identity()) != pod_of_worker("")
     assert pod_of_worker("2f1c0c0e-uuid-of-a-plain-dramatiq-worker") == ""
+
+
+KILLABLE_WORKER = """
+import pathlib, sys, time, dramatiq
+from flotilla.core import broker_from_url, run_worker
+url, queue, marks = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+broker = broker_from_url(url)
+
+@dramatiq.actor(broker=broker, queue_name=queue, actor_name="slow_job")
+def slow_job(n):
+    (marks / f"started-{n}").touch()
+    time.sleep(120)
+
+run_worker(broker, queues=[queue], threads=2)
+"""
+
+
+def test_messages_a_sigkilled_worker_held_are_delivered_again(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A worker killed with SIGKILL (the OOM killer) while holding messages never acks them:
+    another worker gets them once the dead one's heartbeat is overdue. Nothing is lost."""
+    queue = f"core-kill-{uuid.uuid4().hex[:8]}"
+    broker = broker_from_url(redis_url)
+    done: set[int] = set()
+
+    @dramatiq.actor(broker=broker, queue_name=queue, actor_name="slow_job")
+    def slow_job(n: int) -> None:
+        done.add(n)
+
+    victim = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE_WORKER, redis_url, queue, str(tmp_path)],
+    )
+    try:
+        for n in range(2):
+            slow_job.send(n)
+        wait_for(lambda: len(list(tmp_path.glob("started-*"))) == 2, timeout_s=30)
+        victim.kill()
+        victim.wait(10)
+        survivor = Worker(broker, worker_threads=2, worker_timeout=100)
+        survivor.start()
+        try:
+            wait_for(lambda: done == {0, 1}, timeout_s=120)
+        finally:
+            survivor.stop()
+    finally:
+        victim.kill()
+        broker.close()

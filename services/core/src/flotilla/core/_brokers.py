@@ -30,6 +30,15 @@ READ_TIMEOUT_S = 5.0
 #: RabbitMQ: how long a publisher waits on a connection the server has blocked (a memory or
 #: disk alarm) before the publish fails; pika waits for ever by default.
 BLOCKED_TIMEOUT_S = 30.0
+#: Redis: a worker without a heartbeat this long is dead, and the messages it held go back to
+#: their queue. Every consumer of a worker beats at each fetch (at least every second while
+#: idle; its delay-queue consumer is nearly always idle) and at each ack, so 15 s is long
+#: enough for a live worker and much shorter than Dramatiq's 60 s.
+HEARTBEAT_TIMEOUT_MS = 15_000
+#: Redis: per million broker calls, how many also requeue dead workers' messages (Dramatiq's
+#: default, 1,000, can leave a SIGKILLed worker's messages waiting for minutes on a quiet
+#: platform).
+MAINTENANCE_CHANCE = 20_000
 #: The environment variable a local replica's name comes in (``flotilla up`` sets it); in a
 #: pod, ``HOSTNAME`` is the pod's name.
 WORKER_NAME_VARIABLE = "FLOTILLA_WORKER_NAME"
@@ -156,7 +165,11 @@ def broker_from_url(url: str, *, tracing: bool = True) -> dramatiq.Broker:
     if system == "redis":
         clean, namespace = redis_namespace(url)
         broker: dramatiq.Broker = _traced("redis")(
-            client=redis_client(clean), namespace=namespace, middleware=middleware
+            client=redis_client(clean),
+            namespace=namespace,
+            middleware=middleware,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+            maintenance_chance=MAINTENANCE_CHANCE,
         )
         broker.broker_id = identity  # type: ignore[attr-defined]  # RedisBroker's, untyped
         return broker
