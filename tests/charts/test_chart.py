@@ -25,6 +25,7 @@ from flotilla.edge import EdgeSettings
 from flotilla.inventory import InventorySettings
 from flotilla.notifications import NotificationsSettings
 from flotilla.orders import OrdersSettings
+from flotilla.payments import PaymentsSettings
 from tests.support.crd import CHART_CRD_PATH, admission_errors
 from tests.support.services import in_ci
 
@@ -39,6 +40,7 @@ VALUE_SETS: dict[str, list[str]] = {
         "--set", "postgresql.enabled=false",
         "--set", "postgresql.externalUrls.orders=postgresql+psycopg://u:p@db.example.net:5432/orders",
         "--set", "postgresql.externalUrls.inventory=postgresql+psycopg://u:p@db.example.net:5432/inventory",
+        "--set", "postgresql.externalUrls.payments=postgresql+psycopg://u:p@db.example.net:5432/payments",
     ],
     "rabbitmq": ["--set", "broker.kind=rabbitmq"],
     "no-jaeger-ingress-on": [
@@ -54,6 +56,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "ORDERS": OrdersSettings,
     "INVENTORY": InventorySettings,
     "NOTIFICATIONS": NotificationsSettings,
+    "PAYMENTS": PaymentsSettings,
     "CONSOLE": ConsoleSettings,
 }
 OTEL = {
@@ -112,8 +115,8 @@ def test_the_defaults_render_the_whole_platform() -> None:
     docs = render("defaults")
     deployments = of_kind(docs, "Deployment")
     for component in (
-        "edge", "orders-api", "inventory-api", "orders-worker", "notifications-worker",
-        "console", "operator", "otel-collector", "jaeger",
+        "edge", "orders-api", "inventory-api", "payments-api", "orders-worker",
+        "notifications-worker", "console", "operator", "otel-collector", "jaeger",
     ):  # fmt: skip
         assert f"flotilla-{component}" in deployments
     crd = of_kind(docs, "CustomResourceDefinition")["workerautoscalers.flotilla.dev"]
@@ -124,7 +127,7 @@ def test_the_defaults_render_the_whole_platform() -> None:
     assert set(autoscalers) == {"flotilla-orders-worker", "flotilla-notifications-worker"}
     assert of_kind(docs, "NetworkPolicy")
     # the schema is brought to head before any pod that uses the database starts
-    for name in ("orders-api", "orders-worker", "inventory-api"):
+    for name in ("orders-api", "orders-worker", "inventory-api", "payments-api"):
         pod = deployments[f"flotilla-{name}"]["spec"]["template"]["spec"]
         (init,) = pod["initContainers"]
         assert init["command"][-1] == "migrate", name
@@ -181,6 +184,8 @@ def test_no_rbac_rule_grants_a_wildcard_and_nothing_is_cluster_wide(value_set: s
     (role,) = of_kind(docs, "Role").values()
     secrets = next(r for r in role["rules"] if r["resources"] == ["secrets"])
     assert secrets["verbs"] == ["get"] and secrets["resourceNames"] == ["flotilla-broker"]
+    pods = next(r for r in role["rules"] if r["resources"] == ["pods"])
+    assert pods["verbs"] == ["get", "list", "patch"]  # pod-deletion-cost before a scale-in
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
@@ -200,6 +205,7 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
         "url": "redis://redis:6379/0",
         "orders-database-url": "postgresql+psycopg://u:p@db:5432/orders",
         "inventory-database-url": "postgresql+psycopg://u:p@db:5432/inventory",
+        "payments-database-url": "postgresql+psycopg://u:p@db:5432/payments",
     }
     return {
         e["name"]: e["value"]
@@ -234,16 +240,43 @@ def test_each_component_gets_exactly_settings_its_class_reads_and_accepts(
         assert loaded.environment == "production", name
 
 
-def test_worker_grace_periods_cover_their_drain() -> None:
+def _settings_of(deployment: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The settings class of a rendered Deployment, loaded from the env the chart gives it."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = _env(container)
+    (prefix,) = {k.split("_")[1] for k in env if k.startswith("FLOTILLA_")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return SETTINGS[prefix]()
+
+
+def test_every_worker_drains_within_its_grace_period_as_the_code_declares_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each worker Deployment's actors are declared from the code with the settings the chart
+    gives the pod; the drain flotilla.core computes for them (the longest time limit + margin)
+    fits in the pod's terminationGracePeriodSeconds, so SIGKILL never cuts a job short."""
+    from dramatiq.brokers.stub import StubBroker
+
+    from flotilla.core import drain_timeout_for
+    from flotilla.notifications import declare_actors as declare_notifications
+    from flotilla.orders import declare_actors as declare_orders
+
     deployments = of_kind(render("defaults"), "Deployment")
-    orders_drain = OrdersSettings().fulfil_time_limit_ms / 1000 + 5
-    notifications_drain = max(60.0, NotificationsSettings().smtp_timeout_s * 4) + 5
-    for name, drain in (
-        ("flotilla-orders-worker", orders_drain),
-        ("flotilla-notifications-worker", notifications_drain),
-    ):
-        grace = deployments[name]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-        assert grace > drain, name
+    workers = {
+        "flotilla-orders-worker": (lambda b, s: declare_orders(b, None, s), "orders"),  # type: ignore[arg-type]
+        "flotilla-notifications-worker": (declare_notifications, "notifications"),
+    }
+    for name, (declare, queue) in workers.items():
+        deployment = deployments[name]
+        broker = StubBroker()
+        declare(broker, _settings_of(deployment, monkeypatch))
+        drain = drain_timeout_for(broker, [queue])
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert drain < grace, f"{name}: drains in {drain} s, killed after {grace} s"
+        assert all(
+            broker.get_actor(a).options.get("time_limit") for a in broker.get_declared_actors()
+        ), f"{name}: an actor without a time limit (Dramatiq's default is 10 minutes)"
 
 
 def test_external_brokers_and_databases_deploy_none_of_their_own() -> None:
@@ -259,6 +292,45 @@ def test_the_rabbitmq_value_runs_rabbitmq_as_the_broker() -> None:
     docs = render("rabbitmq")
     assert "flotilla-rabbitmq" in of_kind(docs, "StatefulSet")
     assert of_kind(docs, "Secret")["flotilla-broker"]["stringData"]["url"].startswith("amqp://")
+
+
+def test_on_rabbitmq_the_operator_reaches_the_management_api_and_only_it_does() -> None:
+    """In-flight work is counted in the cluster: the management port is in the Service, each
+    WorkerAutoscaler names the API, and the NetworkPolicies open it to the operator alone."""
+    docs = render("rabbitmq")
+    service = of_kind(docs, "Service")["flotilla-rabbitmq"]
+    assert {"name": "management", "port": 15672, "targetPort": "management"} in service["spec"][
+        "ports"
+    ]
+    for autoscaler in of_kind(docs, "WorkerAutoscaler").values():
+        assert autoscaler["spec"]["broker"]["managementUrl"] == "http://flotilla-rabbitmq:15672"
+    policies = of_kind(docs, "NetworkPolicy")
+    ingress = policies["flotilla-rabbitmq-management-ingress"]["spec"]["ingress"]
+    assert ingress == [
+        {
+            "from": [
+                {
+                    "podSelector": {
+                        "matchLabels": {
+                            "app.kubernetes.io/name": "operator",
+                            "app.kubernetes.io/instance": "flotilla",
+                        }
+                    }
+                }
+            ],
+            "ports": [{"port": 15672, "protocol": "TCP"}],
+        }
+    ]
+    opened = [
+        name
+        for name, policy in policies.items()
+        for rule in policy["spec"].get("ingress", [])
+        if {"port": 15672, "protocol": "TCP"} in rule.get("ports", [])
+    ]
+    assert opened == ["flotilla-rabbitmq-management-ingress"]
+    redis_only = render("defaults")
+    for autoscaler in of_kind(redis_only, "WorkerAutoscaler").values():
+        assert "managementUrl" not in autoscaler["spec"]["broker"]
 
 
 def test_the_chart_ships_the_operators_crd() -> None:

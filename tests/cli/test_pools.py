@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from flotilla.cli import ProcessSpec, Supervisor
 from flotilla.cli._pools import LocalAutoscaler, WorkerPool
 from flotilla.core import broker_from_url
 from flotilla.operator import ScalingSpec
+from tests.support.waiting import wait_for
 
 WORKER = (
     "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
@@ -130,3 +133,51 @@ def test_a_killed_worker_is_a_lost_replica_its_pool_replaces(
         supervisor.stop()
         autoscaler.reader.close()
     assert "w exited with code -9 (SIGKILL); its pool replaces it" in shown.file.getvalue()  # type: ignore[attr-defined]
+
+
+BUSY_WORKER = """
+import pathlib, sys, time, dramatiq
+from flotilla.core import broker_from_url, run_worker, worker_name
+url, queue, marks = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+broker = broker_from_url(url)
+
+@dramatiq.actor(broker=broker, queue_name=queue, actor_name="long_job")
+def long_job():
+    (marks / worker_name()).touch()
+    time.sleep(60)
+
+run_worker(broker, queues=[queue], threads=1, drain_timeout_s=1)
+"""
+
+
+def test_scaling_in_retires_the_idle_replica_not_the_busy_one(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Two replicas, the newer one in the middle of a long job: scaling to one retires the
+    idle one (what the operator's pod-deletion-cost makes Kubernetes do), not the newest."""
+    queue = f"pool-{uuid.uuid4().hex[:8]}"
+    broker = broker_from_url(redis_url)
+
+    @dramatiq.actor(broker=broker, queue_name=queue, actor_name="long_job")
+    def long_job() -> None: ...
+
+    shown = Console(file=io.StringIO(), width=200)
+    supervisor = Supervisor(shown, grace_period_s=5)
+    spec = ScalingSpec(min_replicas=1, max_replicas=2, target_per_replica=10, scale_down_window_s=0)
+    argv = [sys.executable, "-c", BUSY_WORKER, redis_url, queue, str(tmp_path)]
+    pool = WorkerPool(ProcessSpec("w", argv, queue=queue), spec, supervisor)
+    autoscaler = LocalAutoscaler([pool], redis_url, tmp_path / "status.json", shown)
+    try:
+        pool.scale_to(2)
+        first = pool.replicas[0].process
+        os.kill(first.pid, signal.SIGSTOP)  # NOTE: so the job goes to the newer replica
+        long_job.send()
+        (busy,) = wait_for(lambda: list(tmp_path.glob("w*")), timeout_s=30)
+        os.kill(first.pid, signal.SIGCONT)
+        assert busy.name == "w-2"
+        autoscaler.tick(now=time.monotonic())  # depth: 1 in flight → 1 replica
+        assert [r.spec.name for r in pool.replicas] == [busy.name]
+    finally:
+        supervisor.stop()
+        autoscaler.reader.close()
+        broker.close()

@@ -16,6 +16,7 @@ import httpx
 
 from tests.e2e.conftest import Platform
 from tests.e2e.orders import ORDER, SERVICES, complete_trace, fulfilled, start_burst
+from tests.support.redis_server import ThrowawayRedis
 from tests.support.waiting import wait_for
 
 
@@ -127,10 +128,10 @@ def test_load_places_orders_and_reports_percentiles(platform: Platform) -> None:
 
 
 def test_orders_accepted_during_a_broker_outage_are_fulfilled_after_it(
-    platform: Platform,
+    platform: Platform, redis_server: ThrowawayRedis
 ) -> None:
     """Stop the broker, place orders (202), start it again: every one is fulfilled."""
-    platform.redis.stop()
+    redis_server.stop()
     try:
         with platform.client() as client:
             answers = [client.post("/api/orders", json=ORDER) for _ in range(3)]
@@ -142,7 +143,7 @@ def test_orders_accepted_during_a_broker_outage_are_fulfilled_after_it(
                 for a in answers
             )
     finally:
-        platform.redis.start()
+        redis_server.start()
     with platform.client() as client:
         for answer in answers:
             wait_for(lambda a=answer: fulfilled(client, a.json()["id"]), timeout_s=90)

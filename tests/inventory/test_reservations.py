@@ -233,3 +233,37 @@ def test_a_late_commit_of_an_expired_reservation_is_refused_and_takes_nothing(
     assert "expired" in refused["detail"] and refused["reservation_status"] == "expired"
     assert released.status_code == 200 and released.json()["status"] == "expired"
     assert stockroom.shelf("FLT-LANTERN") == before
+
+
+def test_renewing_extends_a_hold_and_takes_back_a_lapsed_one_while_stock_lasts(
+    migrated_url: str, stockroom: Stockroom
+) -> None:
+    """The owner renews just before it acts: a held reservation gets a new expiry; one that
+    lapsed (units back on the shelf) takes them again if they are still there, else 409
+    naming the sku; a committed one is answered as it is; a released one cannot be renewed."""
+    settings = InventorySettings(
+        database_url=migrated_url, reservation_ttl_s=0.3, sweep_interval_s=0.1
+    )
+    stockroom.set_available("FLT-COMPASS", 5)
+    with TestClient(create_app(settings)) as client:
+        lapsed = _reserve(client, "lapsed", ("FLT-COMPASS", 3)).json()
+        wait_for(lambda: stockroom.shelf("FLT-COMPASS") == Shelf(5, 0))  # lapsed and swept
+        renewed = client.post(f"/reservations/{lapsed['id']}/renew")
+        assert renewed.status_code == 200 and renewed.json()["status"] == "held"
+        assert renewed.json()["expires_at"] > lapsed["expires_at"]
+        assert stockroom.shelf("FLT-COMPASS") == Shelf(2, 3)
+        wait_for(lambda: stockroom.shelf("FLT-COMPASS") == Shelf(5, 0))  # lapsed again
+        thief = _reserve(client, "thief", ("FLT-COMPASS", 4))  # the units go to someone else
+        assert thief.status_code == 201
+        gone = _problem(client.post(f"/reservations/{lapsed['id']}/renew"), 409)
+        assert gone["sku"] == "FLT-COMPASS" and gone["reservation_status"] == "expired"
+        assert stockroom.shelf("FLT-COMPASS") == Shelf(1, 4)
+        client.post(f"/reservations/{thief.json()['id']}/commit")
+        done = _reserve(client, "done", ("FLT-COMPASS", 1)).json()
+        client.post(f"/reservations/{done['id']}/commit")
+        assert client.post(f"/reservations/{done['id']}/renew").json()["status"] == "committed"
+        back = _reserve(client, "back", ("FLT-VEST", 1)).json()
+        client.post(f"/reservations/{back['id']}/release")
+        released = _problem(client.post(f"/reservations/{back['id']}/renew"), 409)
+        assert released["reservation_status"] == "released"
+        assert _problem(client.post("/reservations/nope/renew"), 404)

@@ -92,7 +92,7 @@ def autoscaler(queue: str, url: str, **spec: Any) -> dict[str, Any]:
             "targetPerReplica": 10,
             "pollIntervalSeconds": 0.3,
             "scaleDown": {"stabilizationWindowSeconds": 2},
-            "fallbackReplicas": 2,
+            "fallback": {"replicas": 2},
             **spec,
         },
     }

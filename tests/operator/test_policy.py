@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -73,11 +74,37 @@ def test_scale_to_zero_and_activation() -> None:
     assert decide(spec, look(1, ready=3), History(), now=0).desired == 1  # running: no threshold
 
 
-def test_broker_unreadable_gives_the_fallback_and_says_why() -> None:
-    seen = Observation(current_replicas=7, depth=None, broker_error="redis: connection refused")
-    decision = decide(SPEC, seen, History(), now=0)
-    assert (decision.desired, decision.action) == (2, "fallback")
+def test_one_failed_read_changes_nothing_three_give_the_fallback() -> None:
+    """One lost read is not an outage: replicas stay until three reads in a row failed,
+    then the fallback applies, and a good read starts the count again."""
+    static = dataclasses.replace(SPEC, fallback_behavior="static")
+    seen = Observation(current_replicas=1, depth=None, broker_error="redis: connection refused")
+    history = History()
+    actions = []
+    for _ in range(3):
+        decision = decide(static, seen, history, now=0)
+        history = decision.history
+        actions.append((decision.desired, decision.action))
+    assert actions == [(1, "hold"), (1, "hold"), (2, "fallback")]
+    assert "1 of 3 failures before fallback" in decide(static, seen, History(), now=0).reason
     assert "connection refused" in decision.reason
+    ok = decide(static, look(2, ready=0), history, now=1)
+    assert ok.history.failures == 0
+    assert decide(static, seen, ok.history, now=2).action == "hold"
+
+
+def test_the_fallback_never_stops_busy_workers_unless_asked_to() -> None:
+    """Seven replicas at work and the broker unreadable: currentReplicasIfHigher (the
+    default) keeps the seven; a static fallback goes to 2 as configured."""
+    seen = Observation(current_replicas=7, depth=None, broker_error="redis: timeout")
+    failing = History(failures=2)
+    keep = decide(SPEC, seen, failing, now=0)
+    assert (keep.desired, keep.action) == (7, "fallback")
+    assert "currentReplicasIfHigher" in keep.reason
+    static = decide(dataclasses.replace(SPEC, fallback_behavior="static"), seen, failing, now=0)
+    assert (static.desired, static.action) == (2, "fallback")
+    low = Observation(current_replicas=1, depth=None, broker_error="redis: timeout")
+    assert decide(SPEC, low, failing, now=0).desired == 2  # below the fallback: up to it
 
 
 def test_paused_changes_nothing() -> None:
@@ -96,7 +123,7 @@ def test_nonsense_specs_are_refused() -> None:
 # -- properties ------------------------------------------------------------------------------
 
 specs = st.builds(
-    lambda lo, span, target, step, down, window, act, fb, periods: ScalingSpec(
+    lambda lo, span, target, step, down, window, act, fb, periods, threshold, behavior: ScalingSpec(
         min_replicas=lo,
         max_replicas=lo + span,
         target_per_replica=target,
@@ -107,6 +134,8 @@ specs = st.builds(
         fallback_replicas=fb,
         scale_up_period_s=periods[0],
         scale_down_period_s=periods[1],
+        fallback_failure_threshold=threshold,
+        fallback_behavior=behavior,
     ),
     st.integers(0, 5),
     st.integers(0, 20),
@@ -117,15 +146,34 @@ specs = st.builds(
     st.integers(1, 50),
     st.integers(0, 30),
     st.tuples(st.floats(0, 120), st.floats(0, 120)),
+    st.integers(1, 5),
+    st.sampled_from(["static", "currentReplicasIfHigher"]),
 )
 depths = st.builds(
     QueueDepth, st.integers(0, 100_000), st.integers(0, 10_000), st.integers(0, 10_000)
 )
 histories = st.builds(
-    lambda recs, changes: History(tuple(sorted(recs)), tuple(sorted(changes))),
+    lambda recs, changes, failures: History(tuple(sorted(recs)), tuple(sorted(changes)), failures),
     st.lists(st.tuples(st.floats(0, 1000), st.integers(0, 30)), max_size=10),
     st.lists(st.tuples(st.floats(900, 1000), st.integers(-10, 10)), max_size=5),
+    st.integers(0, 6),
 )
+
+
+@settings(max_examples=300, deadline=None)
+@given(specs, st.integers(0, 30), histories, st.floats(1000, 2000))
+def test_an_unreadable_broker_never_lowers_replicas_by_default(
+    spec: ScalingSpec, current: int, history: History, now: float
+) -> None:
+    """Before the threshold nothing changes; after it, currentReplicasIfHigher never goes
+    below the current count (within the bounds)."""
+    decision = decide(spec, Observation(current, None, broker_error="x"), history, now)
+    inside = max(spec.min_replicas, min(spec.max_replicas, current))
+    if history.failures + 1 < spec.fallback_failure_threshold:
+        assert (decision.desired, decision.action) == (inside, "hold")
+    elif spec.fallback_behavior == "currentReplicasIfHigher":
+        assert decision.desired >= inside
+    assert decision.history.failures == history.failures + 1
 
 
 @settings(max_examples=300, deadline=None)

@@ -258,8 +258,8 @@ def test_a_cancelled_order_is_never_fulfilled_nor_charged(
     assert platform.charges()["charges"] == 0
 
 
-def test_an_order_whose_hold_is_gone_fails_without_a_charge(platform: Platform) -> None:
-    """The reservation was given back before any worker came (it expired, say)."""
+def test_an_order_whose_hold_was_released_fails_without_a_charge(platform: Platform) -> None:
+    """The reservation was given back before any worker came (by hand, say)."""
     before = platform.stock()
     order = platform.api.post("/orders", json=ORDER).json()
     released = platform.inventory.post(f"/reservations/{order['reservation_id']}/release")
@@ -269,6 +269,24 @@ def test_an_order_whose_hold_is_gone_fails_without_a_charge(platform: Platform) 
     assert failed["failure_reason"] == "the reservation was released before fulfilment"
     assert platform.charges()["charges"] == 0
     assert platform.stock() == before
+
+
+def test_an_order_whose_hold_lapsed_in_a_long_queue_is_still_fulfilled(
+    database_url: str, redis_url: str, payments_url: str, tmp_path: object
+) -> None:
+    """Reservations hold 0.3 s and the order waits longer (a long queue, a broker outage):
+    the worker renews the hold (the units are still there) and fulfils the order."""
+    url = f"sqlite:///{tmp_path}/lapsing-inventory.db"
+    migrate_inventory(url)
+    settings = InventorySettings(database_url=url, reservation_ttl_s=0.3, sweep_interval_s=0.1)
+    with serve_in_thread(create_inventory(settings)) as inventory_url:
+        for platform in make_platform(database_url, inventory_url, redis_url, payments_url):
+            before = platform.stock()
+            order = platform.api.post("/orders", json=ORDER).json()
+            wait_for(lambda p=platform, b=before: p.stock() == b)  # the hold lapsed, swept
+            assert platform.fulfilment.fulfil(uuid.UUID(order["id"]), attempt="m") == "fulfilled"
+            assert platform.stock() == before - 1
+            assert platform.charges()["charges"] == 1
 
 
 def test_a_hold_that_expires_while_the_provider_is_slow_is_refunded(

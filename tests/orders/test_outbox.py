@@ -101,7 +101,7 @@ def test_the_relayed_message_continues_the_trace_of_the_order_request(
 
 
 def test_an_accepted_order_whose_message_the_broker_lost_is_announced_again(
-    database_url: str, inventory_url: str, redis_url: str
+    database_url: str, inventory_url: str, redis_url: str, spans: InMemorySpanExporter
 ) -> None:
     """While the message waits in the queue (no worker), the redrive leaves it alone however
     long the order stays accepted; once the broker forgot it (a Redis restart without
@@ -129,6 +129,14 @@ def test_an_accepted_order_whose_message_the_broker_lost_is_announced_again(
     finally:
         broker.close()
     assert len(outbox_rows(database_url)) == 2
+    # the redrive continues the trace of the request that placed the order
+    finished = spans.get_finished_spans()
+    (placed,) = [s for s in finished if s.name == "POST /orders" and s.kind.name == "SERVER"]
+    (redrive,) = [s for s in finished if s.name == "redrive order"]
+    publishes = [s for s in finished if s.name == "publish orders"]
+    assert len(publishes) == 2
+    assert {s.context.trace_id for s in (redrive, *publishes)} == {placed.context.trace_id}
+    assert redrive.parent is not None and redrive.parent.span_id == placed.context.span_id
 
 
 def test_only_orders_still_accepted_are_announced_again(orders: Orders, database_url: str) -> None:

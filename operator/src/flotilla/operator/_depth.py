@@ -11,6 +11,10 @@ One Lua script reads all of it atomically in one round trip.
 
 RabbitMQ: ready and unacknowledged counts from the management API when it answers; otherwise
 the AMQP passive declare gives the ready count only, and the reading says what is missing.
+
+Both also tell which pod holds how many unacknowledged messages (:meth:`in_flight_by_pod`):
+every worker names itself in the broker after its pod (``flotilla.core.worker_identity``), so
+the operator can make Kubernetes remove idle pods first when it scales in.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import redis
 
-from flotilla.core import redis_namespace
+from flotilla.core import pod_of_worker, redis_namespace
 
 from ._policy import QueueDepth
 
@@ -65,6 +69,31 @@ return {ready, delayed_due, in_flight}
 """
 
 
+_REDIS_HELD = """
+local ns, now, heartbeat_timeout = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local live = redis.call('ZRANGEBYSCORE', ns .. ':__heartbeats__', now - heartbeat_timeout, '+inf')
+local held = {}
+for _, worker in ipairs(live) do
+  local count = 0
+  for q = 4, #ARGV do
+    count = count + redis.call('SCARD', ns .. ':__acks__.' .. worker .. '.' .. ARGV[q])
+  end
+  table.insert(held, worker)
+  table.insert(held, count)
+end
+return held
+"""
+
+
+def _per_pod(pairs: list[tuple[str, int]]) -> dict[str, int]:
+    held: dict[str, int] = {}
+    for worker, count in pairs:
+        pod = pod_of_worker(worker)
+        if pod:
+            held[pod] = held.get(pod, 0) + int(count)
+    return held
+
+
 class RedisDepthReader:
     """Depth of Dramatiq queues on Redis (``redis://host:port/db[?namespace=…]``)."""
 
@@ -73,6 +102,24 @@ class RedisDepthReader:
         self.client = redis.Redis.from_url(clean, socket_timeout=2, socket_connect_timeout=2)
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self._script = self.client.register_script(_REDIS_DEPTH)
+        self._held = self.client.register_script(_REDIS_HELD)
+
+    def in_flight_by_pod(self, queues: list[str]) -> dict[str, int]:
+        """Unacknowledged messages of ``queues`` held by each live worker's pod.
+
+        Raises:
+            DepthUnavailable: Redis cannot be read.
+        """
+        now_ms = int(time.time() * 1000)
+        try:
+            flat = self._held(args=[self.namespace, now_ms, self.heartbeat_timeout_ms, *queues])
+        except (redis.RedisError, OSError) as exc:
+            raise DepthUnavailable(f"redis: {exc}") from exc
+        pairs = [
+            (w.decode() if isinstance(w, bytes) else str(w), int(c))
+            for w, c in zip(flat[::2], flat[1::2], strict=True)
+        ]
+        return _per_pod(pairs)
 
     def read(self, queues: list[str]) -> DepthReading:
         """Raises DepthUnavailable when Redis cannot be read."""
@@ -125,6 +172,35 @@ class RabbitmqDepthReader:
                         ready += int(body.get("messages_ready", 0))
                         unacked += int(body.get("messages_unacknowledged", 0))
         return QueueDepth(ready=ready, delayed_due=0, in_flight=unacked)
+
+    def in_flight_by_pod(self, queues: list[str]) -> dict[str, int]:
+        """Unacknowledged messages held by each pod's connections (management API).
+
+        RabbitMQ counts unacknowledged messages per channel, not per queue, so a pod's count
+        is all it holds on this vhost.
+
+        Raises:
+            DepthUnavailable: the management API does not answer.
+        """
+        vhost = quote(self.vhost, safe="")
+        try:
+            with httpx.Client(base_url=self.management_url, auth=self.auth, timeout=2) as client:
+                connections = client.get(f"/api/vhosts/{vhost}/connections").raise_for_status()
+                channels = client.get(f"/api/vhosts/{vhost}/channels").raise_for_status()
+        except httpx.HTTPError as exc:
+            raise DepthUnavailable(f"rabbitmq management API: {exc}") from exc
+        names = {
+            c.get("name"): (c.get("client_properties") or {}).get("connection_name", "")
+            for c in connections.json()
+        }
+        pairs = [
+            (
+                names.get((ch.get("connection_details") or {}).get("name"), ""),
+                int(ch.get("messages_unacknowledged", 0)),
+            )
+            for ch in channels.json()
+        ]
+        return _per_pod(pairs)
 
     def _passive(self, queues: list[str]) -> int:
         import pika

@@ -14,6 +14,8 @@ poll; a spec update also wakes it at once (``on.update`` of ``spec``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,7 +26,7 @@ from opentelemetry import trace
 
 from ._decisions import DECISION_SPAN, decision_attributes
 from ._depth import DepthUnavailable, RabbitmqDepthReader, RedisDepthReader, depth_reader
-from ._kube import KubeApi, KubeError
+from ._kube import DELETION_COST, KubeApi, KubeError
 from ._metrics import OperatorMetrics
 from ._policy import History, Observation, ScaleDecision, decide
 from ._spec import AutoscalerSpec, InvalidSpec, parse_spec
@@ -33,6 +35,7 @@ GROUP, VERSION, PLURAL = "flotilla.dev", "v1alpha1", "workerautoscalers"
 PAUSED = "flotilla.dev/paused"
 REASONS = {"scale-up": "ScaledUp", "scale-down": "ScaledDown", "fallback": "Fallback"}
 tracer = trace.get_tracer("flotilla.operator")
+logger = logging.getLogger(__name__)
 
 
 def _now() -> str:
@@ -151,6 +154,12 @@ async def evaluate(
             {"depth": depth.total, "inFlight": depth.in_flight, "delayedDue": depth.delayed_due}
         )
     if decision.desired != current and decision.action != "paused":
+        if decision.desired < current and depth is not None:
+            costs = await _prefer_idle_pods(api, namespace, parsed, readers[key])
+            if costs:
+                decision = dataclasses.replace(
+                    decision, reason=f"{decision.reason}; idle pods go first ({costs})"
+                )
         await api.scale(namespace, parsed.target, decision.desired)
         status["currentReplicas"] = decision.desired
         status["lastScaleTime"] = _now()
@@ -162,6 +171,67 @@ async def evaluate(
         )
     await api.patch_status(namespace, name, status)
     return decision, parsed.poll_interval_s
+
+
+#: the longest wait between two rounds that failed
+ERROR_BACKOFF_CAP_S = 60.0
+
+
+async def _object_gone(api: KubeApi, namespace: str, name: str) -> bool:
+    """Whether the WorkerAutoscaler itself no longer exists (not just its target)."""
+    try:
+        await api.autoscaler(namespace, name)
+    except KubeError as exc:
+        return exc.gone
+    return False
+
+
+async def _report_error(
+    api: KubeApi, body: Any, namespace: str, name: str, error: Exception, retry_s: float
+) -> None:
+    """Say on the object what went wrong (``Ready=False``, reason ``Error``); best effort."""
+    message = f"{type(error).__name__}: {error}"[:300] + f" (retrying in {retry_s:g} s)"
+    try:
+        await api.patch_status(
+            namespace,
+            name,
+            {
+                "conditions": _conditions(body, ("Ready", False, "Error", message)),
+                "lastDecision": message,
+            },
+        )
+    except Exception:  # the API server itself may be what fails; the next round tries again
+        logger.warning("could not write the error condition", exc_info=True)
+
+
+async def _prefer_idle_pods(
+    api: KubeApi,
+    namespace: str,
+    parsed: AutoscalerSpec,
+    reader: RedisDepthReader | RabbitmqDepthReader,
+) -> str:
+    """Before a scale-in: mark each pod with the work it holds as its deletion cost, so the
+    ReplicaSet removes idle pods and the busy ones keep their messages.
+
+    KEDA and the HPA pick no pod; Kubernetes then removes, roughly, the youngest, which may
+    be the one in the middle of a long job (kedacore/keda#3680). Best effort: when the broker
+    or the pods cannot be read, the scale-in still happens, as it would without this.
+
+    Returns:
+        ``pod=held`` for each pod, most idle first (for the Event), or ``""``.
+    """
+    try:
+        held = await asyncio.to_thread(reader.in_flight_by_pod, list(parsed.queues))
+        pods = await api.pods_of(namespace, parsed.target)
+        for pod, meta in pods.items():
+            cost = held.get(pod, 0)
+            if (meta.get("annotations") or {}).get(DELETION_COST) != str(cost):
+                await api.set_deletion_cost(namespace, pod, cost)
+    except (DepthUnavailable, KubeError) as exc:
+        logger.warning("could not mark idle pods before scaling in: %s", exc)
+        return ""
+    ranked = sorted(pods, key=lambda pod: (held.get(pod, 0), pod))
+    return ", ".join(f"{pod}={held.get(pod, 0)}" for pod in ranked)
 
 
 async def _pause(stopped: Any, wake: asyncio.Event, interval: float) -> None:
@@ -201,17 +271,28 @@ def register(
         wake = wakeups.setdefault(kwargs["uid"], asyncio.Event())
         history = History()
         readers: dict[str, RedisDepthReader | RabbitmqDepthReader] = {}
+        failures = 0
         try:
             while not stopped:
-                interval = 2.0
                 try:
                     decision, interval = await evaluate(
                         api, body, namespace, name, history, readers, metrics
                     )
                     if decision is not None:
                         history = decision.history
-                except KubeError as exc:
-                    logger.warning(f"autoscaler round failed: {exc}")
+                    failures = 0
+                except Exception as exc:  # NOTE: a round that fails is a condition and a retry
+                    if (
+                        isinstance(exc, KubeError)
+                        and exc.gone
+                        and await _object_gone(api, namespace, name)
+                    ):
+                        logger.info("the WorkerAutoscaler is gone; its daemon stops")
+                        return
+                    failures += 1
+                    interval = min(ERROR_BACKOFF_CAP_S, 2.0 * 2 ** (failures - 1))
+                    logger.exception(f"autoscaler round failed; retrying in {interval:g} s")
+                    await _report_error(api, body, namespace, name, exc, interval)
                 await _pause(stopped, wake, interval)
         finally:
             wakeups.pop(kwargs["uid"], None)
@@ -220,4 +301,26 @@ def register(
                 reader.close()
             metrics.forget(namespace, name)
 
+    # NOTE: kopf's id for a handler is its function's qualified name
+    _without_finalizer(registry, str(getattr(autoscale, "__qualname__", "autoscale")))
     return metrics
+
+
+def _without_finalizer(registry: kopf.OperatorRegistry, handler_id: str) -> None:
+    """Let the daemon run without kopf's finalizer on every WorkerAutoscaler.
+
+    kopf puts a finalizer on an object for each of its daemons, so that the daemon is
+    stopped before the object goes. Then ``helm uninstall`` (which removes the operator
+    first) and deleting the CRD hang for ever on objects nobody unblocks. The daemon needs
+    no such guarantee: it stops itself once its object is gone (a 404), and a stopped
+    daemon leaves the Deployment as it is.
+
+    NOTE: kopf offers no switch for this (``requires_finalizer`` is fixed to True for
+    daemons), so the registered handler is replaced; tests/operator checks that the objects
+    carry no finalizer and are deletable with the operator gone.
+    """
+    spawning: Any = registry._spawning  # kopf's own registry, see NOTE
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False) if h.id == handler_id else h
+        for h in spawning._handlers
+    ]

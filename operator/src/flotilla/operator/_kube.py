@@ -1,7 +1,8 @@
 """The few Kubernetes API calls the operator makes, over a pooled async HTTP client.
 
 Least privilege: read WorkerAutoscalers and patch their status, read and patch the ``scale``
-subresource of Deployments, read the Secret that holds a broker URL. kopf posts the Events.
+subresource of Deployments, list the target's pods and annotate them (their deletion cost),
+read the Secret that holds a broker URL. kopf posts the Events.
 """
 
 from __future__ import annotations
@@ -15,10 +16,21 @@ import httpx
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+#: Kubernetes removes the pods with the lowest cost first when a ReplicaSet scales in.
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
 class KubeError(RuntimeError):
-    """The API server refused or could not be reached."""
+    """The API server refused or could not be reached (``status``: its HTTP status, if any)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def gone(self) -> bool:
+        """The object asked about does not exist (any more)."""
+        return self.status == 404
 
 
 class KubeApi:
@@ -46,13 +58,44 @@ class KubeApi:
         except httpx.HTTPError as exc:
             raise KubeError(f"{method} {path}: {type(exc).__name__}") from exc
         if answer.status_code >= 400:
-            raise KubeError(f"{method} {path}: {answer.status_code} {answer.text[:200]}")
+            raise KubeError(
+                f"{method} {path}: {answer.status_code} {answer.text[:200]}", answer.status_code
+            )
         body: dict[str, Any] = answer.json()
         return body
 
     async def deployment_replicas(self, namespace: str, name: str) -> int:
         body = await self._call("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
         return int(body.get("spec", {}).get("replicas", 1))
+
+    async def pods_of(self, namespace: str, deployment: str) -> dict[str, dict[str, Any]]:
+        """The running pods of a Deployment (by its selector): name → the pod's metadata."""
+        body = await self._call(
+            "GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/{deployment}"
+        )
+        wanted = dict(body.get("spec", {}).get("selector", {}).get("matchLabels", {}))
+        selector = ",".join(f"{k}={v}" for k, v in sorted(wanted.items()))
+        listed = await self._call(
+            "GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": selector}
+        )
+        pods = {}
+        for pod in listed.get("items", []):
+            meta = pod.get("metadata", {})
+            labels = meta.get("labels") or {}
+            # NOTE: filtered here too, in case a server ignores labelSelector
+            if all(labels.get(k) == v for k, v in wanted.items()) and not meta.get(
+                "deletionTimestamp"
+            ):
+                pods[str(meta["name"])] = meta
+        return pods
+
+    async def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        await self._call(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/pods/{pod}",
+            json={"metadata": {"annotations": {DELETION_COST: str(cost)}}},
+            headers=MERGE_PATCH,
+        )
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
         await self._call(
@@ -61,6 +104,10 @@ class KubeApi:
             json={"spec": {"replicas": replicas}},
             headers=MERGE_PATCH,
         )
+
+    async def autoscaler(self, namespace: str, name: str) -> dict[str, Any]:
+        path = f"/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/workerautoscalers/{name}"
+        return await self._call("GET", path)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         path = f"/apis/flotilla.dev/v1alpha1/namespaces/{namespace}/workerautoscalers/{name}"

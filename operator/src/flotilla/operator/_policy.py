@@ -6,7 +6,11 @@ never below in-flight demand).
 
 How it decides, in order:
 1. paused: keep the current replica count;
-2. broker unreadable: go to ``fallback_replicas`` (clamped to the bounds);
+2. broker unreadable: hold the current count until ``fallback_failure_threshold`` reads in a
+   row have failed (one lost packet is not an outage), then go to ``fallback_replicas``
+   (clamped to the bounds), and with ``fallback_behavior`` ``currentReplicasIfHigher`` (the
+   default, as KEDA names it) never below the current count: a broker that cannot be read
+   must not stop busy workers;
 3. demand = ceil(depth / target_per_replica), depth = ready + delayed-due + in-flight; from zero
    replicas, nothing starts until depth reaches ``activation_depth``;
 4. clamp to [min_replicas, max_replicas];
@@ -23,7 +27,10 @@ The step policies count the changes this policy made (``History.changes``), as t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+FallbackBehavior = Literal["static", "currentReplicasIfHigher"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class ScalingSpec:
     scale_down_period_s: float = 0.0
     scale_down_window_s: float = 60.0
     fallback_replicas: int = 1
+    fallback_failure_threshold: int = 3
+    fallback_behavior: FallbackBehavior = "currentReplicasIfHigher"
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_replicas <= self.max_replicas:
@@ -50,6 +59,10 @@ class ScalingSpec:
             raise ValueError("scale_down_max_step must be positive, the window not negative")
         if self.scale_up_period_s < 0 or self.scale_down_period_s < 0:
             raise ValueError("the step periods must not be negative")
+        if self.fallback_failure_threshold < 1:
+            raise ValueError("fallback_failure_threshold must be at least 1")
+        if self.fallback_behavior not in ("static", "currentReplicasIfHigher"):
+            raise ValueError("fallback_behavior is static or currentReplicasIfHigher")
 
 
 @dataclass(frozen=True)
@@ -77,10 +90,12 @@ class Observation:
 
 @dataclass(frozen=True)
 class History:
-    """Recent recommendations ``(time, replicas)`` and changes ``(time, delta)``, newest last."""
+    """Recent recommendations ``(time, replicas)`` and changes ``(time, delta)``, newest
+    last; ``failures``: depth reads that failed in a row until now."""
 
     recommendations: tuple[tuple[float, int], ...] = ()
     changes: tuple[tuple[float, int], ...] = ()
+    failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,11 +127,10 @@ def decide(
             current, "paused", "paused by annotation; replicas left alone", history
         )
     if observation.depth is None:
-        target = _clamp(spec.fallback_replicas, spec)
-        why = observation.broker_error or "broker unreadable"
-        return ScaleDecision(target, "fallback", f"{why}; fallback to {target}", history)
+        return _unreadable(spec, observation, history)
 
     depth = observation.depth
+    history = replace(history, failures=0)
     recommended = _clamp(demand(spec, depth, current), spec)
     window_start = now - spec.scale_down_window_s
     kept = tuple((t, r) for t, r in history.recommendations if t > window_start)
@@ -140,7 +154,7 @@ def decide(
     desired = _clamp(desired, spec)
     if desired != current:
         changes = (*changes, (now, desired - current))
-    new_history = History((*kept, (now, recommended)), changes)
+    new_history = History((*kept, (now, recommended)), changes, failures=0)
     if desired > current:
         limited = " (step-limited)" if desired < recommended else ""
         return ScaleDecision(
@@ -174,3 +188,30 @@ def decide(
             new_history,
         )
     return ScaleDecision(current, "hold", f"{current}: {stats}", new_history)
+
+
+def _unreadable(spec: ScalingSpec, observation: Observation, history: History) -> ScaleDecision:
+    """The broker could not be read: hold, then fall back once it failed often enough."""
+    # NOTE: the bounds still win (a spec edited meanwhile), as everywhere in this policy
+    current, failures = _clamp(observation.current_replicas, spec), history.failures + 1
+    seen = replace(history, failures=failures)
+    why = observation.broker_error or "broker unreadable"
+    threshold = spec.fallback_failure_threshold
+    if failures < threshold:
+        return ScaleDecision(
+            current,
+            "hold",
+            f"{current}: depth unreadable ({failures} of {threshold} failures before "
+            f"fallback): {why}",
+            seen,
+        )
+    target = _clamp(spec.fallback_replicas, spec)
+    if spec.fallback_behavior == "currentReplicasIfHigher" and current > target:
+        return ScaleDecision(
+            current,
+            "fallback",
+            f"{why}; fallback keeps {current} (fallback {target} is lower: "
+            "currentReplicasIfHigher)",
+            seen,
+        )
+    return ScaleDecision(target, "fallback", f"{why}; fallback to {target}", seen)

@@ -39,6 +39,7 @@ def parse_spec(spec: dict[str, Any]) -> AutoscalerSpec:
     if not broker.get("url") and not secret:
         raise InvalidSpec("spec.broker needs url or urlFrom.secretKeyRef")
     scale_up, scale_down = spec.get("scaleUp", {}), spec.get("scaleDown", {})
+    fallback = spec.get("fallback", {})
     try:
         scaling = ScalingSpec(
             min_replicas=int(spec.get("minReplicas", 1)),
@@ -50,7 +51,9 @@ def parse_spec(spec: dict[str, Any]) -> AutoscalerSpec:
             scale_down_max_step=int(scale_down.get("maxStep", 100)),
             scale_down_period_s=float(scale_down.get("periodSeconds", 15)),
             scale_down_window_s=float(scale_down.get("stabilizationWindowSeconds", 60)),
-            fallback_replicas=int(spec.get("fallbackReplicas", spec.get("minReplicas", 1))),
+            fallback_replicas=int(fallback.get("replicas", spec.get("minReplicas", 1))),
+            fallback_failure_threshold=int(fallback.get("failureThreshold", 3)),
+            fallback_behavior=fallback.get("behavior", "currentReplicasIfHigher"),
         )
     except ValueError as exc:
         raise InvalidSpec(f"spec: {exc}") from exc

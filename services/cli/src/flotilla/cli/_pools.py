@@ -47,7 +47,9 @@ class WorkerPool:
 
     The pool keeps ``desired`` replicas, as a Deployment keeps ``spec.replicas``: a replica
     that dies (an OOM kill, a crash) is a lost replica, replaced after the supervisor's
-    back-off, so a crash loop does not spin.
+    back-off. The back-off belongs to the replica's slot, as a container's restart back-off
+    belongs to its pod: a slot whose replicas keep dying young waits longer and longer, the
+    other slots are not held back by it.
     """
 
     def __init__(self, template: ProcessSpec, spec: ScalingSpec, supervisor: Supervisor) -> None:
@@ -61,11 +63,11 @@ class WorkerPool:
         self.depth: dict[str, int] = {"depth": 0, "in_flight": 0}
         self.restarts = 0
         self.last_exit_code: int | None = None
-        self._crashes = 0
-        self._replace_at = 0.0
+        #: slots whose replica died: (when to replace it, the slot's crash count)
+        self._lost: list[tuple[float, int]] = []
         self._numbers = iter(range(1, 1_000_000))
 
-    def _start_one(self) -> None:
+    def _start_one(self, crashes: int = 0) -> None:
         number = next(self._numbers)
         name = self.name if number == 1 else f"{self.name}-{number}"
         replica = dataclasses.replace(
@@ -76,15 +78,29 @@ class WorkerPool:
             # (and the operator, by pod) can tell which replica holds which messages.
             env={**self.template.env, "FLOTILLA_WORKER_NAME": name},
         )
-        self.replicas.append(self.supervisor.start(replica))
+        started = self.supervisor.start(replica)
+        started.crashes = crashes
+        self.replicas.append(started)
 
-    def scale_to(self, count: int) -> None:
-        """Keep ``count`` replicas from now on: start or retire the difference."""
+    def scale_to(self, count: int, held: dict[str, int] | None = None) -> None:
+        """Keep ``count`` replicas from now on: start or retire the difference.
+
+        Args:
+            count: the replicas wanted.
+            held: messages each replica holds (by name); the idlest are retired first, as
+                the operator's pod-deletion-cost makes Kubernetes do.
+        """
         self.desired = count
-        while len(self.replicas) < count:
+        self._lost = sorted(self._lost)[: max(0, count - len(self.replicas))]
+        while len(self.replicas) + len(self._lost) < count:
             self._start_one()
-        while len(self.replicas) > count:
-            self.supervisor.retire(self.replicas.pop())
+        if len(self.replicas) > count:
+            work = held or {}
+            # NOTE: stable sort: among equally idle replicas the newest goes, as before
+            ranked = sorted(reversed(self.replicas), key=lambda r: work.get(r.spec.name, 0))
+            for replica in ranked[: len(self.replicas) - count]:
+                self.replicas.remove(replica)
+                self.supervisor.retire(replica)
 
     def replace_lost(self, now: float) -> int:
         """Forget replicas that died, and start replacements once the back-off has passed.
@@ -99,11 +115,13 @@ class WorkerPool:
             self.supervisor.forget(replica)
             self.restarts += 1
             self.last_exit_code = replica.process.returncode
-            self._crashes = policy.crashes_after(self._crashes, now - replica.started_at)
-            self._replace_at = now + policy.delay(self._crashes)
-        if len(self.replicas) < self.desired and now >= self._replace_at:
-            while len(self.replicas) < self.desired:
-                self._start_one()
+            crashes = policy.crashes_after(replica.crashes, now - replica.started_at)
+            self._lost.append((now + policy.delay(crashes), crashes))
+        due = [slot for slot in self._lost if slot[0] <= now]
+        for slot in due:
+            self._lost.remove(slot)
+            if len(self.replicas) < self.desired:
+                self._start_one(crashes=slot[1])
         return len(lost)
 
     def owns(self, child: Child) -> bool:
@@ -194,8 +212,17 @@ class LocalAutoscaler:
                     markup=False,
                     soft_wrap=True,
                 )
-                pool.scale_to(decision.desired)
+                pool.scale_to(decision.desired, self._held(pool, decision.desired))
         self.write_status()
+
+    def _held(self, pool: WorkerPool, desired: int) -> dict[str, int] | None:
+        """Before a scale-in: the messages each replica holds (None if unknown or not needed)."""
+        if desired >= len(pool.replicas):
+            return None
+        try:
+            return self.reader.in_flight_by_pod([pool.queue])
+        except DepthUnavailable:
+            return None
 
     def write_status(self) -> None:
         body = {

@@ -68,6 +68,7 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
         "FLOTILLA_INVENTORY_DATABASE_URL": f"sqlite:///{var}/inventory.db",
         "FLOTILLA_INVENTORY_HOST": host,
         "FLOTILLA_INVENTORY_PORT": str(settings.inventory_port),
+        "FLOTILLA_INVENTORY_RESERVATION_TTL_S": str(settings.reservation_ttl_s),
     }
     orders_env = {
         "FLOTILLA_ORDERS_DATABASE_URL": f"sqlite:///{var}/orders.db",

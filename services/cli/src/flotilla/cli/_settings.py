@@ -29,6 +29,8 @@ class CliSettings(ComponentSettings):
     smtp_port: int = 1025
     #: how long the payment stand-in takes per charge
     payment_latency_ms: int = 200
+    #: how long inventory holds a reservation nobody commits or releases
+    reservation_ttl_s: float = Field(default=600.0, gt=0)
     #: stalled orders whose message the broker lost are announced again after this
     redrive_after_ms: int = Field(default=60_000, ge=0)
     grace_period_s: float = 15.0

@@ -302,6 +302,52 @@ def settle(
     return _view(session, reservation)
 
 
+def renew(
+    *, session: Session, reservation_id: str, ttl_s: float, now: datetime | None = None
+) -> ReservationView:
+    """Hold the reservation ``ttl_s`` more seconds from now: what its owner does just before
+    it acts on it (orders' worker, before it charges), so the hold cannot lapse in between.
+
+    A held reservation gets a new expiry. An expired one takes its units off the shelf again
+    if they are still there (the hold had lapsed while the order waited in a long queue). A
+    committed one is answered as it is (its owner already did the job); a released one
+    cannot be renewed.
+
+    Raises:
+        ReservationNotFound: no such reservation.
+        ReservationConflict: it was released.
+        InsufficientStock: it expired and its units are gone.
+    """
+    now = now or _utcnow()
+    reservation = session.get(Reservation, reservation_id, with_for_update=True)
+    if reservation is None:
+        raise ReservationNotFound(reservation_id)
+    if reservation.status == "committed":
+        return _view(session, reservation)
+    if reservation.status == "released":
+        raise ReservationConflict(
+            f"reservation {reservation_id} is released, it cannot be renewed", "released"
+        )
+    expires_at = _as_utc(reservation.expires_at)
+    if reservation.status == "held" and expires_at and expires_at <= now:
+        _give_back(session, reservation, "expired")
+    if reservation.status == "expired":
+        for index, (sku, quantity) in enumerate(_view(session, reservation).items):
+            taken = session.execute(
+                sa.update(Product)
+                .where(Product.sku == sku, Product.available >= quantity)
+                .values(
+                    available=Product.available - quantity, reserved=Product.reserved + quantity
+                )
+            )
+            if taken.rowcount == 0:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+                raise InsufficientStock(sku, index, f"{quantity} of {sku} no longer available")
+        reservation.status = "held"
+    reservation.expires_at = now + timedelta(seconds=ttl_s)
+    session.flush()
+    return _view(session, reservation)
+
+
 def expire_due(*, session: Session, now: datetime | None = None, limit: int = 200) -> int:
     """Give back the units of held reservations whose time is up; returns how many.
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import dramatiq
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from flotilla.core import OrderConfirmation
@@ -54,6 +55,7 @@ def declare_actors(
                 extra={"errors": exc.errors(include_url=False, include_input=False)},
             )
             raise MalformedConfirmation(str(exc)) from exc
+        trace.get_current_span().set_attribute("flotilla.order.id", str(confirmation.order_id))
         mail = compose_confirmation(confirmation, sender=settings.mail_from)
         try:
             send_mail(mail, settings)

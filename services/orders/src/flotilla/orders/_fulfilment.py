@@ -10,8 +10,9 @@ Effects happen once, whatever is retried, redelivered or killed half-way:
 2. **Charge with a key derived from the order.** The provider answers a repeated key with the
    first charge, so a resumed fulfilment (the worker died after charging, the reply was lost,
    the commit after it timed out) never charges again.
-3. **Commit the reservation** (idempotent). If its hold ran out first, the charge is refunded
-   and the order ``failed``.
+3. **Commit the reservation** (idempotent), renewed before the charge so the hold lasts
+   through it (a hold that lapsed while the order waited in a long queue is taken again, if
+   the stock is still there). If it is gone, any charge is refunded and the order ``failed``.
 4. **Fulfilled and announced in one transaction**: the ``fulfilling → fulfilled`` update and
    the confirmation's outbox row commit together, and only one attempt's update can win, so
    there is exactly one confirmation.
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from flotilla.core import BrokerUnavailable, OrderConfirmation, OrderLine
 
 from . import _orders
-from ._inventory import RETURNED, InventoryClient, ReservationGone
+from ._inventory import InventoryClient, ReservationGone
 from ._outbox import publish_pending
 from ._payments import PaymentProvider
 
@@ -102,6 +103,7 @@ class Fulfilment:
             UpstreamError: inventory or the provider failed; the message is retried.
         """
         span = trace.get_current_span()
+        span.set_attribute("flotilla.order.id", str(order_id))
         order = self._claim(str(order_id), attempt)
         if isinstance(order, str):
             span.set_attribute("flotilla.order.claimed", False)
@@ -111,9 +113,15 @@ class Fulfilment:
                 logger.warning("fulfil_order for an unknown order", extra={"order": str(order_id)})
             return order
         span.set_attribute("flotilla.order.claimed", True)
-        held = self.inventory.status(order.reservation_id)
-        if held is None or held in RETURNED:
-            return self._give_up(order, f"the reservation was {held or 'lost'} before fulfilment")
+        try:
+            # NOTE: renewed, not just looked at: the hold then lasts through the charge and
+            # the commit, and a hold that lapsed while the order waited is taken again.
+            self.inventory.renew(order.reservation_id)
+        except ReservationGone as gone:
+            why = {"expired": "expired and its stock is gone", None: "lost"}
+            return self._give_up(
+                order, f"the reservation was {why.get(gone.status, gone.status)} before fulfilment"
+            )
         charge = self.payments.charge(order_id=order.id, amount_cents=order.amount_cents)
         if order.payment_id != charge.id:
             with self.sessions.begin() as session:

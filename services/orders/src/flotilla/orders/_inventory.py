@@ -92,18 +92,22 @@ class InventoryClient:
                 time.sleep(backoff_s * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def status(self, reservation_id: str) -> str | None:
-        """The reservation's status (``held``, ``committed``, ``released``, ``expired``), or
-        ``None`` when inventory does not know it.
+    def renew(self, reservation_id: str) -> str:
+        """Hold the reservation another TTL from now (taking its units again if the hold had
+        lapsed); returns its status (``held``, or ``committed`` when that was done already).
 
         Raises:
+            ReservationGone: it was released, it expired and its units are gone, or inventory
+                does not know it.
             UpstreamError: inventory is unreachable, slow, or failing.
         """
-        answer = self._call("GET", f"/reservations/{reservation_id}")
+        answer = self._call("POST", f"/reservations/{reservation_id}/renew")
         if answer.status_code == 404:
-            return None
+            raise ReservationGone(reservation_id, None)
+        if answer.status_code == 409:
+            raise ReservationGone(reservation_id, answer.json().get("reservation_status"))
         if answer.status_code != 200:
-            raise UpstreamError(f"inventory answered {answer.status_code}")
+            raise UpstreamError(f"inventory answered {answer.status_code} to a renewal")
         return str(answer.json()["status"])
 
     def settle(self, *, reservation_id: str, action: str) -> str:

@@ -35,10 +35,18 @@ def as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def add_outbox(*, session: Session, message: QueueMessage) -> None:
-    """Queue ``message`` for publication with the current trace context."""
+def current_context() -> dict[str, str]:
+    """The current W3C trace context, as headers."""
     carrier: dict[str, str] = {}
     inject(carrier)
+    return carrier
+
+
+def add_outbox(
+    *, session: Session, message: QueueMessage, context: dict[str, str] | None = None
+) -> None:
+    """Queue ``message`` for publication with ``context`` (by default the current one)."""
+    carrier = current_context() if context is None else context
     session.add(
         OutboxMessage(
             queue=message.queue,
@@ -95,6 +103,7 @@ def create_order(
         amount_cents=amount_cents,
         created_at=now,
         updated_at=now,
+        trace_context=current_context(),
     )
     session.add(order)
     session.flush()
@@ -317,6 +326,7 @@ class Stalled:
     id: str
     status: str
     fulfil_message: str | None
+    trace_context: dict[str, str] | None
 
 
 def stalled_orders(*, session: Session, untouched_since: datetime, limit: int) -> list[Stalled]:
@@ -324,7 +334,7 @@ def stalled_orders(*, session: Session, untouched_since: datetime, limit: int) -
     since ``untouched_since``, or ``fulfilling`` with a claim that expired before it."""
     since = _as_stored(session, untouched_since)
     query = (
-        sa.select(Order.id, Order.status, Order.fulfil_message)
+        sa.select(Order.id, Order.status, Order.fulfil_message, Order.trace_context)
         .where(
             sa.or_(
                 sa.and_(Order.status == "accepted", Order.updated_at < since),

@@ -147,13 +147,15 @@ def redrive_stalled_orders(
             if not held:
                 gone.append(order)
     redriven: list[str] = []
-    # NOTE: the periodic check makes no trace; each order found stalled starts one of its own,
-    # which the PRODUCER span of its new message continues.
+    # NOTE: the periodic check makes no trace; an order found stalled continues the trace of
+    # the request that placed it (a "redrive order" span there), so all of an order's work,
+    # redriven or not, is one trace.
     with suppress_instrumentation(), sessions.begin() as session:
         for order in gone:
+            placed = extract(order.trace_context or {}, context=otel_context.Context())
             with tracer.start_as_current_span(
                 "redrive order",
-                context=otel_context.Context(),
+                context=placed,
                 attributes={"flotilla.order.id": order.id, "flotilla.order.status": order.status},
             ):
                 message = FulfilOrder(order_id=uuid.UUID(order.id))

@@ -37,6 +37,8 @@ class Order(Base):
     payment_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     #: the broker's reference to the last FulfilOrder published for it (the redrive asks)
     fulfil_message: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    #: the W3C context of the request that placed it: a redrive continues that trace
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(sa.JSON, nullable=True)
 
 
 class IdempotencyKey(Base):

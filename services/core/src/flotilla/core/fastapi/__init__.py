@@ -12,9 +12,12 @@ from ._app import (
     read_session,
     service_app,
 )
+from ._router import ServiceRouter, ending_transactions
 
 __all__ = [
+    "ServiceRouter",
     "db_session",
+    "ending_transactions",
     "health_router",
     "install_problem_handlers",
     "problem_response",

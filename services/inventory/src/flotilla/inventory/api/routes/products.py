@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from flotilla.core import ProblemError
+from flotilla.core.fastapi import ServiceRouter
 
 from ... import _stock
 from ...schemas import ProductList, ProductOut
 from ..deps import ReadSession
 
-router = APIRouter(prefix="/products", tags=["products"])
+router = ServiceRouter(prefix="/products", tags=["products"])
 
 
 @router.get("")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from flotilla.core import ProblemError
+from flotilla.core.fastapi import ServiceRouter
 
 from ... import _stock
 from ...schemas import ReservationIn, ReservationOut
 from ..deps import DbSession, ReadSession
 
-router = APIRouter(prefix="/reservations", tags=["reservations"])
+router = ServiceRouter(prefix="/reservations", tags=["reservations"])
 
 
 def _out(view: _stock.ReservationView) -> ReservationOut:
@@ -24,6 +25,19 @@ def _out(view: _stock.ReservationView) -> ReservationOut:
             "expires_at": view.expires_at,
             "amount_cents": view.amount_cents,
         }
+    )
+
+
+def _short(exc: _stock.InsufficientStock, **extensions: str) -> ProblemError:
+    """409 naming the sku (and line) that is short."""
+    return ProblemError(
+        409,
+        "Not enough stock",
+        str(exc),
+        slug="insufficient-stock",
+        field=f"items.{exc.index}.quantity",
+        sku=exc.sku,
+        **extensions,
     )
 
 
@@ -77,14 +91,7 @@ def create_reservation(
         ) from exc
     except _stock.InsufficientStock as exc:
         session.rollback()
-        raise ProblemError(
-            409,
-            "Not enough stock",
-            str(exc),
-            slug="insufficient-stock",
-            field=f"items.{exc.index}.quantity",
-            sku=exc.sku,
-        ) from exc
+        raise _short(exc) from exc
     except IntegrityError:
         # NOTE: on PostgreSQL a concurrent request with the same reference can win the race
         # (SQLite's BEGIN IMMEDIATE serializes them); our stock changes rolled back, so
@@ -109,6 +116,17 @@ def _unknown(reservation_id: str) -> ProblemError:
     )
 
 
+def _conflict(exc: _stock.ReservationConflict) -> ProblemError:
+    return ProblemError(
+        409,
+        "Reservation conflict",
+        str(exc),
+        slug="reservation-conflict",
+        field="id",
+        reservation_status=exc.status,
+    )
+
+
 def _settle(reservation_id: str, action: _stock.Settlement, session: DbSession) -> ReservationOut:
     try:
         view = _stock.settle(session=session, reservation_id=reservation_id, action=action)
@@ -120,14 +138,7 @@ def _settle(reservation_id: str, action: _stock.Settlement, session: DbSession) 
         # NOTE: commit, not roll back: a hold found past its expiry was expired on the way,
         # and that must stick (the conflict changed nothing else).
         session.commit()
-        raise ProblemError(
-            409,
-            "Reservation conflict",
-            str(exc),
-            slug="reservation-conflict",
-            field="id",
-            reservation_status=exc.status,
-        ) from exc
+        raise _conflict(exc) from exc
     return _out(view)
 
 
@@ -151,6 +162,28 @@ def release_reservation(reservation_id: str, session: DbSession) -> ReservationO
     """The held units go back on the shelf (idempotent, also once expired; 409 once
     committed)."""
     return _settle(reservation_id, "release", session)
+
+
+@router.post("/{reservation_id}/renew")
+def renew_reservation(reservation_id: str, session: DbSession, request: Request) -> ReservationOut:
+    """Hold it for another TTL from now (its owner is about to act on it). An expired one
+    takes its units again if they are still there (409 naming the sku if not); a committed
+    one is answered as it is; a released one is a 409."""
+    ttl_s = request.app.state.settings.reservation_ttl_s
+    try:
+        view = _stock.renew(session=session, reservation_id=reservation_id, ttl_s=ttl_s)
+        session.commit()
+    except _stock.ReservationNotFound as exc:
+        session.rollback()
+        raise _unknown(reservation_id) from exc
+    except _stock.ReservationConflict as exc:
+        session.rollback()
+        raise _conflict(exc) from exc
+    except _stock.InsufficientStock as exc:
+        # NOTE: commit: the lapse found on the way (units back on the shelf) must stick
+        session.commit()
+        raise _short(exc, reservation_status="expired") from exc
+    return _out(view)
 
 
 @router.post("/by-reference/{reference}/release")

@@ -7,11 +7,12 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import Header, Query, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flotilla.core import FulfilOrder, ProblemError, UpstreamError
+from flotilla.core.fastapi import ServiceRouter
 
 from ... import _orders
 from ..._inventory import StockRefused
@@ -20,7 +21,7 @@ from ...schemas import OrderIn, OrderOut, OrderPage
 from ..deps import DbSession, Inventory, ReadSession, Relay, Settings
 
 logger = logging.getLogger(__name__)
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = ServiceRouter(prefix="/orders", tags=["orders"])
 
 
 def _not_found(order_id: str) -> ProblemError:

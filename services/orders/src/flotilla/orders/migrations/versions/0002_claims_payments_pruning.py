@@ -22,6 +22,7 @@ def upgrade() -> None:
         orders.add_column(sa.Column("claim_expires_at", sa.DateTime(timezone=True)))
         orders.add_column(sa.Column("payment_id", sa.String(64)))
         orders.add_column(sa.Column("fulfil_message", sa.String(64)))
+        orders.add_column(sa.Column("trace_context", sa.JSON))
     with op.batch_alter_table("outbox") as outbox:
         outbox.add_column(sa.Column("claimed_until", sa.DateTime(timezone=True)))
     with op.batch_alter_table("idempotency_keys") as keys:
@@ -44,6 +45,12 @@ def downgrade() -> None:
     with op.batch_alter_table("outbox") as outbox:
         outbox.drop_column("claimed_until")
     with op.batch_alter_table("orders") as orders:
-        for column in ("fulfil_message", "payment_id", "claim_expires_at", "claimed_by"):
+        for column in (
+            "trace_context",
+            "fulfil_message",
+            "payment_id",
+            "claim_expires_at",
+            "claimed_by",
+        ):
             orders.drop_column(column)
         orders.drop_column("amount_cents")

@@ -6,20 +6,21 @@ import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from opentelemetry import trace
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flotilla.core import ProblemError
+from flotilla.core.fastapi import ServiceRouter
 
 from ... import _charges
 from ...schemas import ChargeIn, ChargeList, ChargeOut, ChargeSummary
 from ..deps import DbSession, Injector, ReadSession
 
 logger = logging.getLogger(__name__)
-router = APIRouter(prefix="/charges", tags=["charges"])
+router = ServiceRouter(prefix="/charges", tags=["charges"])
 
 REPLAYED = "Idempotent-Replayed"  # NOTE: the header Stripe sets on a replayed answer
 
@@ -45,6 +46,15 @@ def _key_reused(key: str) -> ProblemError:
 
 
 def _charge(session: Session, key: str, body: ChargeIn) -> _charges.Outcome:
+    """Charge (or replay) and end the transaction before returning, whatever happens."""
+    try:
+        return _charge_in_transaction(session, key, body)
+    finally:
+        if session.in_transaction():
+            session.rollback()
+
+
+def _charge_in_transaction(session: Session, key: str, body: ChargeIn) -> _charges.Outcome:
     try:
         outcome = _charges.charge(
             session=session,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
+from flotilla.core.fastapi import ServiceRouter
 
 from ...schemas import Faults
 from ..deps import Injector
 
 logger = logging.getLogger(__name__)
-router = APIRouter(prefix="/faults", tags=["faults"])
+router = ServiceRouter(prefix="/faults", tags=["faults"])
 
 
 @router.get("")
