@@ -259,6 +259,12 @@ def kill(pid: int) -> bool:
     return True
 
 
+#: every chaos test's numbers, shown in pytest's summary (tests/chaos/conftest.py)
+RESULTS: list[str] = []
+
+
 def results_line(name: str, **counts: object) -> str:
-    """One line of numbers for docs/reliability.md, printed by each chaos test."""
-    return f"CHAOS {name}: " + ", ".join(f"{k}={v}" for k, v in counts.items())
+    """One line of numbers for docs/reliability.md, kept for the end of the run."""
+    line = f"CHAOS {name}: " + ", ".join(f"{k}={v}" for k, v in counts.items())
+    RESULTS.append(line)
+    return line

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -87,3 +88,13 @@ class InProcessUp(FlotillaUp):
     def stop(self) -> None:
         self.running.stop()
         self._watch.join(30)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The chaos tests' counts at the end of every run (docs/reliability.md records them)."""
+    from tests.chaos.books import RESULTS
+
+    if RESULTS:
+        terminalreporter.section("chaos: what was counted")
+        for line in RESULTS:
+            terminalreporter.write_line(line)
