@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request, Response
 from sqlalchemy.exc import IntegrityError
 
@@ -28,8 +30,8 @@ def _out(view: _stock.ReservationView) -> ReservationOut:
     )
 
 
-def _short(exc: _stock.InsufficientStock, **extensions: str) -> ProblemError:
-    """409 naming the sku (and line) that is short."""
+def _short(exc: _stock.InsufficientStock, **extensions: Any) -> ProblemError:
+    """409 naming the sku (and line) that is short; ``extensions`` join the problem."""
     return ProblemError(
         409,
         "Not enough stock",
