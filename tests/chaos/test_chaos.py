@@ -140,7 +140,7 @@ def test_orders_api_and_inventory_api_sigkilled_mid_run_make_one_order_per_key(
     half-way expire; the books balance."""
     platform = chaos_platform
     before = stock(platform).available
-    total = 800
+    total = 500
     killed: list[str] = []
 
     def progress(done: int) -> None:
@@ -166,7 +166,7 @@ def test_a_broker_outage_of_ten_seconds_loses_no_order_and_refuses_none(
     fails open, nobody is made unready), and every one is fulfilled afterwards."""
     platform = chaos_platform
     before = stock(platform).available
-    total = 600
+    total = 450
     outage: dict[str, float] = {}
 
     def progress(done: int) -> None:
@@ -217,7 +217,7 @@ def test_an_inventory_slower_than_its_callers_wait_leaks_and_doubles_nothing(
         ).start()
         try:
             before = stock(platform).available
-            total = 400
+            total = 300
             slow: dict[str, float] = {}
 
             def progress(done: int) -> None:

@@ -145,8 +145,10 @@ async def test_a_filled_queue_scales_the_deployment_and_says_why(
     shown = {name: printer_column(wa(kmock), path) for name, path in columns.items()}
     assert shown["Target"] == "orders-worker" and shown["Depth"] == 45
     assert shown["Replicas"] == 5 and shown["In-Flight"] == 0
-    scaled = [e for e in events(kmock) if e.get("reason") == "ScaledUp"]
-    assert scaled, "no ScaledUp event"
+    # the event is posted after the scale patch, so it may trail the replicas by a moment
+    scaled = await eventually(
+        lambda: [e for e in events(kmock) if e.get("reason") == "ScaledUp"], timeout_s=10
+    )
     assert scaled[0]["message"].startswith("1→5: depth 45 (ready 45, delayed 0, in-flight 0)")
     assert scaled[0]["involvedObject"]["name"] == "orders"
 
@@ -441,8 +443,10 @@ async def test_before_a_scale_in_busy_pods_get_a_deletion_cost_and_idle_ones_go_
         assert order.index(f"/api/v1/namespaces/{NS}/pods/p-c") < next(
             i for i, path in enumerate(order) if path.endswith("/scale")
         )
-        scaled = [e for e in events(kmock) if e.get("reason") == "ScaledDown"]
-        assert scaled and "idle pods go first (p-a=0, p-b=0, p-c=1)" in scaled[0]["message"]
+        scaled = await eventually(
+            lambda: [e for e in events(kmock) if e.get("reason") == "ScaledDown"], timeout_s=10
+        )
+        assert "idle pods go first (p-a=0, p-b=0, p-c=1)" in scaled[0]["message"]
     finally:
         release.set()
         worker.stop()

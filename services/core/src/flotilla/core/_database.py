@@ -8,6 +8,8 @@ row locks make them queue on PostgreSQL.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,8 +57,8 @@ def _sqlite_like_a_server(engine: sa.Engine) -> None:
         # NOTE: let SQLAlchemy, not pysqlite, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        _use_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -66,6 +68,25 @@ def _sqlite_like_a_server(engine: sa.Engine) -> None:
         # PERF: readers (see read_only) take no write lock, so WAL lets them run side by side.
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _use_wal(cursor: Any, *, patience_s: float = 30.0) -> None:
+    """Put the database in WAL mode (it stays so: the mode is stored in the file).
+
+    Switching needs the database to itself, and SQLite answers "database is locked" at once,
+    without its busy handler, when another connection is opening the same fresh file (replicas
+    migrating together); so the switch is retried until ``patience_s`` has passed.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def read_only(engine: sa.Engine) -> sa.Engine:
