@@ -70,7 +70,7 @@ class InProcessUp(FlotillaUp):
         settings = CliSettings(
             var_dir=self.var_dir,
             redis_url=self.redis_url,
-            **{f"{name}_port": port for name, port in self.ports.items()},
+            **{f"{name.replace('-', '_')}_port": port for name, port in self.ports.items()},
             **{k.removeprefix("FLOTILLA_CLI_").lower(): v for k, v in self.env.items()},
         )
 

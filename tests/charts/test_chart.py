@@ -200,8 +200,9 @@ def test_autoscaled_deployments_leave_replicas_to_the_operator(value_set: str) -
 def _env(container: dict[str, Any]) -> dict[str, str]:
     """The container's env, secret references replaced by a plausible value of their kind."""
     placeholders = {
-        "api-keys": "demo:" + "a" * 64,
+        "api-keys": "demo:" + "a" * 64 + ":orders:read,operator:" + "b" * 64 + ":orders:admin",
         "jwt-secret": "x" * 48,
+        "token": "t" * 40,
         "url": "redis://redis:6379/0",
         "orders-database-url": "postgresql+psycopg://u:p@db:5432/orders",
         "inventory-database-url": "postgresql+psycopg://u:p@db:5432/inventory",
@@ -224,6 +225,9 @@ def test_each_component_gets_exactly_settings_its_class_reads_and_accepts(
     for name, deployment in of_kind(render(value_set), "Deployment").items():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         env = _env(container) if "env" in container else {}
+        if name.endswith("otel-collector"):  # not ours: only the token its config reads
+            assert set(env) == {"CONSOLE_INGEST_TOKEN"}
+            continue
         prefixes = {k.split("_")[1] for k in env if k.startswith("FLOTILLA_")}
         assert set(env) - OTEL == {k for k in env if k.startswith("FLOTILLA_")}, name
         if not prefixes:
@@ -361,3 +365,48 @@ def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     ]
     assert failed == []
     assert sum(each["summary"]["passed"] for each in reports) > 100
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_the_edges_admin_port_is_never_public(value_set: str) -> None:
+    """/metrics and the detailed /readyz listen on a container port of their own that
+    neither the Service, the Ingress nor (without networkPolicies.adminFrom) any
+    NetworkPolicy admits."""
+    docs = render(value_set)
+    (edge,) = [d for n, d in of_kind(docs, "Deployment").items() if n.endswith("-edge")]
+    (container,) = edge["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert ports["admin"] == int(env["FLOTILLA_EDGE_ADMIN_PORT"]) != ports["http"]
+    services = [d for n, d in of_kind(docs, "Service").items() if n.endswith("-edge")]
+    assert [p["targetPort"] for s in services for p in s["spec"]["ports"]] == ["http"]
+    for ingress in of_kind(docs, "Ingress").values():
+        for rule in ingress["spec"]["rules"]:
+            assert {p["backend"]["service"]["port"]["name"] for p in rule["http"]["paths"]} == {
+                "http"
+            }
+    admitted = {
+        port["port"]
+        for policy in of_kind(docs, "NetworkPolicy").values()
+        for rule in policy["spec"].get("ingress", [])
+        for port in rule.get("ports", [])
+    }
+    assert ports["admin"] not in admitted
+
+
+def test_only_the_collector_holds_the_consoles_ingest_token() -> None:
+    docs = render("defaults")
+    deployments = of_kind(docs, "Deployment")
+    console = next(d for n, d in deployments.items() if n.endswith("-console"))
+    collector = next(d for n, d in deployments.items() if n.endswith("-otel-collector"))
+
+    def token_ref(deployment: dict[str, Any], variable: str) -> Any:
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        (entry,) = [e for e in container["env"] if e["name"] == variable]
+        return entry["valueFrom"]["secretKeyRef"]
+
+    assert token_ref(console, "FLOTILLA_CONSOLE_INGEST_TOKEN") == token_ref(
+        collector, "CONSOLE_INGEST_TOKEN"
+    )
+    config = next(d for n, d in of_kind(docs, "ConfigMap").items() if "collector" in n)
+    assert "Bearer ${env:CONSOLE_INGEST_TOKEN}" in config["data"]["config.yaml"]

@@ -8,6 +8,7 @@ machine's own Redis.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,13 +19,13 @@ from tests.support.redis_server import ThrowawayRedis, throwaway_redis
 Platform = FlotillaUp
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def redis_server() -> Iterator[ThrowawayRedis]:
     with throwaway_redis() as server:
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def platform(
     redis_server: ThrowawayRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[FlotillaUp]:
@@ -39,5 +40,20 @@ def platform(
             "FLOTILLA_CLI_PAYMENT_LATENCY_MS": "50",
         },
     ).start()
+    _RUNNING.append(running)
     yield running
-    running.stop()
+    if running in _RUNNING:
+        _RUNNING.remove(running)
+        running.stop()
+
+
+#: the platform while e2e tests run: one for both modules (it takes ~20 s to start)
+_RUNNING: list[FlotillaUp] = []
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the platform after the last e2e test, not at the end of the whole session (it
+    would keep two cores busy under the tests that follow)."""
+    here = Path(__file__).parent
+    if _RUNNING and (nextitem is None or here not in Path(nextitem.path).parents):
+        _RUNNING.pop().stop()

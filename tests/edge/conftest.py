@@ -11,11 +11,35 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from flotilla.edge import EdgeSettings, Route, create_app, hash_api_key
+from flotilla.core import DEPENDENCY_FAILURE_HEADER
+from flotilla.edge import EdgeSettings, Route, Rule, create_app, hash_api_key
 from tests.support.ports import free_port
 from tests.support.servers import serve_in_thread
 
 API_KEY = "test-key-0123456789"
+ANY_METHOD = ["GET", "POST", "PUT", "DELETE"]
+
+
+def open_route(name: str, prefix: str, rewrite: str, *, upstream: str | None = None) -> Route:
+    """A route to the echo upstream: the prefix itself and one or two segments below it, any
+    method, scope ``test:read``."""
+    return Route(
+        name=name,
+        prefix=prefix,
+        upstream=upstream or name,
+        rewrite=rewrite,
+        rules=[
+            Rule(methods=ANY_METHOD, path=path, scope="test:read")
+            for path in ("", "/{a}", "/{a}/{b}")
+        ],
+    )
+
+
+TEST_ROUTES = [
+    open_route("echo", "/api/echo", "/e"),
+    open_route("flaky", "/api/flaky", "/flaky"),
+    open_route("slow", "/api/slow", "/slow"),
+]
 
 
 @dataclass
@@ -24,6 +48,9 @@ class Upstream:
 
     hits: dict[str, int] = field(default_factory=dict)
     fail_first: int = 0
+    url: str = ""
+    #: (raw path, raw query) of every request the echo route received
+    received: list[tuple[str, str]] = field(default_factory=list)
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -45,13 +72,45 @@ class Upstream:
                 return Response(status_code=503)
             return Response(b'{"ok": true}', media_type="application/json")
 
+        @app.post("/e/made")
+        async def made() -> Response:
+            return Response(
+                b"{}",
+                status_code=201,
+                media_type="application/json",
+                headers={"Location": "/e/made/7", "Content-Location": f"{self.url}/e/made/7"},
+            )
+
+        @app.get("/flaky/dependency-down")
+        async def dependency_down() -> Response:
+            self.hits["dependency-down"] = self.hits.get("dependency-down", 0) + 1
+            return Response(
+                b'{"title": "Inventory unavailable"}',
+                status_code=503,
+                media_type="application/problem+json",
+                headers={DEPENDENCY_FAILURE_HEADER: "inventory-api", "Retry-After": "1"},
+            )
+
+        @app.get("/flaky/busy")
+        async def busy() -> Response:
+            self.hits["busy"] = self.hits.get("busy", 0) + 1
+            return Response(status_code=503, headers={"Retry-After": "30"})
+
         @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"])
         async def echo(path: str, request: Request) -> Response:
             body = await request.body()
+            self.received.append(
+                (
+                    request.scope["raw_path"].decode("latin-1"),
+                    request.scope["query_string"].decode("latin-1"),
+                )
+            )
             import json
 
             echoed = {
                 "path": "/" + path,
+                "raw_path": request.scope["raw_path"].decode("latin-1"),
+                "raw_query": request.scope["query_string"].decode("latin-1"),
                 "query": request.url.query,
                 "method": request.method,
                 "headers": dict(request.headers),
@@ -76,6 +135,10 @@ class Edge:
     upstream: Upstream
     settings: EdgeSettings
 
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.admin_port}"
+
     def client(self, **headers: str) -> httpx.Client:
         return httpx.Client(
             base_url=self.url, timeout=10, headers={"Authorization": f"Bearer {API_KEY}", **headers}
@@ -95,21 +158,30 @@ def make_edge(redis_url: str) -> Iterator[EdgeFactory]:
     stack: list[object] = []
     base = redis_url.split("?")[0]
 
-    def start(*, extra_routes: Sequence[Route] = (), **overrides: object) -> Edge:
+    def start(
+        *,
+        extra_routes: Sequence[Route] = (),
+        extra_upstreams: dict[str, str] | None = None,
+        **overrides: object,
+    ) -> Edge:
         upstream = Upstream()
         up = serve_in_thread(upstream.app())
         upstream_url = up.__enter__()
+        upstream.url = upstream_url
         stack.append(up)
         options: dict[str, object] = {
-            "routes": [
-                Route(name="echo", prefix="/api/echo", upstream=upstream_url, rewrite="/e"),
-                Route(name="flaky", prefix="/api/flaky", upstream=upstream_url, rewrite="/flaky"),
-                Route(name="slow", prefix="/api/slow", upstream=upstream_url, rewrite="/slow"),
-                *extra_routes,
-            ],
-            "api_keys": f"tester:{hash_api_key(API_KEY)}",
+            "routes": [*TEST_ROUTES, *extra_routes],
+            "upstreams": {
+                "echo": upstream_url,
+                "flaky": upstream_url,
+                "slow": upstream_url,
+                **(extra_upstreams or {}),
+            },
+            "api_keys": f"tester:{hash_api_key(API_KEY)}:test:read test:write",
             "redis_url": base,
             "rate_limit_prefix": f"test-rl-{uuid.uuid4().hex[:8]}",
+            "admin_port": free_port(),
+            "trust_trace_context": True,
         }
         settings = EdgeSettings(**(options | overrides))  # type: ignore[arg-type]
         server = serve_in_thread(create_app(settings))

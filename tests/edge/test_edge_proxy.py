@@ -12,8 +12,8 @@ import jwt
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from flotilla.edge import EdgeSettings, Route, create_app
-from tests.edge.conftest import API_KEY, Edge, EdgeFactory
+from flotilla.edge import EdgeSettings, create_app
+from tests.edge.conftest import API_KEY, Edge, EdgeFactory, open_route
 from tests.support.servers import silent_server
 
 
@@ -69,6 +69,7 @@ def jwt_for(edge: Edge, **claims: object) -> str:
         "iss": edge.settings.jwt_issuer,
         "aud": edge.settings.jwt_audience,
         "exp": int(time.time()) + 600,
+        "scope": "test:read",
     }
     secret = edge.settings.jwt_secret.get_secret_value()
     return jwt.encode({**base, **claims}, secret, algorithm="HS256")
@@ -169,13 +170,18 @@ def test_a_slow_upstream_is_a_504(make_edge: EdgeFactory) -> None:
 def test_an_unreachable_upstream_is_a_503_for_its_route_only_then_the_circuit_opens(
     make_edge: EdgeFactory, closed_port: int
 ) -> None:
-    down = Route(name="down", prefix="/api/down", upstream=f"http://127.0.0.1:{closed_port}")
-    edge = make_edge(breaker_failures=3, breaker_cooldown_s=30, retries=0, extra_routes=[down])
+    edge = make_edge(
+        breaker_failures=3,
+        breaker_cooldown_s=30,
+        retries=0,
+        extra_routes=[open_route("down", "/api/down", "")],
+        extra_upstreams={"down": f"http://127.0.0.1:{closed_port}"},
+    )
     with edge.client() as c:
         first = [c.get("/api/down/x") for _ in range(3)]
         opened = c.get("/api/down/x")
         others = c.get("/api/echo/x")
-        metrics = httpx.get(f"{edge.url}/metrics").text
+        metrics = httpx.get(f"{edge.admin_url}/metrics").text
     assert all(is_problem(a, 503) for a in first)
     assert {a.json()["type"].rsplit("/", 1)[1] for a in first} == {"upstream-unreachable"}
     assert all(a.headers["retry-after"] == "1" for a in first)
@@ -219,14 +225,23 @@ def test_unknown_route_is_a_404_problem(edge: Edge) -> None:
     assert answer.json()["instance"] == "/nowhere"
 
 
-def test_health_readiness_and_metrics_need_no_credentials(edge: Edge) -> None:
+def test_health_and_bare_readiness_are_public_and_the_details_are_on_the_admin_port(
+    edge: Edge,
+) -> None:
+    """The public port answers /healthz and a bare /readyz (no internal detail) without
+    credentials, and has no /metrics; the admin port has the detailed /readyz and /metrics."""
     assert httpx.get(f"{edge.url}/healthz").json() == {"status": "alive"}
-    ready = httpx.get(f"{edge.url}/readyz")
+    public = httpx.get(f"{edge.url}/readyz")
+    assert public.status_code == 200 and public.json() == {"status": "ready"}
+    assert is_problem(httpx.get(f"{edge.url}/metrics"), 401)
+    with edge.client() as c:
+        assert is_problem(c.get("/metrics"), 404)
+    ready = httpx.get(f"{edge.admin_url}/readyz")
     assert ready.status_code == 200
     assert set(ready.json()["checks"]) == {"echo", "flaky", "slow", "redis"}
     with edge.client() as c:
         c.get("/api/echo/x")
-    metrics = httpx.get(f"{edge.url}/metrics")
+    metrics = httpx.get(f"{edge.admin_url}/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     assert 'edge_requests_total{method="GET",route="echo",status="200"} 1.0' in metrics.text
     assert 'edge_request_duration_seconds_count{route="echo"} 1.0' in metrics.text
@@ -237,11 +252,12 @@ def test_metrics_count_refused_requests(make_edge: EdgeFactory) -> None:
     with edge.client() as c:
         answers = [c.get("/api/echo/x").status_code for _ in range(3)]
     anonymous = httpx.get(f"{edge.url}/api/echo/x")
-    metrics = httpx.get(f"{edge.url}/metrics").text
+    metrics = httpx.get(f"{edge.admin_url}/metrics").text
     limited = answers.count(429)
     assert limited >= 1 and anonymous.status_code == 401
     assert f"edge_rate_limited_total {float(limited)}" in metrics
-    assert f'edge_requests_total{{method="GET",route="echo",status="429"}} {float(limited)}' in (
+    # NOTE: the limit decides before routing, so refusals are the edge's own answers
+    assert f'edge_requests_total{{method="GET",route="edge",status="429"}} {float(limited)}' in (
         metrics
     )
     assert 'edge_requests_total{method="GET",route="edge",status="401"} 1.0' in metrics
@@ -252,9 +268,11 @@ def test_an_upstream_that_is_down_leaves_the_edge_ready_and_is_reported(
 ) -> None:
     """Readiness does not cascade: the edge still serves every healthy route, so it stays in
     the Service; /readyz names the upstream that is down, as information."""
-    gone = Route(name="gone", prefix="/api/gone", upstream=f"http://127.0.0.1:{closed_port}")
-    broken = make_edge(extra_routes=[gone])
-    ready = httpx.get(f"{broken.url}/readyz")
+    broken = make_edge(
+        extra_routes=[open_route("gone", "/api/gone", "")],
+        extra_upstreams={"gone": f"http://127.0.0.1:{closed_port}"},
+    )
+    ready = httpx.get(f"{broken.admin_url}/readyz")
     assert ready.status_code == 200
     checks = ready.json()["checks"]
     assert checks["gone"] == {"ok": False, "error": checks["gone"]["error"], "required": False}
@@ -269,7 +287,7 @@ def test_the_edge_stays_ready_and_serves_while_redis_is_unreachable(
 ) -> None:
     """The shared rate limit fails open: a Redis outage must not become a platform outage."""
     edge = make_edge(redis_url=f"redis://127.0.0.1:{closed_port}/0")
-    ready = httpx.get(f"{edge.url}/readyz")
+    ready = httpx.get(f"{edge.admin_url}/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"]["redis"]["ok"] is False
     with edge.client() as c:
@@ -280,7 +298,7 @@ def test_an_unexpected_failure_is_a_500_problem_without_a_traceback(
     redis_url: str, spans: InMemorySpanExporter
 ) -> None:
     """Served in-process (ASGI transport) with one extra route that fails on purpose."""
-    asgi = create_app(EdgeSettings(routes=[], redis_url=redis_url.split("?")[0]))
+    asgi = create_app(EdgeSettings(admin_port=None, redis_url=redis_url.split("?")[0]))
     falcon_app = asgi
     while not isinstance(falcon_app, falcon.asgi.App):
         falcon_app = falcon_app.app

@@ -12,6 +12,7 @@ import pytest
 
 from tests.edge.conftest import API_KEY, EdgeFactory
 from tests.support.ports import free_port
+from tests.support.raw_http import raw_request
 
 
 @pytest.mark.parametrize("client", ["httpx", "aiohttp"])
@@ -36,11 +37,12 @@ def test_forwarding_timeouts_and_unreachable_upstreams_with_each_client(
 
 @pytest.mark.parametrize("server", ["uvicorn", "granian"])
 def test_the_edge_process_serves_under_each_asgi_server(server: str, redis_url: str) -> None:
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     env = {
         **os.environ,
         "FLOTILLA_EDGE_SERVER": server,
         "FLOTILLA_EDGE_PORT": str(port),
+        "FLOTILLA_EDGE_ADMIN_PORT": str(admin_port),
         "FLOTILLA_EDGE_REDIS_URL": redis_url.split("?")[0],
         "OTEL_TRACES_EXPORTER": "none",
         "FLOTILLA_EDGE_ROUTES": "[]",
@@ -64,6 +66,9 @@ def test_the_edge_process_serves_under_each_asgi_server(server: str, redis_url: 
         unknown = httpx.get(
             f"http://127.0.0.1:{port}/api/orders", headers={"Authorization": f"Bearer {API_KEY}"}
         )
+        # the server hands the raw path over, so the edge can refuse what decoding would hide
+        escaped = raw_request(f"http://127.0.0.1:{port}", b"/api/orders/%2e%2e/docs")
+        metrics = httpx.get(f"http://127.0.0.1:{admin_port}/metrics")
     finally:
         process.terminate()
         process.wait(15)
@@ -71,4 +76,6 @@ def test_the_edge_process_serves_under_each_asgi_server(server: str, redis_url: 
     assert refused.status_code == 401
     assert len(refused.headers["x-trace-id"]) == 32
     assert unknown.status_code == 401  # this process knows no API keys
+    assert escaped.status == 400
+    assert metrics.status_code == 200 and "edge_requests_total" in metrics.text
     assert process.returncode in (0, -15)

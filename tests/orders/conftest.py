@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import httpx
@@ -74,6 +75,15 @@ def orders_settings(
     )
 
 
+#: who the edge says the caller is (orders-api refuses requests without it)
+CALLER = {"X-Client-Id": "key:shop", "X-Client-Scopes": "orders:read orders:write"}
+
+
+def orders_client(app: Any, **options: Any) -> TestClient:
+    """A client of orders-api that speaks as the edge does, for the client ``key:shop``."""
+    return TestClient(app, headers=CALLER, **options)
+
+
 @pytest.fixture
 def unreachable_broker_url() -> str:
     return f"redis://127.0.0.1:{free_port()}/0"
@@ -86,7 +96,7 @@ def orders(database_url: str, inventory_url: str, unreachable_broker_url: str) -
     settings = orders_settings(database_url, inventory_url, unreachable_broker_url)
     broker: dramatiq.Broker = broker_from_url(unreachable_broker_url)
     with (
-        TestClient(create_app(settings, broker=broker, relay=False)) as client,
+        orders_client(create_app(settings, broker=broker, relay=False)) as client,
         httpx.Client(base_url=inventory_url) as inventory,
     ):
         yield Orders(client, settings, inventory)

@@ -43,7 +43,7 @@ from flotilla.orders import (
     migrate,
 )
 from flotilla.orders._orders import claim
-from tests.orders.conftest import orders_settings
+from tests.orders.conftest import orders_client, orders_settings
 from tests.support.servers import serve_in_thread
 from tests.support.waiting import wait_for
 
@@ -96,7 +96,7 @@ def make_platform(
         confirmations.append(OrderConfirmation.from_payload(payload))
 
     with (
-        TestClient(create_app(settings, broker=broker)) as api,
+        orders_client(create_app(settings, broker=broker)) as api,
         httpx.Client(base_url=inventory_url) as stock,
         httpx.Client(base_url=payments_url) as payments,
     ):
@@ -245,14 +245,19 @@ def test_a_duplicate_leaves_an_order_another_attempt_holds_until_its_claim_expir
     assert platform.charges()["charges"] == 1
 
 
-def test_a_cancelled_order_is_never_fulfilled_nor_charged(
-    platform: Platform, worker: Worker
-) -> None:
+def test_a_cancelled_order_is_never_fulfilled_nor_charged(platform: Platform) -> None:
+    """The relay's message and a duplicate both arrive after the cancel (the worker starts
+    only then, so no claim can win the race): neither fulfils nor charges."""
     order = platform.api.post("/orders", json=ORDER).json()
     assert platform.api.post(f"/orders/{order['id']}/cancel").json()["status"] == "cancelled"
     send_message(platform.broker, FulfilOrder(order_id=uuid.UUID(order["id"])))
-    platform.broker.join(FulfilOrder.queue, timeout=20_000)
-    worker.join()
+    worker = Worker(platform.broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        platform.broker.join(FulfilOrder.queue, timeout=20_000)
+        worker.join()
+    finally:
+        worker.stop()
     assert platform.status(order["id"]) == "cancelled"
     assert platform.confirmations == []
     assert platform.charges()["charges"] == 0

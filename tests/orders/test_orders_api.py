@@ -6,10 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
 from flotilla.orders import create_app, migrate
-from tests.orders.conftest import Orders, orders_settings
+from tests.orders.conftest import Orders, orders_client, orders_settings
 from tests.support.ports import free_port
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-KAYAK", "quantity": 2}]}
@@ -127,7 +126,7 @@ def test_inventory_down_is_503_with_retry_after(
     settings = orders_settings(
         database_url, f"http://127.0.0.1:{free_port()}", unreachable_broker_url
     )
-    with TestClient(create_app(settings, relay=False)) as client:
+    with orders_client(create_app(settings, relay=False)) as client:
         answer = client.post("/orders", json=ORDER)
         assert client.get("/orders").json()["items"] == []
     assert answer.status_code == 503
@@ -171,7 +170,7 @@ def test_an_order_that_cannot_be_stored_gives_its_stock_back(
     with engine.begin() as connection:
         connection.execute(sa.text("DROP TABLE outbox"))  # the order's insert now fails
     engine.dispose()
-    client = TestClient(orders.client.app, raise_server_exceptions=False)
+    client = orders_client(orders.client.app, raise_server_exceptions=False)
     answer = client.post("/orders", json=ORDER)
     assert answer.status_code == 500
     assert answer.headers["content-type"] == "application/problem+json"
@@ -199,5 +198,5 @@ def test_readiness_is_ok_with_database_and_broker_up(
 ) -> None:
     migrate(database_url)
     settings = orders_settings(database_url, inventory_url, redis_url)
-    with TestClient(create_app(settings, relay=False)) as client:
+    with orders_client(create_app(settings, relay=False)) as client:
         assert client.get("/readyz").status_code == 200

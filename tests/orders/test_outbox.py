@@ -8,12 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from flotilla.core import FulfilOrder, broker_from_url, make_engine, session_factory
 from flotilla.orders import create_app, migrate, prune_history, redrive_stalled_orders
-from tests.orders.conftest import Orders, orders_settings, outbox_rows
+from tests.orders.conftest import Orders, orders_client, orders_settings, outbox_rows
 from tests.support.redis_server import ThrowawayRedis
 from tests.support.servers import silent_server
 from tests.support.waiting import wait_for
@@ -42,7 +41,7 @@ def test_orders_accepted_while_the_broker_is_down_are_published_once_it_is_back(
     caplog.set_level(logging.INFO, logger="flotilla.orders._outbox")
     migrate(database_url)
     settings = orders_settings(database_url, inventory_url, late_redis.url)
-    with TestClient(create_app(settings)) as api:
+    with orders_client(create_app(settings)) as api:
         answers = [api.post("/orders", json=ORDER) for _ in range(3)]
         assert [a.status_code for a in answers] == [202, 202, 202]
         # the relay has tried (and failed) several times: the rows are still there, unpublished
@@ -64,12 +63,12 @@ def test_a_restarted_relay_publishes_what_an_earlier_process_left_behind(
     """orders-api stopped during an outage: the next orders-api process relays its orders."""
     migrate(database_url)
     down = orders_settings(database_url, inventory_url, unreachable_broker_url)
-    with TestClient(create_app(down)) as api:
+    with orders_client(create_app(down)) as api:
         placed = api.post("/orders", json=ORDER).json()["id"]
     assert outbox_rows(database_url)[0]["published_at"] is None
 
     late_redis.start()
-    with TestClient(create_app(orders_settings(database_url, inventory_url, late_redis.url))):
+    with orders_client(create_app(orders_settings(database_url, inventory_url, late_redis.url))):
         wait_for(lambda: outbox_rows(database_url)[0]["published_at"])
     assert queued_order_ids(late_redis.url) == [placed]
 
@@ -81,7 +80,7 @@ def test_the_relayed_message_continues_the_trace_of_the_order_request(
     the relay's own polling adds no traces of its own."""
     migrate(database_url)
     spans.clear()  # the migration is not what this test looks at
-    with TestClient(create_app(orders_settings(database_url, inventory_url, redis_url))) as api:
+    with orders_client(create_app(orders_settings(database_url, inventory_url, redis_url))) as api:
         api.post("/orders", json=ORDER)
         publish = wait_for(
             lambda: next((s for s in spans.get_finished_spans() if s.name == "publish orders"), 0)
@@ -112,7 +111,7 @@ def test_an_accepted_order_whose_message_the_broker_lost_is_announced_again(
     )
     broker = broker_from_url(redis_url)
     try:
-        with TestClient(create_app(settings)) as api:
+        with orders_client(create_app(settings)) as api:
             order = api.post("/orders", json=ORDER).json()
             wait_for(lambda: queued_order_ids(redis_url) == [order["id"]])
             relay = api.app.state.relay  # type: ignore[attr-defined]
@@ -165,7 +164,7 @@ def test_a_hanging_broker_never_holds_up_an_order(database_url: str, inventory_u
     migrate(database_url)
     with silent_server() as hung:
         settings = orders_settings(database_url, inventory_url, f"redis://127.0.0.1:{hung.port}/0")
-        with TestClient(create_app(settings)) as api:
+        with orders_client(create_app(settings)) as api:
             first = api.post("/orders", json=ORDER)
             relay = api.app.state.relay  # type: ignore[attr-defined]
             wait_for(lambda: hung.received)  # the relay is now waiting on the silent broker

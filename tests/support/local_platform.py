@@ -24,7 +24,7 @@ import psutil
 from tests.support.ports import free_port
 
 READY_TIMEOUT_S = 180
-SERVICES = ("edge", "console", "orders", "inventory", "payments", "smtp")
+SERVICES = ("edge", "edge-admin", "console", "orders", "inventory", "payments", "smtp")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class FlotillaUp:
     log: list[str] = field(default_factory=list)
     process: subprocess.Popen[str] | None = None
     api_key: str = ""
+    operator_key: str = ""
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -88,6 +89,7 @@ class FlotillaUp:
                 os.killpg(process.pid, signal.SIGKILL)
                 raise AssertionError("flotilla up did not become ready:\n" + self.tail(60))
         self.api_key = (self.var_dir / "local" / "api-key").read_text().strip()
+        self.operator_key = (self.var_dir / "local" / "operator-key").read_text().strip()
         return self
 
     def tail(self, lines: int = 40) -> str:

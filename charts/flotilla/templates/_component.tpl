@@ -77,6 +77,9 @@ spec:
           {{- if eq $c.kind "api" }}
           ports:
             - {name: http, containerPort: {{ $c.port }}}
+            {{- with $c.adminPort }}
+            - {name: admin, containerPort: {{ . }}}
+            {{- end }}
           startupProbe:
             httpGet: {path: /healthz, port: http}
             periodSeconds: 2

@@ -6,12 +6,12 @@ ports, any state folder); ``flotilla up`` prints ``flotilla: platform ready`` wh
 
 from ._broker import BrokerChoice, BrokerStartError, choose_broker
 from ._catalogue import CatalogueUnavailable, sku_in_stock
+from ._keys import ensure_api_key
 from ._platform import (
     Platform,
     PlatformError,
     PortTaken,
     check_ports,
-    ensure_api_key,
     run_platform,
 )
 from ._processes import platform_specs

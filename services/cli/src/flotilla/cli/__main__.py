@@ -41,6 +41,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--edge-port", type=PORT, help="edge port (default 8080)")
+@click.option("--edge-admin-port", type=PORT, help="edge admin port: metrics (default 9080)")
 @click.option("--console-port", type=PORT, help="console port (default 8090)")
 @click.option("--orders-port", type=PORT, help="orders-api port (default 8001)")
 @click.option("--inventory-port", type=PORT, help="inventory-api port (default 8002)")

@@ -13,12 +13,10 @@ how the supervisor's behaviour is tested with small stand-in programs.
 
 from __future__ import annotations
 
-import secrets
 import signal
 import socket
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import TracebackType
 
 from rich.console import Console
@@ -26,6 +24,7 @@ from rich.console import Console
 from flotilla.operator import ScalingSpec
 
 from ._broker import BrokerChoice, BrokerStartError, choose_broker, wait_until_answering
+from ._keys import ensure_api_key
 from ._pools import LocalAutoscaler, WorkerPool
 from ._processes import platform_specs
 from ._settings import CliSettings
@@ -48,17 +47,6 @@ class PlatformError(RuntimeError):
     """The platform could not start or stopped on its own; the message is one line."""
 
 
-def ensure_api_key(var_dir: Path) -> tuple[Path, str]:
-    """The local API key (created on first run, mode 0600) and its path."""
-    path = var_dir / "local" / "api-key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)  # NOTE: private before the secret is in it
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-        path.chmod(0o600)
-    return path, path.read_text().strip()
-
-
 def check_ports(settings: CliSettings) -> None:
     """Fail before anything starts when a port is taken.
 
@@ -67,6 +55,7 @@ def check_ports(settings: CliSettings) -> None:
     """
     wanted = [
         ("edge", settings.edge_port, "--edge-port"),
+        ("edge admin", settings.edge_admin_port, "--edge-admin-port"),
         ("console", settings.console_port, "--console-port"),
         ("orders-api", settings.orders_port, "--orders-port"),
         ("inventory-api", settings.inventory_port, "--inventory-port"),
@@ -195,10 +184,12 @@ class Platform:
             child = self.supervisor.start(ProcessSpec("broker", broker.argv))
             wait_until_answering(broker.url, child.process)
         self._say(f"broker {broker.url} ({broker.origin})")
-        for spec in self.specs_for(self.settings, broker, self.api_key):
-            if spec.queue is None:
-                self.supervisor.start(spec)
-                continue
+        specs = self.specs_for(self.settings, broker, self.api_key)
+        # NOTE: in two waves: the one-shots (migrations) together, then every service
+        # together (each service's own migration has finished by then); pools last.
+        self.supervisor.start_together([s for s in specs if s.queue is None and s.oneshot])
+        self.supervisor.start_together([s for s in specs if s.queue is None and not s.oneshot])
+        for spec in (s for s in specs if s.queue is not None):
             pool = WorkerPool(spec, pool_spec(self.settings), self.supervisor)
             pool.scale_to(self.settings.pool_min)
             self.pools.append(pool)

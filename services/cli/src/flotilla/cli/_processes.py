@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ._broker import BrokerChoice
+from ._keys import ensure_api_key
 from ._settings import CliSettings
 from ._supervisor import ProcessSpec
 
@@ -85,21 +86,13 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
         "FLOTILLA_PAYMENTS_PORT": str(settings.payments_port),
         "FLOTILLA_PAYMENTS_LATENCY_MS": str(settings.payment_latency_ms),
     }
-    routes = [
-        {
-            "name": "orders-api",
-            "prefix": "/api/orders",
-            "upstream": orders_url,
-            "rewrite": "/orders",
-        },
-        {
-            "name": "inventory-api",
-            "prefix": "/api/inventory",
-            "upstream": inventory_url,
-            "rewrite": "",
-        },
-    ]
     key_hash = hashlib.sha256(api_key.encode()).hexdigest()
+    # NOTE: the operator key is made here (not passed in) so that specs_for keeps its shape
+    _, operator_key = ensure_api_key(settings.var_dir, "operator-key")
+    operator_hash = hashlib.sha256(operator_key.encode()).hexdigest()
+    # NOTE: the edge's route table is its own (flotilla.edge ROUTE_TABLE); only where each
+    # upstream listens is said here, as the chart says it.
+    upstreams = {"orders-api": orders_url, "inventory-api": inventory_url}
     return [
         ProcessSpec(
             "inventory-migrate",
@@ -198,8 +191,16 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
                 "OTEL_SERVICE_NAME": "edge",
                 "FLOTILLA_EDGE_HOST": host,
                 "FLOTILLA_EDGE_PORT": str(settings.edge_port),
-                "FLOTILLA_EDGE_ROUTES": json.dumps(routes),
-                "FLOTILLA_EDGE_API_KEYS": f"local:{key_hash}",
+                "FLOTILLA_EDGE_ADMIN_HOST": host,
+                "FLOTILLA_EDGE_ADMIN_PORT": str(settings.edge_admin_port),
+                "FLOTILLA_EDGE_UPSTREAMS": json.dumps(upstreams),
+                # the customer scopes (the default) for the local key; the operator's own
+                "FLOTILLA_EDGE_API_KEYS": (
+                    f"local:{key_hash},operator:{operator_hash}:"
+                    "orders:read orders:write orders:admin inventory:read"
+                ),
+                # NOTE: locally a developer's client may continue its own trace
+                "FLOTILLA_EDGE_TRUST_TRACE_CONTEXT": "true",
                 "FLOTILLA_EDGE_REDIS_URL": _without_query(broker.url),
             },
             ready=lambda: _http_ready(f"http://{host}:{settings.edge_port}/readyz"),

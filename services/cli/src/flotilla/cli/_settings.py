@@ -22,6 +22,8 @@ class CliSettings(ComponentSettings):
         validation_alias=AliasChoices("FLOTILLA_REDIS_URL", "FLOTILLA_CLI_REDIS_URL"),
     )
     edge_port: int = 8080
+    #: the edge's /metrics and detailed /readyz (never the public port)
+    edge_admin_port: int = 9080
     console_port: int = 8090
     orders_port: int = 8001
     inventory_port: int = 8002

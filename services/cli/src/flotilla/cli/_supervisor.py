@@ -187,15 +187,39 @@ class Supervisor:
             StartInterrupted: a stop was asked for meanwhile (the child is stopped with the rest).
             StartError: it exited early, failed, or was not ready in time.
         """
-        if self.stopping.is_set():
-            raise StartInterrupted(f"stopped before {spec.name} started")
-        process, pump = self._spawn(spec)
-        child = Child(spec, process, pump)
-        with self._lock:
-            self.children.append(child)
+        (child,) = self.start_together([spec])
+        return child
+
+    def start_together(self, specs: list[ProcessSpec]) -> list[Child]:
+        """Start every child of ``specs`` at once, then wait until each is ready (one-shots:
+        finished), in order.
+
+        PERF: a Python service spends seconds importing its libraries; started one after the
+        other, the platform took ~50 s to be ready on two cores, together ~20 s.
+
+        Raises:
+            StartInterrupted: a stop was asked for meanwhile (the children are stopped with
+                the rest).
+            StartError: one exited early, failed, or was not ready in time.
+        """
+        children = []
+        for spec in specs:
+            if self.stopping.is_set():
+                raise StartInterrupted(f"stopped before {spec.name} started")
+            process, pump = self._spawn(spec)
+            child = Child(spec, process, pump)
+            with self._lock:
+                self.children.append(child)
+            children.append(child)
+        for child in children:
+            self._until_ready(child)
+        return children
+
+    def _until_ready(self, child: Child) -> None:
+        spec, process = child.spec, child.process
         if spec.oneshot:
             self._await_exit(child)
-            return child
+            return
         deadline = time.monotonic() + self.ready_timeout_s
         while spec.ready is not None and not spec.ready():
             if self.stopping.is_set():
@@ -209,7 +233,6 @@ class Supervisor:
                 raise StartError(f"{spec.name} was not ready after {self.ready_timeout_s:.0f} s")
             time.sleep(0.1)
         child.state = "running"
-        return child
 
     def _await_exit(self, child: Child) -> None:
         """Wait for a one-shot (a migration) to finish; it must succeed."""

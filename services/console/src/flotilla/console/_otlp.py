@@ -7,6 +7,10 @@ read by hand rather than with ``json_format``.
 A body that is not an export at all is :class:`MalformedExport` (HTTP 400). A well-formed
 export may still carry spans that cannot be stored (a missing or zero trace id, say): those
 are rejected one by one and counted, and the rest is kept, which is OTLP's *partial success*.
+Whoever can reach the receiver chooses what it reads, so nothing it sends can make the
+console fail: attribute values nest at most :data:`MAX_VALUE_DEPTH` deep, and a span that
+starts more than :data:`MAX_FUTURE_S` ahead of the console's clock (which would sit at the top
+of every list for ever) is rejected.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import base64
 import json
 import math
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +37,10 @@ UNKNOWN_SERVICE = "unknown_service"  # what the SDKs call a process that names n
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 _MAX_NANOS = 2**64 - 1
+#: How deep attribute values (arrays, key-value lists) may nest; the SDKs send flat ones.
+MAX_VALUE_DEPTH = 16
+#: How far ahead of the console's clock a span may start (another node's clock skew).
+MAX_FUTURE_S = 300
 
 
 class MalformedExport(ValueError):
@@ -86,7 +95,15 @@ def _checked_id(hex_id: str, length: int, what: str) -> str:
 def _checked_times(start: int, end: int) -> tuple[int, int]:
     if not (0 < start <= _MAX_NANOS and 0 < end <= _MAX_NANOS):
         raise _RejectedSpan("startTimeUnixNano and endTimeUnixNano must be positive nanoseconds")
+    if start > time.time_ns() + MAX_FUTURE_S * 10**9:
+        raise _RejectedSpan(f"the span starts more than {MAX_FUTURE_S} s in the future")
     return start, max(start, end)
+
+
+def _deeper(depth: int) -> int:
+    if depth >= MAX_VALUE_DEPTH:
+        raise _RejectedSpan(f"an attribute value nests deeper than {MAX_VALUE_DEPTH} levels")
+    return depth + 1
 
 
 class _Collector:
@@ -106,19 +123,19 @@ class _Collector:
 
 
 # -- protobuf ------------------------------------------------------------------------------
-def _pb_value(value: AnyValue) -> Any:
+def _pb_value(value: AnyValue, depth: int = 0) -> Any:
     which = value.WhichOneof("value")
     if which == "array_value":
-        return [_pb_value(v) for v in value.array_value.values]
+        return [_pb_value(v, _deeper(depth)) for v in value.array_value.values]
     if which == "kvlist_value":
-        return _pb_attributes(value.kvlist_value.values)
+        return _pb_attributes(value.kvlist_value.values, _deeper(depth))
     if which == "bytes_value":
         return value.bytes_value.hex()
     return _json_safe(getattr(value, which)) if which else None
 
 
-def _pb_attributes(pairs: Iterable[Any]) -> dict[str, Any]:
-    return {kv.key: _pb_value(kv.value) for kv in pairs}
+def _pb_attributes(pairs: Iterable[Any], depth: int = 0) -> dict[str, Any]:
+    return {kv.key: _pb_value(kv.value, depth) for kv in pairs}
 
 
 def _pb_span(span: Span, service: str, resource: dict[str, Any]) -> SpanRecord:
@@ -155,11 +172,14 @@ def decode_protobuf(body: bytes) -> DecodedExport:
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(body)
-    except DecodeError as exc:
+    except (DecodeError, RecursionError) as exc:
         raise MalformedExport("the body is not an OTLP ExportTraceServiceRequest") from exc
     collector = _Collector()
     for resource_spans in request.resource_spans:
-        resource = _pb_attributes(resource_spans.resource.attributes)
+        try:
+            resource = _pb_attributes(resource_spans.resource.attributes)
+        except _RejectedSpan as exc:
+            raise MalformedExport(f"a resource cannot be read: {exc}") from exc
         service = str(resource.get("service.name") or UNKNOWN_SERVICE)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
@@ -171,7 +191,7 @@ def decode_protobuf(body: bytes) -> DecodedExport:
 
 
 # -- JSON ----------------------------------------------------------------------------------
-def _json_value(value: Mapping[str, Any]) -> Any:
+def _json_value(value: Mapping[str, Any], depth: int = 0) -> Any:
     if "intValue" in value:
         return int(value["intValue"])
     if "doubleValue" in value:
@@ -179,17 +199,17 @@ def _json_value(value: Mapping[str, Any]) -> Any:
     if "bytesValue" in value:
         return base64.b64decode(value["bytesValue"]).hex()  # as the protobuf path shows bytes
     if "arrayValue" in value:
-        return [_json_value(v) for v in value["arrayValue"].get("values", [])]
+        return [_json_value(v, _deeper(depth)) for v in value["arrayValue"].get("values", [])]
     if "kvlistValue" in value:
-        return _json_attributes(value["kvlistValue"].get("values", []))
+        return _json_attributes(value["kvlistValue"].get("values", []), _deeper(depth))
     for key in ("stringValue", "boolValue"):
         if key in value:
             return value[key]
     return None
 
 
-def _json_attributes(pairs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    return {str(kv["key"]): _json_value(kv.get("value") or {}) for kv in pairs}
+def _json_attributes(pairs: Iterable[Mapping[str, Any]], depth: int = 0) -> dict[str, Any]:
+    return {str(kv["key"]): _json_value(kv.get("value") or {}, depth) for kv in pairs}
 
 
 def _json_enum(value: Any, names: dict[int, str], prefix: str, default: str) -> str:
@@ -267,4 +287,6 @@ def decode_json(body: bytes) -> DecodedExport:
                         collector.reject(str(exc))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise MalformedExport(f"the body is not an OTLP/JSON trace export: {exc}") from exc
+    except RecursionError as exc:  # NOTE: json.loads itself, on "[[[[…" thousands deep
+        raise MalformedExport("the body nests deeper than any OTLP export does") from exc
     return collector.result()

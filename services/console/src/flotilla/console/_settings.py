@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, SecretStr
 
 from flotilla.core import ComponentSettings, component_config
 
@@ -22,9 +22,12 @@ class ConsoleSettings(ComponentSettings):
         refresh_s: how often the pages update themselves.
         platform_status: the local supervisor's ``status.json`` (``flotilla up`` sets it): the
             health chips then show restarts and processes that are restarting.
+        ingest_token: when set, ``POST /v1/traces`` needs ``Authorization: Bearer <token>``
+            (the chart sets one and gives it to the collector).
     """
 
     model_config = component_config("CONSOLE")
+    secret_fields = ("ingest_token",)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=1, le=65535)
@@ -36,3 +39,4 @@ class ConsoleSettings(ComponentSettings):
     jaeger_url: AnyHttpUrl | None = None
     refresh_s: float = Field(default=2.0, gt=0, le=60)
     platform_status: str | None = None
+    ingest_token: SecretStr = SecretStr("")

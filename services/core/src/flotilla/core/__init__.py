@@ -29,6 +29,12 @@ from ._http import (
     service_client,
     translate_http_error,
 )
+from ._identity import (
+    CLIENT_ID_HEADER,
+    CLIENT_SCOPES_HEADER,
+    CUSTOMER_SCOPES,
+    OPERATOR_SCOPE,
+)
 from ._logging import JsonFormatter, configure_logging
 from ._messages import (
     FulfilOrder,
@@ -42,6 +48,7 @@ from ._messages import (
 )
 from ._migrations import migrate_database, upgrade_database
 from ._problems import (
+    DEPENDENCY_FAILURE_HEADER,
     PROBLEM_CONTENT_TYPE,
     PROBLEM_TYPE_BASE,
     FieldError,
@@ -74,7 +81,12 @@ from ._worker import drain_timeout_for, run_worker
 
 __all__ = [
     "ATTEMPT_ATTRIBUTE",
+    "CLIENT_ID_HEADER",
+    "CLIENT_SCOPES_HEADER",
+    "CUSTOMER_SCOPES",
     "DELAY_ATTRIBUTE",
+    "DEPENDENCY_FAILURE_HEADER",
+    "OPERATOR_SCOPE",
     "PLACEHOLDER_SECRETS",
     "PROBLEM_CONTENT_TYPE",
     "PROBLEM_TYPE_BASE",

@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://flotilla.dev/problems/"
+#: Set on a 5xx a service answers because one of *its* dependencies failed (orders-api's
+#: "inventory unavailable"): the edge then does not count the answer against the service's
+#: circuit breaker, and does not pass the header on to the client.
+DEPENDENCY_FAILURE_HEADER = "Flotilla-Failed-Dependency"
 
 
 class FieldError(BaseModel):
@@ -49,6 +53,8 @@ class ProblemError(Exception):
             ``https://flotilla.dev/problems/``).
         field: the input field at fault, if one is.
         headers: extra response headers (``Retry-After``…).
+        dependency: the dependency whose failure this answer reports (a 5xx that is not the
+            service's own fault; see :data:`DEPENDENCY_FAILURE_HEADER`).
         extensions: more members of the problem document.
     """
 
@@ -61,6 +67,7 @@ class ProblemError(Exception):
         slug: str | None = None,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        dependency: str | None = None,
         **extensions: Any,
     ) -> None:
         super().__init__(detail or title)
@@ -72,7 +79,9 @@ class ProblemError(Exception):
             errors=[FieldError(field=field, message=detail or title)] if field else None,
             **extensions,
         )
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        if dependency is not None:
+            self.headers[DEPENDENCY_FAILURE_HEADER] = dependency
 
 
 def field_path(location: tuple[Any, ...] | list[Any]) -> str:

@@ -154,12 +154,16 @@ def instrument_fastapi(app: Any) -> None:
         )
 
 
-def instrument_asgi(app: Any) -> Any:
+def instrument_asgi(app: Any, *, server_request_hook: Any = None) -> Any:
     """Wrap any ASGI app (the Falcon edge) in OpenTelemetry's ASGI middleware.
 
     NOTE: opentelemetry-instrumentation-falcon only instruments ``falcon.App`` (WSGI); for
     ``falcon.asgi.App`` the official ASGI instrumentation is the one that works
     (opentelemetry-python-contrib issue 3095).
+
+    Args:
+        app: the ASGI app.
+        server_request_hook: called with (SERVER span, ASGI scope) as each request starts.
     """
     if not telemetry_enabled():
         return app
@@ -167,7 +171,10 @@ def instrument_asgi(app: Any) -> Any:
 
     # NOTE: per-message "http send/receive" spans double the span count for no insight.
     return OpenTelemetryMiddleware(
-        app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"]
+        app,
+        excluded_urls="healthz,readyz,metrics",
+        exclude_spans=["receive", "send"],
+        server_request_hook=server_request_hook,
     )
 
 

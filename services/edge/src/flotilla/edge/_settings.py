@@ -1,51 +1,21 @@
-"""The edge's settings (``FLOTILLA_EDGE_*``) and the shape of one route."""
+"""The edge's settings (``FLOTILLA_EDGE_*``)."""
 
 from __future__ import annotations
 
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from flotilla.core import ComponentSettings, component_config
 
+from ._routing import ROUTE_TABLE, Route
 
-class Route(BaseModel):
-    """One line of the route table: requests under ``prefix`` go to ``upstream``.
-
-    ``/api/orders/42`` with prefix ``/api/orders`` and rewrite ``/orders`` is sent to
-    ``{upstream}/orders/42``.
-    """
-
-    name: str = Field(min_length=1)
-    prefix: str
-    upstream: str
-    rewrite: str = ""
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix_is_a_path(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError("a route prefix is a path and starts with '/'")
-        return value
-
-    @field_validator("upstream")
-    @classmethod
-    def _upstream_is_http(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("an upstream is an http:// or https:// base URL")
-        return value
-
-
-DEFAULT_ROUTES = [
-    Route(
-        name="orders-api", prefix="/api/orders", upstream="http://127.0.0.1:8001", rewrite="/orders"
-    ),
-    Route(
-        name="inventory-api", prefix="/api/inventory", upstream="http://127.0.0.1:8002", rewrite=""
-    ),
-]
+DEFAULT_UPSTREAMS = {
+    "orders-api": "http://127.0.0.1:8001",
+    "inventory-api": "http://127.0.0.1:8002",
+}
 
 
 class EdgeSettings(ComponentSettings):
@@ -58,18 +28,31 @@ class EdgeSettings(ComponentSettings):
     port: int = 8080
     server: Literal["uvicorn", "granian"] = "uvicorn"
     http_client: Literal["httpx", "aiohttp"] = "aiohttp"  # bench/edge.py: +0.6 ms vs +2.5 ms
-    routes: list[Route] = Field(default_factory=lambda: list(DEFAULT_ROUTES))
-    api_keys: str = ""  # comma-separated client_id:sha256hex(key); keys are never stored
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = 9080  # /metrics and detailed /readyz; None: no admin listener
+    # NOTE: the route table is code (flotilla.edge ROUTE_TABLE); deployments say where each
+    # upstream is. FLOTILLA_EDGE_ROUTES replaces the table only for a platform of your own.
+    routes: list[Route] = Field(default_factory=lambda: list(ROUTE_TABLE))
+    upstreams: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_UPSTREAMS))
+    # comma-separated client:sha256hex(key)[:scope scope …]; keys are never stored
+    api_keys: str = ""
     jwt_secret: SecretStr = SecretStr("local-dev-secret-not-for-production-use")
     # NOTE: NoDecode so that the documented plain form (HS256 or HS256,RS256) works as well
     # as a JSON list; pydantic-settings would otherwise insist on JSON for a list field.
     jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["HS256"])
     jwt_issuer: str = "flotilla-local"
     jwt_audience: str = "flotilla"
+    jwt_leeway_s: float = Field(default=30.0, ge=0)  # clock skew allowed for exp, nbf, iat
+    # NOTE: whether a client's traceparent/tracestate/baggage is believed; off in the chart
+    # (the trace then starts here, with a link to the caller's), on for local development.
+    trust_trace_context: bool = False
     redis_url: str = "redis://127.0.0.1:6379/0"
     rate_limit_per_second: float = Field(default=200.0, gt=0)
     rate_limit_burst: int = Field(default=400, ge=1)
     rate_limit_prefix: str = "flotilla:ratelimit"
+    # requests without valid credentials, per client address (credential guessing is not free)
+    anonymous_rate_limit_per_second: float = Field(default=5.0, gt=0)
+    anonymous_rate_limit_burst: int = Field(default=20, ge=1)
     max_body_bytes: int = Field(default=1024 * 1024, ge=0)
     upstream_timeout_s: float = Field(default=10.0, gt=0)
     upstream_connect_timeout_s: float = Field(default=1.0, gt=0)
@@ -94,6 +77,24 @@ class EdgeSettings(ComponentSettings):
         if not value or any(alg.lower() == "none" for alg in value):
             raise ValueError("name at least one signing algorithm, and never 'none'")
         return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _upstreams_are_http(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, url in value.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"upstream {name!r}: an upstream is an http(s):// base URL")
+        return {name: url.rstrip("/") for name, url in value.items()}
+
+    @model_validator(mode="after")
+    def _every_route_has_its_upstream(self) -> EdgeSettings:
+        missing = sorted({r.upstream for r in self.routes} - set(self.upstreams))
+        if missing:
+            raise ValueError(
+                f"FLOTILLA_EDGE_UPSTREAMS names no address for {', '.join(missing)}; "
+                'set it to a JSON object such as {"orders-api": "http://orders-api:8001"}'
+            )
+        return self
 
     @field_validator("api_keys")
     @classmethod

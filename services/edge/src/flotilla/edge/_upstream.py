@@ -102,10 +102,13 @@ class AiohttpUpstream:
     ) -> UpstreamAnswer:
 
         import aiohttp
+        import yarl
 
         try:
+            # NOTE: encoded=True: the edge has already made the one spelling the upstream
+            # must see; yarl would otherwise decode %2F, %3F… in the query on the way.
             async with self._client().request(
-                method, url, headers=headers, data=content or None
+                method, yarl.URL(url, encoded=True), headers=headers, data=content or None
             ) as answer:
                 body = await answer.read()
                 return UpstreamAnswer(answer.status, list(answer.headers.items()), body)

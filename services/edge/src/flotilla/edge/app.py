@@ -1,4 +1,9 @@
-"""The edge as a Falcon ASGI app, wrapped in OpenTelemetry's ASGI instrumentation."""
+"""The edge as a Falcon ASGI app, wrapped in OpenTelemetry's ASGI instrumentation.
+
+Two listeners: the public one (the proxy, ``/healthz`` and a bare ``/readyz``) and an admin
+one (``FLOTILLA_EDGE_ADMIN_PORT``: ``/metrics`` and the detailed ``/readyz``) that the chart
+exposes to Prometheus and the kubelet, never through the public Service or Ingress.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from typing import Any
@@ -31,6 +37,7 @@ from ._metrics import EdgeMetrics
 from ._proxy import EdgeProblem, Proxy
 from ._ratelimit import RedisRateLimiter
 from ._settings import EdgeSettings
+from ._trace_boundary import TraceBoundary, link_caller
 from ._upstream import Upstream, UpstreamTransportError, make_upstream
 
 logger = logging.getLogger(__name__)
@@ -81,8 +88,17 @@ class Health:
         resp.media = {"status": "alive"}
 
 
+class PublicReady:
+    """``/readyz`` on the public port: the edge serves; what it knows about its upstreams and
+    Redis is for the admin port (the public answer carries no internal detail)."""
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.media = {"status": "ready"}
+
+
 class Ready:
-    """``/readyz``: the edge is ready while it serves; upstreams and Redis are reported only.
+    """``/readyz`` on the admin port: the edge is ready while it serves; upstreams and Redis
+    are reported only.
 
     NOTE: readiness must not cascade. An edge whose orders upstream is down still serves
     every other route (and answers 503 for that one), and with Redis down it rate-limits
@@ -107,14 +123,14 @@ class Ready:
         return {"ok": True}
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        names = [r.name for r in self.settings.routes]
+        upstreams = self.settings.upstreams
         with suppress_instrumentation():  # probes are not traced (see flotilla.core run_checks)
             results = await asyncio.gather(
-                *(self._upstream(r.upstream) for r in self.settings.routes), self._redis()
+                *(self._upstream(url) for url in upstreams.values()), self._redis()
             )
         checks = {
             name: {**result, "required": False}
-            for name, result in zip([*names, "redis"], results, strict=True)
+            for name, result in zip([*upstreams, "redis"], results, strict=True)
         }
         resp.status = 200
         resp.media = {"status": "ready", "checks": checks}
@@ -129,13 +145,96 @@ class Metrics:
         resp.data = generate_latest(self.metrics.registry)
 
 
+class AdminListener:
+    """The admin port, served by a uvicorn of its own on a thread of its own.
+
+    NOTE: a thread (not a second socket of the public server) so that it works the same
+    under granian, which runs the app in a worker process and binds one address; the admin
+    app has its own clients because an event loop's clients cannot be shared with another.
+    """
+
+    def __init__(self, settings: EdgeSettings, metrics: EdgeMetrics) -> None:
+        self.settings, self.metrics = settings, metrics
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        import uvicorn
+
+        assert self.settings.admin_port is not None
+        config = uvicorn.Config(
+            create_admin_app(self.settings, self.metrics),
+            host=self.settings.admin_host,
+            port=self.settings.admin_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="edge-admin", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the edge's admin listener did not start within 10 s")
+            time.sleep(0.01)
+        if not self._server.started:
+            raise RuntimeError(
+                f"the edge's admin listener could not bind {self.settings.admin_host}:"
+                f"{self.settings.admin_port}; free the port or set FLOTILLA_EDGE_ADMIN_PORT"
+            )
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(10)
+
+
 class Lifespan:
-    def __init__(self, http: Upstream, limiter: RedisRateLimiter) -> None:
-        self.http, self.limiter = http, limiter
+    def __init__(
+        self, http: Upstream, limiter: RedisRateLimiter, admin: AdminListener | None
+    ) -> None:
+        self.http, self.limiter, self.admin = http, limiter, admin
+
+    async def process_startup(self, scope: Any, event: Any) -> None:
+        if self.admin is not None:
+            await asyncio.to_thread(self.admin.start)
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
+        if self.admin is not None:
+            await asyncio.to_thread(self.admin.stop)
         await self.http.aclose()
         await self.limiter.close()
+
+
+def _limiter(settings: EdgeSettings) -> RedisRateLimiter:
+    return RedisRateLimiter(
+        settings.redis_url,
+        rate=settings.rate_limit_per_second,
+        burst=settings.rate_limit_burst,
+        prefix=settings.rate_limit_prefix,
+        anonymous_rate=settings.anonymous_rate_limit_per_second,
+        anonymous_burst=settings.anonymous_rate_limit_burst,
+    )
+
+
+def _upstream_client(settings: EdgeSettings, kind: str) -> Upstream:
+    return make_upstream(
+        kind,
+        timeout_s=settings.upstream_timeout_s,
+        connect_timeout_s=settings.upstream_connect_timeout_s,
+    )
+
+
+def create_admin_app(settings: EdgeSettings, metrics: EdgeMetrics) -> Any:
+    """The admin port's app: ``/metrics``, the detailed ``/readyz`` and ``/healthz``."""
+    # NOTE: httpx for the probes: aiohttp's instrumentation would trace them
+    http, limiter = _upstream_client(settings, "httpx"), _limiter(settings)
+    app = falcon.asgi.App(middleware=[Lifespan(http, limiter, None)])
+    app.add_route("/healthz", Health())
+    app.add_route("/readyz", Ready(settings, http, limiter))
+    app.add_route("/metrics", Metrics(metrics))
+    return app
 
 
 def create_app(settings: EdgeSettings | None = None) -> Any:
@@ -144,25 +243,18 @@ def create_app(settings: EdgeSettings | None = None) -> Any:
     instrument_httpx()  # with FLOTILLA_EDGE_HTTP_CLIENT=httpx, upstream calls make CLIENT spans
     instrument_redis()  # the rate limit's EVALSHA shows in the trace
     metrics = EdgeMetrics()
-    http = make_upstream(
-        settings.http_client,
-        timeout_s=settings.upstream_timeout_s,
-        connect_timeout_s=settings.upstream_connect_timeout_s,
-    )
-    limiter = RedisRateLimiter(
-        settings.redis_url,
-        rate=settings.rate_limit_per_second,
-        burst=settings.rate_limit_burst,
-        prefix=settings.rate_limit_prefix,
-    )
+    http = _upstream_client(settings, settings.http_client)
+    limiter = _limiter(settings)
     authenticator = Authenticator(
         api_keys=parse_api_keys(settings.api_keys),
         jwt_key=settings.jwt_secret.get_secret_value(),
         jwt_algorithms=tuple(settings.jwt_algorithms),
         jwt_issuer=settings.jwt_issuer,
         jwt_audience=settings.jwt_audience,
+        jwt_leeway_s=settings.jwt_leeway_s,
     )
-    middleware: list[Any] = [RequestContext(metrics), Lifespan(http, limiter)]
+    admin = AdminListener(settings, metrics) if settings.admin_port is not None else None
+    middleware: list[Any] = [RequestContext(metrics), Lifespan(http, limiter, admin)]
     app = falcon.asgi.App(middleware=middleware)
 
     async def on_problem(req: Any, resp: Any, ex: EdgeProblem, params: Any) -> None:
@@ -195,8 +287,7 @@ def create_app(settings: EdgeSettings | None = None) -> Any:
     app.add_error_handler(Exception, on_crash)
     app.add_error_handler(EdgeProblem, on_problem)
     app.add_route("/healthz", Health())
-    app.add_route("/readyz", Ready(settings, http, limiter))
-    app.add_route("/metrics", Metrics(metrics))
+    app.add_route("/readyz", PublicReady())
     app.add_sink(
         Proxy(settings, authenticator=authenticator, limiter=limiter, http=http, metrics=metrics),
         prefix="/",
@@ -204,7 +295,11 @@ def create_app(settings: EdgeSettings | None = None) -> Any:
     # NOTE: opentelemetry-instrumentation-falcon only instruments falcon.App (WSGI); for a
     # falcon.asgi.App the generic ASGI middleware is what works. It makes the SERVER span the
     # proxy's CLIENT span hangs under, so the trace starts here and X-Trace-Id can name it.
-    return instrument_asgi(app)
+    # The boundary outside it decides whether a caller's trace context is believed.
+    return TraceBoundary(
+        instrument_asgi(app, server_request_hook=link_caller),
+        trust=settings.trust_trace_context,
+    )
 
 
 def app_from_environment() -> Any:

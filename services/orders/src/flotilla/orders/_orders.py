@@ -60,20 +60,24 @@ def add_outbox(
 
 
 def find_idempotency_key(
-    *, session: Session, key: str, newer_than: datetime | None = None
+    *, session: Session, client_id: str, key: str, newer_than: datetime | None = None
 ) -> IdempotencyKey | None:
-    """The stored key, unless it was made before ``newer_than`` (expired, pruned soon)."""
-    found = session.get(IdempotencyKey, key)
+    """The client's stored key, unless it was made before ``newer_than`` (expired, pruned
+    soon)."""
+    found = session.get(IdempotencyKey, (client_id, key))
     if found is not None and newer_than is not None and as_utc(found.created_at) < newer_than:
         return None
     return found
 
 
-def forget_expired_key(*, session: Session, key: str, made_before: datetime) -> None:
-    """Delete the key if it was made before ``made_before`` (expired), so it can be used
-    again; a key a concurrent request has just stored is left alone."""
+def forget_expired_key(
+    *, session: Session, client_id: str, key: str, made_before: datetime
+) -> None:
+    """Delete the client's key if it was made before ``made_before`` (expired), so it can be
+    used again; a key a concurrent request has just stored is left alone."""
     session.execute(
         sa.delete(IdempotencyKey).where(
+            IdempotencyKey.client_id == client_id,
             IdempotencyKey.key == key,
             IdempotencyKey.created_at < _as_stored(session, made_before),
         )
@@ -84,6 +88,7 @@ def create_order(
     *,
     session: Session,
     order_id: str,
+    client_id: str,
     customer_email: str,
     items: list[dict[str, Any]],
     reservation_id: str,
@@ -96,6 +101,7 @@ def create_order(
     now = utcnow()
     order = Order(
         id=order_id,
+        client_id=client_id,
         customer_email=customer_email,
         items=items,
         status="accepted",
@@ -110,7 +116,11 @@ def create_order(
     if idempotency_key is not None:
         session.add(
             IdempotencyKey(
-                key=idempotency_key, body_hash=body_hash, order_id=order_id, created_at=now
+                client_id=client_id,
+                key=idempotency_key,
+                body_hash=body_hash,
+                order_id=order_id,
+                created_at=now,
             )
         )
     add_outbox(session=session, message=announce)
@@ -142,10 +152,20 @@ def _as_stored(session: Session, moment: datetime) -> datetime:
 
 
 def list_orders(
-    *, session: Session, status: str | None, limit: int, cursor: str | None
+    *,
+    session: Session,
+    client_id: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
 ) -> tuple[list[Order], str | None]:
-    """Newest first, ``limit`` at a time; returns the page and the cursor of the next one."""
+    """Newest first, ``limit`` at a time; returns the page and the cursor of the next one.
+
+    Only ``client_id``'s orders, or every client's when it is ``None`` (an operator).
+    """
     query = sa.select(Order).order_by(Order.created_at.desc(), Order.id.desc())
+    if client_id is not None:
+        query = query.where(Order.client_id == client_id)
     if status is not None:
         query = query.where(Order.status == status)
     if cursor is not None:
@@ -307,14 +327,16 @@ def prune(
     outbox_ids = sa.select(OutboxMessage.id).where(
         OutboxMessage.published_at < _as_stored(session, published_before)
     )
-    key_ids = sa.select(IdempotencyKey.key).where(
+    old_keys = sa.select(IdempotencyKey.client_id, IdempotencyKey.key).where(
         IdempotencyKey.created_at < _as_stored(session, keys_before)
     )
     rows = session.execute(
         sa.delete(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids.limit(limit)))
     ).rowcount  # type: ignore[attr-defined]  # CursorResult of a DELETE
     keys = session.execute(
-        sa.delete(IdempotencyKey).where(IdempotencyKey.key.in_(key_ids.limit(limit)))
+        sa.delete(IdempotencyKey).where(
+            sa.tuple_(IdempotencyKey.client_id, IdempotencyKey.key).in_(old_keys.limit(limit))
+        )
     ).rowcount  # type: ignore[attr-defined]
     return int(rows), int(keys)
 

@@ -39,11 +39,17 @@ class Order(Base):
     fulfil_message: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
     #: the W3C context of the request that placed it: a redrive continues that trace
     trace_context: Mapped[dict[str, str] | None] = mapped_column(sa.JSON, nullable=True)
+    #: who placed it (the edge's X-Client-Id): only they (or an operator) see or cancel it
+    client_id: Mapped[str] = mapped_column(sa.String(200), default="")
+
+    __table_args__ = (sa.Index("orders_client_created", "client_id", "created_at"),)
 
 
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
 
+    #: keys are the client's own: two clients may use the same one for different orders
+    client_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     key: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     body_hash: Mapped[str] = mapped_column(sa.String(64))
     order_id: Mapped[str] = mapped_column(sa.ForeignKey("orders.id"))

@@ -27,6 +27,7 @@ class OrderOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
+    client_id: str
     status: str
     customer_email: str
     items: list[OrderLineIn]

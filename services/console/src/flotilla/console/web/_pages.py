@@ -236,8 +236,27 @@ def _span_json(w: _waterfall.Waterfall) -> str:
                 for e in r.span.events
             ],
         }
-    # NOTE: "</" cannot end the <script> element early once escaped.
-    return json.dumps(data).replace("</", "<\\/")
+    return embedded_json(data)
+
+
+#: What may not appear literally in JSON inside <script>: "</script>", "<!--" and the line
+#: separators JavaScript once treated as newlines; as \uXXXX escapes JSON.parse reads them back.
+_SCRIPT_UNSAFE = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def embedded_json(data: object) -> str:
+    """``data`` as JSON that is safe inside a ``<script>`` element, whatever strings a span
+    carried (``</script><script>…``, ``<!--``)."""
+    text = json.dumps(data)
+    for char, escape in _SCRIPT_UNSAFE.items():
+        text = text.replace(char, escape)
+    return text
 
 
 @router.get("/traces/{trace_id}", response_class=HTMLResponse)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
+from flotilla.core import OPERATOR_SCOPE, ProblemError
 from flotilla.core.fastapi import db_session, read_session
 
 from .._inventory import InventoryClient
@@ -27,8 +29,49 @@ def _settings(request: Request) -> OrdersSettings:
     return settings
 
 
+@dataclass(frozen=True)
+class CallerIdentity:
+    """The client a request is for, as the edge names it (X-Client-Id, X-Client-Scopes)."""
+
+    client_id: str
+    scopes: frozenset[str]
+
+    @property
+    def is_operator(self) -> bool:
+        return OPERATOR_SCOPE in self.scopes
+
+    def may_see(self, owner: str) -> bool:
+        return self.is_operator or owner == self.client_id
+
+
+def _caller(
+    x_client_id: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description="the authenticated client; set by the edge, never by a client",
+        ),
+    ] = None,
+    x_client_scopes: Annotated[
+        str, Header(max_length=1000, description="the client's scopes, space-separated")
+    ] = "",
+) -> CallerIdentity:
+    if not x_client_id:
+        # NOTE: only the edge reaches orders-api (NetworkPolicies; loopback locally), and it
+        # always says who the caller is; a request without it did not come through the edge.
+        raise ProblemError(
+            401,
+            "Unknown caller",
+            "X-Client-Id is missing: call orders through the edge, which sets it",
+            slug="unknown-caller",
+            field="X-Client-Id",
+        )
+    return CallerIdentity(x_client_id, frozenset(x_client_scopes.split()))
+
+
 DbSession = Annotated[Session, Depends(db_session)]
 ReadSession = Annotated[Session, Depends(read_session)]
 Inventory = Annotated[InventoryClient, Depends(_inventory)]
 Relay = Annotated[OutboxRelay | None, Depends(_relay)]
 Settings = Annotated[OrdersSettings, Depends(_settings)]
+Caller = Annotated[CallerIdentity, Depends(_caller)]

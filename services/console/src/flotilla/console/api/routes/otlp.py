@@ -8,6 +8,7 @@ errors are problems (400 malformed, 413 too large, 415 unsupported type or codin
 
 from __future__ import annotations
 
+import hmac
 import logging
 import sqlite3
 
@@ -56,6 +57,22 @@ async def _read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def _check_token(request: Request, token: str) -> None:
+    if not token:
+        return
+    sent = request.headers.get("authorization", "")
+    if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+        raise ProblemError(
+            401,
+            "Unauthorized",
+            "send Authorization: Bearer <FLOTILLA_CONSOLE_INGEST_TOKEN>"
+            " (exporters: OTEL_EXPORTER_OTLP_HEADERS)",
+            slug="unauthorized",
+            field="Authorization",
+            headers={"WWW-Authenticate": 'Bearer realm="flotilla-console"'},
+        )
+
+
 def _ingest(
     store: SpanStore, body: bytes, content_type: str, content_encoding: str | None, max_bytes: int
 ) -> DecodedExport:
@@ -82,6 +99,7 @@ def _answer(decoded: DecodedExport, content_type: str) -> Response:
     responses={
         200: {"content": {PROTOBUF: {}}, "description": "ExportTraceServiceResponse"},
         400: {"description": "not an OTLP trace export"},
+        401: {"description": "FLOTILLA_CONSOLE_INGEST_TOKEN is set and was not sent"},
         413: {"description": "over FLOTILLA_CONSOLE_MAX_REQUEST_BYTES"},
         415: {"description": "neither application/x-protobuf nor application/json"},
         503: {"description": "the span store is busy; retry after Retry-After"},
@@ -89,6 +107,7 @@ def _answer(decoded: DecodedExport, content_type: str) -> Response:
 )
 async def receive_traces(request: Request, store: Store, settings: Settings) -> Response:
     """OTLP/HTTP trace receiver (``application/x-protobuf`` or ``application/json``)."""
+    _check_token(request, settings.ingest_token.get_secret_value())
     max_bytes = settings.max_request_bytes
     try:
         content_type = media_type(request.headers.get("content-type"))

@@ -18,7 +18,7 @@ from ... import _orders
 from ..._inventory import StockRefused
 from ...models import STATUSES, Order
 from ...schemas import OrderIn, OrderOut, OrderPage
-from ..deps import DbSession, Inventory, ReadSession, Relay, Settings
+from ..deps import Caller, DbSession, Inventory, ReadSession, Relay, Settings
 
 logger = logging.getLogger(__name__)
 router = ServiceRouter(prefix="/orders", tags=["orders"])
@@ -63,7 +63,12 @@ def _stock_problem(refused: StockRefused) -> ProblemError:
 
 
 def _replay(
-    session: Session, response: Response, key: str, body_hash: str, ttl_s: float
+    session: Session,
+    response: Response,
+    client_id: str,
+    key: str,
+    body_hash: str,
+    ttl_s: float,
 ) -> OrderOut | None:
     """The order an earlier request with this ``Idempotency-Key`` created, if any (keys are
     remembered for ``ttl_s``, as a payment provider remembers its own).
@@ -72,7 +77,9 @@ def _replay(
         ProblemError: 422 when the key was used with another body.
     """
     newer_than = _orders.utcnow() - timedelta(seconds=ttl_s)
-    known = _orders.find_idempotency_key(session=session, key=key, newer_than=newer_than)
+    known = _orders.find_idempotency_key(
+        session=session, client_id=client_id, key=key, newer_than=newer_than
+    )
     if known is None:
         return None
     if known.body_hash != body_hash:
@@ -97,6 +104,7 @@ def place_order(
     relay: Relay,
     settings: Settings,
     response: Response,
+    caller: Caller,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> OrderOut:
     """Reserve stock, store the order with its outbox row, answer 202 Accepted.
@@ -110,7 +118,7 @@ def place_order(
     body_hash = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     ttl_s = settings.idempotency_key_ttl_s
     if idempotency_key is not None:
-        replayed = _replay(session, response, idempotency_key, body_hash, ttl_s)
+        replayed = _replay(session, response, caller.client_id, idempotency_key, body_hash, ttl_s)
         if replayed is not None:
             return replayed
         # NOTE: end this transaction: on SQLite it holds the write lock (BEGIN IMMEDIATE), which
@@ -133,12 +141,14 @@ def place_order(
             # NOTE: an expired key is forgotten for good before it is used again.
             _orders.forget_expired_key(
                 session=session,
+                client_id=caller.client_id,
                 key=idempotency_key,
                 made_before=_orders.utcnow() - timedelta(seconds=ttl_s),
             )
         order = _orders.create_order(
             session=session,
             order_id=order_id,
+            client_id=caller.client_id,
             customer_email=payload["customer_email"],
             items=payload["items"],
             reservation_id=reservation.id,
@@ -154,7 +164,9 @@ def place_order(
         _release_quietly(inventory, reservation_id=reservation.id)
         if isinstance(exc, IntegrityError) and idempotency_key is not None:
             # NOTE: a concurrent request with the same key won; answer as if we came second.
-            replayed = _replay(session, response, idempotency_key, body_hash, ttl_s)
+            replayed = _replay(
+                session, response, caller.client_id, idempotency_key, body_hash, ttl_s
+            )
             if replayed is not None:
                 return replayed
         raise
@@ -171,6 +183,7 @@ def _inventory_unavailable(exc: UpstreamError) -> ProblemError:
         str(exc),
         slug="inventory-unavailable",
         headers={"Retry-After": "2"},
+        dependency="inventory-api",
     )
 
 
@@ -193,11 +206,13 @@ def _release_quietly(
 @router.get("")
 def list_orders(
     session: ReadSession,
+    caller: Caller,
     status: Annotated[str | None, Query(description="accepted|fulfilled|cancelled|failed")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> OrderPage:
-    """Orders newest first, a page at a time (pass ``next_cursor`` back as ``cursor``)."""
+    """The caller's orders (every client's for an operator), newest first, a page at a time
+    (pass ``next_cursor`` back as ``cursor``)."""
     if status is not None and status not in STATUSES:
         raise ProblemError(
             422,
@@ -208,7 +223,11 @@ def list_orders(
         )
     try:
         page, next_cursor = _orders.list_orders(
-            session=session, status=status, limit=limit, cursor=cursor
+            session=session,
+            client_id=None if caller.is_operator else caller.client_id,
+            status=status,
+            limit=limit,
+            cursor=cursor,
         )
     except _orders.InvalidCursor as exc:
         raise ProblemError(
@@ -222,19 +241,23 @@ def list_orders(
 
 
 @router.get("/{order_id}")
-def get_order(order_id: str, session: ReadSession) -> OrderOut:
+def get_order(order_id: str, session: ReadSession, caller: Caller) -> OrderOut:
+    """One of the caller's orders (any for an operator); another client's is 404, as if it
+    did not exist."""
     order = _orders.get_order(session=session, order_id=order_id)
-    if order is None:
+    if order is None or not caller.may_see(order.client_id):
         raise _not_found(order_id)
     return _out(order)
 
 
 @router.post("/{order_id}/cancel")
-def cancel_order(order_id: str, session: DbSession, inventory: Inventory) -> OrderOut:
-    """Cancel an order no worker has claimed yet, and give its stock back (idempotent;
-    409 once it is being fulfilled or done)."""
+def cancel_order(
+    order_id: str, session: DbSession, inventory: Inventory, caller: Caller
+) -> OrderOut:
+    """Cancel one of the caller's orders no worker has claimed yet, and give its stock back
+    (idempotent; 409 once it is being fulfilled or done; another client's is 404)."""
     order = _orders.get_order(session=session, order_id=order_id)
-    if order is None:
+    if order is None or not caller.may_see(order.client_id):
         raise _not_found(order_id)
     if order.status == "cancelled":
         return _out(order)
