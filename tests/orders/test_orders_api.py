@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -158,7 +159,8 @@ def test_cancel_gives_the_stock_back_and_is_idempotent(orders: Orders) -> None:
     assert cancelled.json()["status"] == "cancelled"
     assert orders.client.post(f"/orders/{order['id']}/cancel").status_code == 200
     assert orders.stock("FLT-KAYAK") == before
-    assert orders.client.get("/orders/nope").status_code == 404
+    assert orders.client.get(f"/orders/{uuid.uuid4()}").status_code == 404
+    assert orders.client.get("/orders/nope").status_code == 422  # not an order id at all
 
 
 def test_an_order_that_cannot_be_stored_gives_its_stock_back(

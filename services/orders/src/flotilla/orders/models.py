@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: accepted → fulfilling (a worker claimed it) → fulfilled | failed; accepted → cancelled
 STATUSES = ("accepted", "fulfilling", "fulfilled", "cancelled", "failed")
+OrderStatus = Literal["accepted", "fulfilling", "fulfilled", "cancelled", "failed"]
 
 
 class Base(DeclarativeBase):

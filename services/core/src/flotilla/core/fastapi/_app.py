@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from flotilla.core._health import Check, run_checks
 from flotilla.core._problems import (
@@ -20,6 +21,8 @@ from flotilla.core._problems import (
     field_path,
 )
 from flotilla.core._telemetry import current_trace_id, instrument_fastapi
+
+from ._contract import problem_openapi
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +78,10 @@ def install_problem_handlers(app: FastAPI) -> None:
             detail=str(exc.detail),
             instance=request.url.path,
         )
-        return problem_response(problem, exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed(app, request)
+        return problem_response(problem, headers)
 
     async def on_crash(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", extra={"path": request.url.path})
@@ -93,6 +99,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_crash)
+
+
+def _allowed(app: FastAPI, request: Request) -> str:
+    """Every method some route serves at the request's path (Starlette's 405 names only the
+    first route whose path matched, though ``GET`` and ``POST /orders`` are two routes)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def health_router(
@@ -131,6 +148,7 @@ def service_app(
         **fastapi_options: passed to :class:`fastapi.FastAPI` (``lifespan``…).
     """
     app = FastAPI(title=title, **fastapi_options)
+    app.openapi = problem_openapi(app)  # type: ignore[method-assign]  # FastAPI's documented way
     install_problem_handlers(app)
     app.include_router(health_router(checks, informational))
     instrument_fastapi(app)

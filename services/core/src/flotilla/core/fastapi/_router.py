@@ -25,6 +25,8 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
+from ._contract import documented_answers
+
 
 def ending_transactions(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """``endpoint``, ending the transactions of the sessions it receives before it returns."""
@@ -44,7 +46,23 @@ def ending_transactions(endpoint: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class ServiceRouter(APIRouter):
-    """An :class:`~fastapi.APIRouter` whose sync endpoints end their transactions."""
+    """An :class:`~fastapi.APIRouter` whose sync endpoints end their transactions, and whose
+    routes document every answer they can give.
+
+    Args:
+        behind_edge: the routes are reachable through the edge, so its answers (401, 403,
+            429…) are documented too.
+        **options: as for :class:`~fastapi.APIRouter`.
+
+    A route's own error answers are given as FastAPI's
+    ``responses={404: {"description": "no such order"}}``.
+    """
+
+    def __init__(self, *, behind_edge: bool = False, **options: Any) -> None:
+        super().__init__(**options)
+        self.behind_edge = behind_edge
 
     def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        answers = documented_answers({}, behind_edge=self.behind_edge)
+        kwargs["responses"] = {**answers, **(kwargs.get("responses") or {})}
         super().add_api_route(path, ending_transactions(endpoint), **kwargs)

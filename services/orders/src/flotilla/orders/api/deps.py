@@ -47,14 +47,10 @@ class CallerIdentity:
 def _caller(
     x_client_id: Annotated[
         str | None,
-        Header(
-            max_length=200,
-            description="the authenticated client; set by the edge, never by a client",
-        ),
+        # NOTE: not in the OpenAPI document: the edge sets it and a client never can
+        Header(max_length=200, include_in_schema=False),
     ] = None,
-    x_client_scopes: Annotated[
-        str, Header(max_length=1000, description="the client's scopes, space-separated")
-    ] = "",
+    x_client_scopes: Annotated[str, Header(max_length=1000, include_in_schema=False)] = "",
 ) -> CallerIdentity:
     if not x_client_id:
         # NOTE: only the edge reaches orders-api (NetworkPolicies; loopback locally), and it

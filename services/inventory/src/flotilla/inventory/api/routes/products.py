@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Path
+
 from flotilla.core import ProblemError
 from flotilla.core.fastapi import ServiceRouter
 
@@ -9,7 +13,10 @@ from ... import _stock
 from ...schemas import ProductList, ProductOut
 from ..deps import ReadSession
 
-router = ServiceRouter(prefix="/products", tags=["products"])
+#: What a sku looks like in a path (the catalogue's are FLT-KAYAK and the like).
+SKU_PATTERN = r"^[A-Za-z0-9._-]+$"
+
+router = ServiceRouter(prefix="/products", tags=["products"], behind_edge=True)
 
 
 @router.get("")
@@ -19,8 +26,10 @@ def list_products(session: ReadSession) -> ProductList:
     return ProductList(items=[ProductOut.model_validate(p, from_attributes=True) for p in products])
 
 
-@router.get("/{sku}")
-def get_product(sku: str, session: ReadSession) -> ProductOut:
+@router.get("/{sku}", responses={404: {"description": "no such product"}})
+def get_product(
+    sku: Annotated[str, Path(max_length=64, pattern=SKU_PATTERN)], session: ReadSession
+) -> ProductOut:
     """One product; 404 problem naming the sku when there is none."""
     product = _stock.get_product(session=session, sku=sku)
     if product is None:

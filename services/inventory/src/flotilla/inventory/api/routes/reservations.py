@@ -62,7 +62,15 @@ def _same(session: DbSession, body: ReservationIn) -> _stock.ReservationView | N
         raise _reused(exc) from exc
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        200: {"description": "the reservation made earlier for this reference and these items"},
+        409: {"description": "not enough stock, or the reference was used for other items"},
+        422: {"description": "invalid lines or an unknown product"},
+    },
+)
 def create_reservation(
     body: ReservationIn, session: DbSession, request: Request, response: Response
 ) -> ReservationOut:
@@ -144,7 +152,7 @@ def _settle(reservation_id: str, action: _stock.Settlement, session: DbSession) 
     return _out(view)
 
 
-@router.get("/{reservation_id}")
+@router.get("/{reservation_id}", responses={404: {"description": "no such reservation"}})
 def get_reservation(reservation_id: str, session: ReadSession) -> ReservationOut:
     """One reservation: its lines, its status and, while held, when it expires."""
     view = _stock.get_reservation(session=session, reservation_id=reservation_id)
@@ -153,20 +161,35 @@ def get_reservation(reservation_id: str, session: ReadSession) -> ReservationOut
     return _out(view)
 
 
-@router.post("/{reservation_id}/commit")
+@router.post(
+    "/{reservation_id}/commit",
+    responses={
+        404: {"description": "no such reservation"},
+        409: {"description": "released or expired"},
+    },
+)
 def commit_reservation(reservation_id: str, session: DbSession) -> ReservationOut:
     """The held units leave the shelf for good (idempotent; 409 once released)."""
     return _settle(reservation_id, "commit", session)
 
 
-@router.post("/{reservation_id}/release")
+@router.post(
+    "/{reservation_id}/release",
+    responses={404: {"description": "no such reservation"}, 409: {"description": "committed"}},
+)
 def release_reservation(reservation_id: str, session: DbSession) -> ReservationOut:
     """The held units go back on the shelf (idempotent, also once expired; 409 once
     committed)."""
     return _settle(reservation_id, "release", session)
 
 
-@router.post("/{reservation_id}/renew")
+@router.post(
+    "/{reservation_id}/renew",
+    responses={
+        404: {"description": "no such reservation"},
+        409: {"description": "committed, released, or its units are gone"},
+    },
+)
 def renew_reservation(reservation_id: str, session: DbSession, request: Request) -> ReservationOut:
     """Hold it for another TTL from now (its owner is about to act on it). An expired one
     takes its units again if they are still there (409 naming the sku if not); a committed
@@ -188,7 +211,13 @@ def renew_reservation(reservation_id: str, session: DbSession, request: Request)
     return _out(view)
 
 
-@router.post("/by-reference/{reference}/release")
+@router.post(
+    "/by-reference/{reference}/release",
+    responses={
+        404: {"description": "no reservation for the reference"},
+        409: {"description": "committed"},
+    },
+)
 def release_by_reference(reference: str, session: DbSession) -> ReservationOut:
     """Release the reservation made for ``reference``: how a caller whose reserve timed out
     gives back what it may hold without knowing the reservation's id (404 when none was

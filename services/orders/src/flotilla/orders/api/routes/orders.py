@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Header, Query, Response
+from fastapi import Header, Path, Query, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,12 +16,12 @@ from flotilla.core.fastapi import ServiceRouter
 
 from ... import _orders
 from ..._inventory import StockRefused
-from ...models import STATUSES, Order
+from ...models import Order, OrderStatus
 from ...schemas import OrderIn, OrderOut, OrderPage
 from ..deps import Caller, DbSession, Inventory, ReadSession, Relay, Settings
 
 logger = logging.getLogger(__name__)
-router = ServiceRouter(prefix="/orders", tags=["orders"])
+router = ServiceRouter(prefix="/orders", tags=["orders"], behind_edge=True)
 
 
 def _not_found(order_id: str) -> ProblemError:
@@ -96,7 +96,16 @@ def _replay(
     return _out(order)
 
 
-@router.post("", status_code=202)
+@router.post(
+    "",
+    status_code=202,
+    responses={
+        401: {"description": "no X-Client-Id: not called through the edge"},
+        409: {"description": "not enough stock for a line"},
+        422: {"description": "invalid order, unknown product or reused Idempotency-Key"},
+        503: {"description": "inventory unavailable (see Retry-After)"},
+    },
+)
 def place_order(
     body: OrderIn,
     session: DbSession,
@@ -203,24 +212,16 @@ def _release_quietly(
         )
 
 
-@router.get("")
+@router.get("", responses={401: {"description": "no X-Client-Id: not called through the edge"}})
 def list_orders(
     session: ReadSession,
     caller: Caller,
-    status: Annotated[str | None, Query(description="accepted|fulfilled|cancelled|failed")] = None,
+    status: Annotated[OrderStatus | None, Query(description="only orders in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
 ) -> OrderPage:
     """The caller's orders (every client's for an operator), newest first, a page at a time
     (pass ``next_cursor`` back as ``cursor``)."""
-    if status is not None and status not in STATUSES:
-        raise ProblemError(
-            422,
-            "Unknown status",
-            f"status must be one of {', '.join(STATUSES)}",
-            slug="validation",
-            field="status",
-        )
     try:
         page, next_cursor = _orders.list_orders(
             session=session,
@@ -240,22 +241,39 @@ def list_orders(
     return OrderPage(items=[_out(o) for o in page], next_cursor=next_cursor)
 
 
-@router.get("/{order_id}")
-def get_order(order_id: str, session: ReadSession, caller: Caller) -> OrderOut:
+@router.get(
+    "/{order_id}",
+    responses={
+        401: {"description": "no X-Client-Id: not called through the edge"},
+        404: {"description": "no such order of the caller's"},
+    },
+)
+def get_order(order_id: uuid.UUID, session: ReadSession, caller: Caller) -> OrderOut:
     """One of the caller's orders (any for an operator); another client's is 404, as if it
     did not exist."""
-    order = _orders.get_order(session=session, order_id=order_id)
+    order = _orders.get_order(session=session, order_id=str(order_id))
     if order is None or not caller.may_see(order.client_id):
-        raise _not_found(order_id)
+        raise _not_found(str(order_id))
     return _out(order)
 
 
-@router.post("/{order_id}/cancel")
+@router.post(
+    "/{order_id}/cancel",
+    responses={
+        401: {"description": "no X-Client-Id: not called through the edge"},
+        404: {"description": "no such order of the caller's"},
+        409: {"description": "the order is being fulfilled or done"},
+    },
+)
 def cancel_order(
-    order_id: str, session: DbSession, inventory: Inventory, caller: Caller
+    order_uuid: Annotated[uuid.UUID, Path(alias="order_id")],
+    session: DbSession,
+    inventory: Inventory,
+    caller: Caller,
 ) -> OrderOut:
     """Cancel one of the caller's orders no worker has claimed yet, and give its stock back
     (idempotent; 409 once it is being fulfilled or done; another client's is 404)."""
+    order_id = str(order_uuid)
     order = _orders.get_order(session=session, order_id=order_id)
     if order is None or not caller.may_see(order.client_id):
         raise _not_found(order_id)
