@@ -221,7 +221,7 @@ def test_an_inventory_slower_than_its_callers_wait_leaks_and_doubles_nothing(
         ).start()
         try:
             before = stock(platform).available
-            total = 300
+            total = 240
             slow: dict[str, float] = {}
 
             def progress(done: int) -> None:

@@ -33,7 +33,7 @@ def schemathesis(schema_url: str, base_url: str, *options: str) -> subprocess.Co
         "--checks",
         "all",
         "--max-examples",
-        "30",
+        "25",
         "--seed",
         SEED,
         "--no-color",
