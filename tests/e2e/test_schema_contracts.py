@@ -1,7 +1,8 @@
-"""schemathesis, with every check it has, against the OpenAPI documents of orders-api and
-inventory-api on the running platform: through the edge for the public operations (with the
-local API key), and directly for each service's own (inventory's internal reservations
-included). It finds nothing: every answer is documented, problem+json included.
+"""schemathesis, with every check it has, against the OpenAPI documents on the running
+platform: through the edge for the public operations of orders-api and inventory-api (with the
+local API key), and directly for every service's own (inventory's internal reservations,
+payments-api, the console's API and OTLP receiver included). It finds nothing: every answer is
+documented, problem+json included.
 
 Runs last in tests/e2e (it places orders and holds stock the other e2e tests do not expect).
 The seed is fixed so that CI is deterministic; change it to explore.
@@ -60,7 +61,7 @@ def test_the_public_operations_through_the_edge_keep_their_contract(
     assert run.returncode == 0, run.stdout[-6000:]
 
 
-@pytest.mark.parametrize("service", ["orders", "inventory"])
+@pytest.mark.parametrize("service", ["orders", "inventory", "payments", "console"])
 def test_each_services_own_operations_keep_their_contract(platform: Platform, service: str) -> None:
     """Called as the edge calls them (orders needs X-Client-Id), internal routes included."""
     who = ["-H", "X-Client-Id: key:contract-test"] if service == "orders" else []

@@ -331,7 +331,8 @@ class SpanStore:
             args.append(operation)
         if min_duration_ms:
             where.append("t.end_ns - t.start_ns >= ?")
-            args.append(int(min_duration_ms * 1_000_000))
+            # NOTE: SQLite integers end at 2**63; no trace is longer than that anyway
+            args.append(min(int(min_duration_ms * 1_000_000), 2**63 - 1))
         if errors_only:
             where.append("t.error = 1")
         if trace_id:

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class ChargeIn(BaseModel):
     """``POST /charges`` (with an ``Idempotency-Key`` header)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NOTE: strict, as a provider's API is: ``"amount_cents": false`` is not a zero charge
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     order_id: str = Field(min_length=1, max_length=100)
     amount_cents: int = Field(ge=0, le=100_000_000)
@@ -57,7 +58,7 @@ class ChargeSummary(BaseModel):
 class Faults(BaseModel):
     """The faults the stand-in injects (``GET``/``PUT /faults``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     latency_ms: int = Field(default=0, ge=0, le=60_000)
     failure_rate: float = Field(default=0.0, ge=0, le=1)

@@ -104,6 +104,16 @@ def _answer(decoded: DecodedExport, content_type: str) -> Response:
         415: {"description": "neither application/x-protobuf nor application/json"},
         503: {"description": "the span store is busy; retry after Retry-After"},
     },
+    # NOTE: the body is read raw (two encodings, maybe compressed); say what it must be
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object"}},
+            },
+        }
+    },
 )
 async def receive_traces(request: Request, store: Store, settings: Settings) -> Response:
     """OTLP/HTTP trace receiver (``application/x-protobuf`` or ``application/json``)."""

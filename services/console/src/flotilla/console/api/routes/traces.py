@@ -24,7 +24,8 @@ def recent_traces(
     operation: Annotated[
         str | None, Query(max_length=200, description="root operation contains this")
     ] = None,
-    min_duration_ms: Annotated[float | None, Query(ge=0)] = None,
+    # NOTE: bounded: SQLite integers stop at 2**63 nanoseconds
+    min_duration_ms: Annotated[float | None, Query(ge=0, le=10**12)] = None,
     errors: Annotated[bool, Query(description="only traces with an error span")] = False,
     trace_id: Annotated[
         str | None, Query(pattern="^[0-9a-fA-F]{1,32}$", description="a trace id's prefix")

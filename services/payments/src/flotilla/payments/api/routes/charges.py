@@ -77,7 +77,15 @@ def _charge_in_transaction(session: Session, key: str, body: ChargeIn) -> _charg
     return outcome
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        200: {"description": "the charge made earlier for this Idempotency-Key (replayed)"},
+        422: {"description": "invalid charge, or the Idempotency-Key was used for another"},
+        503: {"description": "an injected failure (PUT /faults); retry with the same key"},
+    },
+)
 async def create_charge(
     body: ChargeIn,
     session: DbSession,
@@ -127,7 +135,13 @@ def summary(session: ReadSession) -> ChargeSummary:
     return ChargeSummary(**_charges.summary(session=session))
 
 
-@router.post("/{charge_id}/refund")
+@router.post(
+    "/{charge_id}/refund",
+    responses={
+        404: {"description": "no such charge"},
+        503: {"description": "an injected failure (PUT /faults)"},
+    },
+)
 async def refund_charge(charge_id: str, session: DbSession, faults: Injector) -> ChargeOut:
     """Refund a charge; refunding it again answers the same refunded charge."""
     if faults.faults.latency_ms:
