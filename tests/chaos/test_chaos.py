@@ -43,7 +43,13 @@ TRACE_SAMPLE = 25
 
 
 def balanced_books(
-    platform: FlotillaUp, placed: Placed, stock_before: int, *, name: str, **extra: object
+    platform: FlotillaUp,
+    placed: Placed,
+    stock_before: int,
+    *,
+    name: str,
+    sigkilled: list[str] | None = None,
+    **extra: object,
 ) -> dict[str, Any]:
     """Check the invariants every chaos test shares; returns the numbers it counted."""
     assert not placed.gave_up, f"{len(placed.gave_up)} orders never accepted"
@@ -68,10 +74,10 @@ def balanced_books(
     sample = dict(
         random.sample(sorted(placed.traces.items()), min(TRACE_SAMPLE, len(placed.traces)))
     )
-    traces = check_traces(platform, sample)
+    traces = check_traces(platform, sample, sigkilled or [])
     if traces.broken:  # NOTE: spans arrive in batches; give the last ones a moment
         time.sleep(5)
-        traces = check_traces(platform, sample)
+        traces = check_traces(platform, sample, sigkilled or [])
     assert traces.broken == []
     assert traces.split == []
     counts = {
@@ -124,7 +130,12 @@ def test_random_workers_sigkilled_every_few_seconds_lose_and_double_nothing(
         stop.set()
         thread.join(10)
     counts = balanced_books(
-        platform, placed, before, name="workers-sigkilled", workers_killed=len(killed)
+        platform,
+        placed,
+        before,
+        name="workers-sigkilled",
+        sigkilled=killed,
+        workers_killed=len(killed),
     )
     assert len(killed) >= 10
     status = platform.status()
