@@ -1,16 +1,22 @@
-# syntax=docker/dockerfile:1
-# One image per workspace member: docker build --build-arg SERVICE=orders -t flotilla-orders .
+# One image per workspace member (`make images` builds them all with BuildKit):
+#   DOCKER_BUILDKIT=1 docker build --build-arg SERVICE=orders -t flotilla-orders .
 # SERVICE: edge | orders | inventory | notifications | payments | console | cli | operator
-# Built with uv from uv.lock (only that member's dependencies), run as a fixed non-root UID,
-# fine with a read-only root filesystem (write only to /tmp and the volumes the chart mounts).
-# This cannot be built on the development machine (no container engine); the kind workflow
-# (.github/workflows/kind-e2e.yaml) builds every image.
+# Built with uv from uv.lock (only that member's dependencies, the extras of flotilla-core it
+# names included), run as a fixed non-root UID, fine with a read-only root filesystem (write
+# only to /tmp and the volumes the chart mounts).
+# NOTE: no `# syntax=` line: BuildKit would pull that frontend image; the daemon's built-in
+# frontend builds this file, offline too.
+# PYTHON_IMAGE, UV_IMAGE: the base images; `make base-images` makes stand-ins for machines that
+# cannot pull (and `make images` takes them when the official ones are not here).
 
-ARG PYTHON=3.11
+ARG PYTHON_IMAGE=python:3.11-slim
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.9
 
-FROM python:${PYTHON}-slim AS build
+FROM ${UV_IMAGE} AS uv
+
+FROM ${PYTHON_IMAGE} AS build
 ARG SERVICE
-COPY --from=ghcr.io/astral-sh/uv:0.9 /uv /usr/local/bin/uv
+COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/app/.venv
 WORKDIR /src
 # the lock and every member's metadata first, so the dependency layer is cached across code edits
@@ -34,7 +40,7 @@ COPY operator operator
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package "flotilla-$SERVICE"
 
-FROM python:${PYTHON}-slim AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 ARG SERVICE
 LABEL org.opencontainers.image.title="flotilla-${SERVICE}" \
       org.opencontainers.image.source="https://github.com/flotilla/flotilla"

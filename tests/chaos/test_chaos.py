@@ -11,6 +11,7 @@ left held, and an unbroken trace (edge → mail) for a sample of orders. Each te
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -103,12 +104,18 @@ def balanced_books(
     return counts
 
 
+#: orders placed while workers are SIGKILLed: 1,000 in `make test` (it must stay under 25 min on
+#: two cores with the container tests); FLOTILLA_CHAOS_WORKER_ORDERS=2000 as in the guide's table
+WORKER_CHAOS_ORDERS = int(os.environ.get("FLOTILLA_CHAOS_WORKER_ORDERS", "1000"))
+
+
 def test_random_workers_sigkilled_every_few_seconds_lose_and_double_nothing(
     chaos_platform: FlotillaUp,
 ) -> None:
-    """2,000 orders through the edge of a real `flotilla up` while a random worker (orders or
-    notifications) is SIGKILLed every 3 s: the platform stays up, every order is fulfilled
-    once, charged once, mailed once."""
+    """``WORKER_CHAOS_ORDERS`` orders (1,000; docs/reliability.md's table ran 2,000) through the
+    edge of a real `flotilla up` while a random worker (orders or notifications) is SIGKILLed
+    every 3 s: the platform stays up, every order is fulfilled once, charged once, mailed
+    once."""
     platform = chaos_platform
     before = stock(platform).available
     stop = threading.Event()
@@ -125,7 +132,7 @@ def test_random_workers_sigkilled_every_few_seconds_lose_and_double_nothing(
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        placed = place_orders(platform, 2_000, concurrency=16)
+        placed = place_orders(platform, WORKER_CHAOS_ORDERS, concurrency=16)
     finally:
         stop.set()
         thread.join(10)
@@ -140,7 +147,7 @@ def test_random_workers_sigkilled_every_few_seconds_lose_and_double_nothing(
     assert len(killed) >= 10
     status = platform.status()
     assert sum(p["restarts"] for p in status["pools"]) >= len(killed) - 1
-    assert counts["fulfilled"] == 2_000
+    assert counts["fulfilled"] == WORKER_CHAOS_ORDERS
 
 
 def test_orders_api_and_inventory_api_sigkilled_mid_run_make_one_order_per_key(

@@ -14,7 +14,7 @@ metadata:
     app.kubernetes.io/component: {{ $c.kind }}
 spec:
   {{- if not $c.autoscaling }}
-  replicas: {{ $c.replicas | default 1 }}
+  replicas: {{ get $root.Values.replicaCounts $c.name | default ($c.replicas | default 1) }}
   {{- else }}
   # no replicas here: the WorkerAutoscaler owns them, so `helm upgrade` never undoes it
   {{- end }}
@@ -72,7 +72,7 @@ spec:
             {{- if $c.tracingDisabled }}
             - {name: OTEL_SDK_DISABLED, value: "true"}
             {{- else }}
-            - {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ include "flotilla.otlpEndpoint" $root | quote }}}
+            {{- include "flotilla.otlpEnv" $root | nindent 12 }}
             {{- end }}
           {{- if eq $c.kind "api" }}
           ports:

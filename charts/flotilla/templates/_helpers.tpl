@@ -63,9 +63,28 @@ http://{{ include "flotilla.name" (list $root $name) }}:{{ $port }}
 {{- end -}}
 {{- end -}}
 
+{{/* Where spans go: the release's collector; else tracing.endpoint; else straight to the
+release's console, with its ingest token (flotilla.spanTarget names the pod for policies). */}}
+{{- define "flotilla.spanTarget" -}}
+{{- if .Values.tracing.collector.enabled -}}otel-collector
+{{- else if not .Values.tracing.endpoint -}}console{{- end -}}
+{{- end -}}
+
 {{- define "flotilla.otlpEndpoint" -}}
 {{- if .Values.tracing.collector.enabled -}}http://{{ include "flotilla.name" (list . "otel-collector") }}:4318
-{{- else -}}{{ .Values.tracing.endpoint }}{{- end -}}
+{{- else if .Values.tracing.endpoint -}}{{ .Values.tracing.endpoint }}
+{{- else -}}{{ include "flotilla.url" (list . "console") }}{{- end -}}
+{{- end -}}
+
+{{/* The OTLP exporter's env entries: the endpoint, and the console's token when spans go to it. */}}
+{{- define "flotilla.otlpEnv" -}}
+- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ include "flotilla.otlpEndpoint" . | quote }}}
+{{- if eq (include "flotilla.spanTarget" .) "console" }}
+- name: CONSOLE_INGEST_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ include "flotilla.name" (list . "console-ingest") }}, key: token}
+- {name: OTEL_EXPORTER_OTLP_HEADERS, value: "Authorization=Bearer%20$(CONSOLE_INGEST_TOKEN)"}
+{{- end }}
 {{- end -}}
 
 {{/* The restricted Pod Security profile, for every pod and container. */}}

@@ -4,14 +4,18 @@ Settings, JSON logging with trace correlation, OpenTelemetry set-up, Dramatiq br
 trace-context propagation, the schemas of messages that cross services, pooled HTTP clients,
 RFC 9457 problems, health checks and graceful serving. It imports no other Flotilla member.
 FastAPI glue lives in :mod:`flotilla.core.fastapi`.
+
+Brokers, messages and workers (extra ``messaging``) and databases (extra ``database``) are
+imported when one of their names is first used, so a member that uses neither (the edge, the
+console) neither installs nor imports Dramatiq or SQLAlchemy; a missing extra is named in the
+``ImportError``.
 """
 
-from ._brokers import (
+import typing as _typing
+
+from ._broker_urls import (
     BrokerUnavailable,
     BrokerURLError,
-    broker_from_url,
-    broker_holds,
-    broker_kind,
     broker_system,
     pod_of_worker,
     redis_client,
@@ -19,7 +23,6 @@ from ._brokers import (
     worker_identity,
     worker_name,
 )
-from ._database import is_sqlite, make_engine, read_only, schema_check, session_factory
 from ._health import Check, HealthReport, run_checks
 from ._http import (
     UpstreamError,
@@ -36,17 +39,6 @@ from ._identity import (
     OPERATOR_SCOPE,
 )
 from ._logging import JsonFormatter, configure_logging
-from ._messages import (
-    FulfilOrder,
-    OrderConfirmation,
-    OrderLine,
-    Published,
-    QueueMessage,
-    build_message,
-    publish,
-    send_message,
-)
-from ._migrations import migrate_database, upgrade_database
 from ._problems import (
     DEPENDENCY_FAILURE_HEADER,
     PROBLEM_CONTENT_TYPE,
@@ -70,14 +62,89 @@ from ._telemetry import (
     shutdown_telemetry,
     telemetry_enabled,
 )
-from ._tracing_middleware import (
-    ATTEMPT_ATTRIBUTE,
-    DELAY_ATTRIBUTE,
-    QUEUE_WAIT_ATTRIBUTE,
-    TRACE_CONTEXT_OPTION,
-    TraceContextMiddleware,
-)
-from ._worker import drain_timeout_for, run_worker
+
+if _typing.TYPE_CHECKING:
+    from ._brokers import broker_from_url, broker_holds, broker_kind
+    from ._database import is_sqlite, make_engine, read_only, schema_check, session_factory
+    from ._messages import (
+        FulfilOrder,
+        OrderConfirmation,
+        OrderLine,
+        Published,
+        QueueMessage,
+        build_message,
+        publish,
+        send_message,
+    )
+    from ._migrations import migrate_database, upgrade_database
+    from ._tracing_middleware import (
+        ATTEMPT_ATTRIBUTE,
+        DELAY_ATTRIBUTE,
+        QUEUE_WAIT_ATTRIBUTE,
+        TRACE_CONTEXT_OPTION,
+        TraceContextMiddleware,
+    )
+    from ._worker import drain_timeout_for, run_worker
+
+#: The names imported on first use: name -> (module, the extra that installs what it needs).
+#: Kept in step with the TYPE_CHECKING imports above (tests/test_public_api.py checks both).
+_LAZY: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(["broker_from_url", "broker_holds", "broker_kind"], ("_brokers", "messaging")),
+    **dict.fromkeys(
+        ["is_sqlite", "make_engine", "read_only", "schema_check", "session_factory"],
+        ("_database", "database"),
+    ),
+    **dict.fromkeys(
+        [
+            "FulfilOrder",
+            "OrderConfirmation",
+            "OrderLine",
+            "Published",
+            "QueueMessage",
+            "build_message",
+            "publish",
+            "send_message",
+        ],
+        ("_messages", "messaging"),
+    ),
+    **dict.fromkeys(["migrate_database", "upgrade_database"], ("_migrations", "database")),
+    **dict.fromkeys(
+        [
+            "ATTEMPT_ATTRIBUTE",
+            "DELAY_ATTRIBUTE",
+            "QUEUE_WAIT_ATTRIBUTE",
+            "TRACE_CONTEXT_OPTION",
+            "TraceContextMiddleware",
+        ],
+        ("_tracing_middleware", "messaging"),
+    ),
+    **dict.fromkeys(["drain_timeout_for", "run_worker"], ("_worker", "messaging")),
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """Import a lazily exported name's module on first use (PEP 562)."""
+    try:
+        module_name, extra = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    from importlib import import_module
+
+    try:
+        module = import_module(f".{module_name}", __name__)
+    except ModuleNotFoundError as exc:
+        raise ImportError(
+            f"flotilla.core.{name} needs {exc.name!r}, which this environment lacks: "
+            f"depend on 'flotilla-core[{extra}]'"
+        ) from exc
+    value = getattr(module, name)
+    globals()[name] = value  # the next lookup is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ATTEMPT_ATTRIBUTE",

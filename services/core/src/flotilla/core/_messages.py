@@ -13,7 +13,7 @@ from uuid import UUID
 import dramatiq
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from ._brokers import BrokerUnavailable
+from ._broker_urls import BrokerUnavailable
 
 
 class QueueMessage(BaseModel):

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -23,6 +22,9 @@ from flotilla.core._problems import (
 from flotilla.core._telemetry import current_trace_id, instrument_fastapi
 
 from ._contract import problem_openapi
+
+if TYPE_CHECKING:  # NOTE: the database extra; the console serves FastAPI without one
+    from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 

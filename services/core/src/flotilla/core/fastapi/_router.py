@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy.orm import Session
 
 from ._contract import documented_answers
 
@@ -38,9 +38,12 @@ def ending_transactions(endpoint: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return endpoint(*args, **kwargs)
         finally:
-            for value in (*args, *kwargs.values()):
-                if isinstance(value, Session) and value.in_transaction():
-                    value.rollback()
+            # NOTE: a process that never imported SQLAlchemy (the console) has no sessions.
+            orm = sys.modules.get("sqlalchemy.orm")
+            sessions = [v for v in (*args, *kwargs.values()) if orm and isinstance(v, orm.Session)]
+            for session in sessions:
+                if session.in_transaction():
+                    session.rollback()
 
     return wrapper
 
