@@ -273,7 +273,7 @@ def _buildkit_env() -> dict[str, str]:
     return {**os.environ, "DOCKER_BUILDKIT": "1"}
 
 
-def _size(client: str, image: str) -> int:
+def image_size(client: str, image: str) -> int:
     answer = _run([client, "image", "inspect", "--format", "{{.Size}}", image])
     return int(answer.stdout.strip() or 0)
 
@@ -291,7 +291,7 @@ def build(
             _say(f"base {kind}: {image} (a stand-in made by 'make base-images')")
     missing = [image for image in bases.values() if not image_exists(client, image)]
     LOGS.mkdir(parents=True, exist_ok=True)
-    base_size = _size(client, bases["python"])
+    base_size = image_size(client, bases["python"])
     results = []
     for member in members:
         image = image_name(member, tag)
@@ -320,13 +320,13 @@ def build(
                 else ""
             )
             raise ImagesError(f"building {image} failed{hint}: " + " | ".join(tail))
-        size = _size(client, image)
-        base = base_size or _size(client, bases["python"])
+        size = image_size(client, image)
+        base = base_size or image_size(client, bases["python"])
         results.append(Built(member, image, seconds, size / 1e6, (size - base) / 1e6))
     return results
 
 
-def _table(results: Sequence[Built]) -> str:
+def table(results: Sequence[Built]) -> str:
     lines = ["| image | size (MB) | own layers (MB) | build (s) |", "|---|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r.image} | {r.size_mb:.0f} | {r.own_mb:.0f} | {r.seconds:.1f} |")
@@ -356,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             make_base_images(client, force=args.force)
         else:
             results = build(client, args.members, args.tag)
-            _say(json.dumps([asdict(r) for r in results]) if args.json else _table(results))
+            _say(json.dumps([asdict(r) for r in results]) if args.json else table(results))
     except ImagesError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

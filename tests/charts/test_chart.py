@@ -50,6 +50,7 @@ VALUE_SETS: dict[str, list[str]] = {
         "--set", "smtp.sink=false",
     ],
     "kind": ["-f", str(CHART / "ci" / "kind-values.yaml")],
+    "containers": ["-f", str(CHART / "ci" / "containers-values.yaml")],
 }  # fmt: skip
 SETTINGS: dict[str, type[BaseSettings]] = {
     "EDGE": EdgeSettings,
@@ -63,7 +64,9 @@ OTEL = {
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_SDK_DISABLED",
+    "CONSOLE_INGEST_TOKEN",  # spans straight to the console: $(VAR) in the headers above
 }
 
 
@@ -410,3 +413,31 @@ def test_only_the_collector_holds_the_consoles_ingest_token() -> None:
     )
     config = next(d for n, d in of_kind(docs, "ConfigMap").items() if "collector" in n)
     assert "Bearer ${env:CONSOLE_INGEST_TOKEN}" in config["data"]["config.yaml"]
+
+
+def test_without_a_collector_spans_go_to_the_console_with_its_token() -> None:
+    """No collector and no tracing.endpoint: every traced container exports to the release's
+    console with the console-ingest token (which the console demands), and may reach it."""
+    docs = render("containers")
+    token = of_kind(docs, "Secret")["flotilla-console-ingest"]
+    assert token
+    traced = 0
+    for name, workload in {**of_kind(docs, "Deployment")}.items():
+        for container in workload["spec"]["template"]["spec"]["containers"]:
+            entries = {e["name"]: e for e in container.get("env") or []}
+            if entries.get("OTEL_SDK_DISABLED", {}).get("value") == "true":
+                continue
+            if "OTEL_EXPORTER_OTLP_ENDPOINT" not in entries:
+                continue
+            traced += 1
+            assert entries["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://flotilla-console:8090"
+            ref = entries["CONSOLE_INGEST_TOKEN"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "flotilla-console-ingest", "key": "token"}, name
+            names = list(entries)  # $(VAR) expands only a variable defined before it
+            assert names.index("CONSOLE_INGEST_TOKEN") < names.index("OTEL_EXPORTER_OTLP_HEADERS")
+            headers = entries["OTEL_EXPORTER_OTLP_HEADERS"]["value"]
+            assert headers == "Authorization=Bearer%20$(CONSOLE_INGEST_TOKEN)"
+    assert traced == 7  # edge, three APIs, two workers, the operator
+    egress = of_kind(docs, "NetworkPolicy")["flotilla-orders-worker-egress"]["spec"]["egress"]
+    peers = [rule["to"][0]["podSelector"]["matchLabels"] for rule in egress if "to" in rule]
+    assert {"app.kubernetes.io/name": "console", "app.kubernetes.io/instance": "flotilla"} in peers

@@ -169,6 +169,7 @@ class ContainerState:
     started: bool = False  # the startup probe passed (or there is none)
     restarts: int = 0
     exit_codes: list[int] = field(default_factory=list)
+    ready_after_s: float | None = None  # from the pod's creation to this container's first ready
 
 
 @dataclass
@@ -190,6 +191,7 @@ class Pod:
     published: dict[int, int] = field(default_factory=dict)  # container port -> 127.0.0.1 port
     events: list[str] = field(default_factory=list)
     error: str = ""
+    created: float = field(default_factory=time.monotonic)
 
     @property
     def ready(self) -> bool:
@@ -624,8 +626,9 @@ class Kubelet:
                 for kind in kinds:
                     probe = spec.get(kind)
                     if probe is None:
-                        if kind == "readinessProbe":
+                        if kind == "readinessProbe" and not state.ready:
                             state.ready = True
+                            state.ready_after_s = state.ready_after_s or now - pod.created
                         continue
                     key = (name, kind)
                     first = since[name] + float(probe.get("initialDelaySeconds", 0))
@@ -645,6 +648,8 @@ class Kubelet:
                     elif kind == "readinessProbe":
                         if ok and good >= int(probe.get("successThreshold", 1)):
                             state.ready = True
+                            if state.ready_after_s is None:
+                                state.ready_after_s = time.monotonic() - pod.created
                         elif not ok and bad >= int(probe.get("failureThreshold", 3)):
                             state.ready = False
                     elif not ok and bad >= int(probe.get("failureThreshold", 3)):
