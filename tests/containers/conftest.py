@@ -138,3 +138,12 @@ def pod(cluster: Kubelet, component: str) -> Pod:
 def published(cluster: Kubelet, component: str, port: int) -> str:
     """``http://127.0.0.1:<port>`` where a component's Service port is published."""
     return f"http://127.0.0.1:{pod(cluster, component).published[port]}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The first container test builds the images (and, on a machine that has none, the base
+    images: minutes of debootstrap) in its setup: more than the suite's 300 s per test."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.timeout(1200))
