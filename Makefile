@@ -19,7 +19,10 @@ help:  ## list the targets
 
 setup:  ## install uv if missing, then the locked workspace into .venv (idempotent)
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@$(UV) sync --all-packages --frozen --quiet
+	@UV_COMPILE_BYTECODE=1 $(UV) sync --all-packages --frozen --quiet
+	@# NOTE: bytecode ahead of time, so no process compiles its imports at each start (with
+	@# PYTHONDONTWRITEBYTECODE set, as on this machine, every start did: 3.7 s -> 1.5 s for a worker)
+	@$(UV) run --frozen python -m compileall -q -j 0 services operator >/dev/null
 
 run: setup  ## start the whole platform locally (edge on :8080, console on :8090)
 	@$(UV) run --frozen flotilla up
@@ -38,6 +41,7 @@ format: setup  ## apply ruff's formatting and safe fixes
 	@$(UV) run --frozen ruff format .
 
 bench: setup  ## run the benchmarks (see docs/benchmarks.md)
+	@$(UV) run --frozen python bench/platform.py
 	@$(UV) run --frozen python bench/edge.py
 	@$(UV) run --frozen python bench/worker.py
 	@$(UV) run --frozen python bench/memory.py

@@ -282,3 +282,31 @@ def test_bad_arguments_say_what_is_wrong() -> None:
     shown = flotilla("load", "--orders", "0")
     assert shown.exit_code == 2
     assert "Invalid value for '--orders'" in shown.stderr
+
+
+def test_the_services_databases_follow_the_url_template(tmp_path: Path) -> None:
+    """FLOTILLA_CLI_DATABASE_URL_TEMPLATE puts each service's database where it says (the
+    platform benchmark runs on PostgreSQL this way); without it each is a SQLite file."""
+    from flotilla.cli import BrokerChoice, CliSettings, platform_specs
+
+    broker = BrokerChoice(url="redis://127.0.0.1:6379/0", origin="existing")
+    template = "postgresql+psycopg://postgres@db:5432/shop_{service}"
+    for given, expected in (
+        (
+            template,
+            {s: template.replace("{service}", s) for s in ("orders", "inventory", "payments")},
+        ),
+        (
+            "",
+            {
+                s: f"sqlite:///{tmp_path.resolve()}/{s}.db"
+                for s in ("orders", "inventory", "payments")
+            },
+        ),
+    ):
+        settings = CliSettings(var_dir=tmp_path, database_url_template=given)
+        env = {spec.name: spec.env for spec in platform_specs(settings, broker, "key")}
+        assert env["orders-api"]["FLOTILLA_ORDERS_DATABASE_URL"] == expected["orders"]
+        assert env["orders-worker"]["FLOTILLA_ORDERS_DATABASE_URL"] == expected["orders"]
+        assert env["inventory-api"]["FLOTILLA_INVENTORY_DATABASE_URL"] == expected["inventory"]
+        assert env["payments-migrate"]["FLOTILLA_PAYMENTS_DATABASE_URL"] == expected["payments"]

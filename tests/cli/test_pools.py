@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import psutil
@@ -32,9 +33,9 @@ WORKER = (
 )
 
 
-def test_depth_scales_worker_processes_up_then_down_after_the_window(
-    redis_url: str, tmp_path: Path
-) -> None:
+def _pool(redis_url: str) -> tuple[dramatiq.Broker, Any, Console, Supervisor, WorkerPool]:
+    """A pool of stand-in worker processes (1 to 4, 10 messages each) on a fresh queue, and
+    an actor that sends to it."""
     queue = f"pool-{uuid.uuid4().hex[:8]}"
     broker = broker_from_url(redis_url)
 
@@ -53,6 +54,13 @@ def test_depth_scales_worker_processes_up_then_down_after_the_window(
     pool = WorkerPool(
         ProcessSpec("w", [sys.executable, "-c", WORKER], queue=queue), spec, supervisor
     )
+    return broker, job, shown, supervisor, pool
+
+
+def test_depth_scales_worker_processes_up_then_down_after_the_window(
+    redis_url: str, tmp_path: Path
+) -> None:
+    broker, job, shown, supervisor, pool = _pool(redis_url)
     status = tmp_path / "status.json"
     autoscaler = LocalAutoscaler([pool], redis_url, status, shown)
     try:
@@ -65,7 +73,7 @@ def test_depth_scales_worker_processes_up_then_down_after_the_window(
         assert (written["name"], written["depth"], written["replicas"]) == ("w", 35, 4)
         assert written["last_decision"].startswith("1→4")
 
-        broker.flush(queue)
+        broker.flush(pool.queue)
         autoscaler.tick(now=102)
         assert len(pool.replicas) == 4  # inside the window: nothing is stopped
         retired = list(pool.replicas[1:])
@@ -180,4 +188,31 @@ def test_scaling_in_retires_the_idle_replica_not_the_busy_one(
     finally:
         supervisor.stop()
         autoscaler.reader.close()
+        broker.close()
+
+
+def test_a_scale_up_is_held_while_the_machine_cpu_is_saturated(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Locally every replica shares the same cores: with the CPU busy past the ceiling the
+    pool keeps the replicas it has (and says why); once the CPU has room it scales up. The
+    CPU reading is given by the test (a real one would depend on the machine)."""
+    broker, job, shown, supervisor, pool = _pool(redis_url)
+    busy = [97.0]
+    autoscaler = LocalAutoscaler(
+        [pool], redis_url, tmp_path / "status.json", shown, cpu_busy=lambda: busy[0]
+    )
+    try:
+        pool.scale_to(1)
+        for i in range(35):
+            job.send(i)
+        autoscaler.tick(now=100)
+        assert len(pool.replicas) == 1
+        written = json.loads((tmp_path / "status.json").read_text())["pools"][0]
+        assert "the CPU is 97% busy" in written["last_decision"]
+        busy[0] = 40.0
+        autoscaler.tick(now=101)
+        assert len(pool.replicas) == 4
+    finally:
+        supervisor.stop()
         broker.close()

@@ -201,6 +201,7 @@ class Platform:
             interval_s=self.settings.pool_poll_interval_s,
             traces_endpoint=f"{self.urls['console']}/v1/traces",
             processes=self.supervisor.snapshot,
+            cpu_ceiling_percent=self.settings.pool_cpu_ceiling_percent,
         )
         self.autoscaler.start()
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -156,9 +157,14 @@ class LocalAutoscaler:
         interval_s: float = 1.0,
         traces_endpoint: str | None = None,
         processes: Callable[[], list[dict[str, Any]]] | None = None,
+        cpu_ceiling_percent: float = 85.0,
+        cpu_busy: Callable[[], float] | None = None,
     ) -> None:
         self.pools, self.status_path, self.console = pools, status_path, console
         self.processes = processes
+        self.cpu_ceiling_percent = cpu_ceiling_percent
+        # NOTE: the machine's CPU share busy since the last tick (psutil's first answer is 0)
+        self.cpu_busy = cpu_busy or (lambda: float(psutil.cpu_percent(interval=None)))
         self.reader = depth_reader(broker_url)
         # NOTE: a provider of its own, not the global one: the CLI traces nothing else, and a
         # test running the platform in-process keeps its own global provider.
@@ -183,6 +189,7 @@ class LocalAutoscaler:
         self.provider.shutdown()
 
     def tick(self, now: float) -> None:
+        busy = self.cpu_busy()
         for pool in self.pools:
             pool.replace_lost(now)
             try:
@@ -194,7 +201,9 @@ class LocalAutoscaler:
             except DepthUnavailable as exc:
                 observation = Observation(pool.desired, None, broker_error=str(exc))
             with self.tracer.start_as_current_span(DECISION_SPAN) as span:
-                decision = decide(pool.spec, observation, pool.history, now)
+                decision = self._within_the_cpu(
+                    pool, decide(pool.spec, observation, pool.history, now), busy
+                )
                 span.set_attributes(
                     decision_attributes(
                         autoscaler=pool.name,
@@ -214,6 +223,29 @@ class LocalAutoscaler:
                 )
                 pool.scale_to(decision.desired, self._held(pool, decision.desired))
         self.write_status()
+
+    def _within_the_cpu(
+        self, pool: WorkerPool, decision: ScaleDecision, busy: float
+    ) -> ScaleDecision:
+        """A scale-up held while the machine's CPU is saturated (at least one replica runs).
+
+        Locally every replica shares the same cores: on a CPU that is already busy, another
+        worker process adds its start-up and more contention for SQLite's write lock, and no
+        throughput (measured: bench/platform.py, docs/benchmarks.md); the threads of the
+        replicas already running wait on I/O. In a cluster the scheduler places pods on other
+        nodes, so the operator has no such rule.
+        """
+        if decision.action != "scale-up" or pool.desired < 1 or busy < self.cpu_ceiling_percent:
+            return decision
+        return dataclasses.replace(
+            decision,
+            desired=pool.desired,
+            action="hold",
+            reason=(
+                f"{decision.reason}; held at {pool.desired}: the CPU is {busy:.0f}% busy "
+                f"(ceiling {self.cpu_ceiling_percent:.0f}%), another process would not help"
+            ),
+        )
 
     def _held(self, pool: WorkerPool, desired: int) -> dict[str, int] | None:
         """Before a scale-in: the messages each replica holds (None if unknown or not needed)."""

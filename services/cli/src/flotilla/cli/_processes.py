@@ -65,14 +65,21 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
         "OTEL_TRACES_EXPORTER": "otlp",
         "PYTHONUNBUFFERED": "1",
     }
+
+    def database_url(service: str) -> str:
+        template = settings.database_url_template
+        return (
+            template.replace("{service}", service) if template else f"sqlite:///{var}/{service}.db"
+        )
+
     inventory_env = {
-        "FLOTILLA_INVENTORY_DATABASE_URL": f"sqlite:///{var}/inventory.db",
+        "FLOTILLA_INVENTORY_DATABASE_URL": database_url("inventory"),
         "FLOTILLA_INVENTORY_HOST": host,
         "FLOTILLA_INVENTORY_PORT": str(settings.inventory_port),
         "FLOTILLA_INVENTORY_RESERVATION_TTL_S": str(settings.reservation_ttl_s),
     }
     orders_env = {
-        "FLOTILLA_ORDERS_DATABASE_URL": f"sqlite:///{var}/orders.db",
+        "FLOTILLA_ORDERS_DATABASE_URL": database_url("orders"),
         "FLOTILLA_ORDERS_BROKER_URL": broker.url,
         "FLOTILLA_ORDERS_INVENTORY_URL": inventory_url,
         "FLOTILLA_ORDERS_HOST": host,
@@ -81,7 +88,7 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
         "FLOTILLA_ORDERS_REDRIVE_AFTER_MS": str(settings.redrive_after_ms),
     }
     payments_env = {
-        "FLOTILLA_PAYMENTS_DATABASE_URL": f"sqlite:///{var}/payments.db",
+        "FLOTILLA_PAYMENTS_DATABASE_URL": database_url("payments"),
         "FLOTILLA_PAYMENTS_HOST": host,
         "FLOTILLA_PAYMENTS_PORT": str(settings.payments_port),
         "FLOTILLA_PAYMENTS_LATENCY_MS": str(settings.payment_latency_ms),

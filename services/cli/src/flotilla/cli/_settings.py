@@ -29,6 +29,10 @@ class CliSettings(ComponentSettings):
     inventory_port: int = 8002
     payments_port: int = 8003
     smtp_port: int = 1025
+    #: the services' databases: "" for a SQLite file each under var_dir, else a URL in which
+    #: ``{service}`` becomes orders, inventory and payments (the databases must exist), e.g.
+    #: postgresql+psycopg://postgres@127.0.0.1:5432/flotilla_{service}
+    database_url_template: str = ""
     #: how long the payment stand-in takes per charge
     payment_latency_ms: int = 200
     #: how long inventory holds a reservation nobody commits or releases
@@ -40,6 +44,9 @@ class CliSettings(ComponentSettings):
     pool_max: int = 8
     pool_target_per_replica: int = 20
     pool_scale_down_window_s: float = 30.0
+    #: no scale-up while the machine's CPU is this busy (percent): locally every replica
+    #: shares the same cores
+    pool_cpu_ceiling_percent: float = Field(default=85.0, gt=0, le=100)
     pool_poll_interval_s: float = 1.0
     ready_timeout_s: float = 60.0
     #: a process that dies is restarted after this, doubling per crash up to the cap
