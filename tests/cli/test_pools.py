@@ -216,3 +216,20 @@ def test_a_scale_up_is_held_while_the_machine_cpu_is_saturated(
     finally:
         supervisor.stop()
         broker.close()
+
+
+def test_a_ceiling_of_100_percent_never_holds_a_scale_up(redis_url: str, tmp_path: Path) -> None:
+    broker, job, shown, supervisor, pool = _pool(redis_url)
+    autoscaler = LocalAutoscaler(
+        [pool], redis_url, tmp_path / "status.json", shown,
+        cpu_ceiling_percent=100, cpu_busy=lambda: 100.0,
+    )  # fmt: skip
+    try:
+        pool.scale_to(1)
+        for i in range(35):
+            job.send(i)
+        autoscaler.tick(now=100)
+        assert len(pool.replicas) == 4
+    finally:
+        supervisor.stop()
+        broker.close()

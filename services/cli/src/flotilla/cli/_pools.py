@@ -235,7 +235,9 @@ class LocalAutoscaler:
         replicas already running wait on I/O. In a cluster the scheduler places pods on other
         nodes, so the operator has no such rule.
         """
-        if decision.action != "scale-up" or pool.desired < 1 or busy < self.cpu_ceiling_percent:
+        ceiling = self.cpu_ceiling_percent  # NOTE: 100 turns the hold off
+        held = pool.desired > 0 and ceiling < 100 and busy >= ceiling
+        if decision.action != "scale-up" or not held:
             return decision
         return dataclasses.replace(
             decision,

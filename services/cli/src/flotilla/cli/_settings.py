@@ -44,8 +44,8 @@ class CliSettings(ComponentSettings):
     pool_max: int = 8
     pool_target_per_replica: int = 20
     pool_scale_down_window_s: float = 30.0
-    #: no scale-up while the machine's CPU is this busy (percent): locally every replica
-    #: shares the same cores
+    #: no scale-up while the machine's CPU is this busy (percent; 100 turns the hold off):
+    #: locally every replica shares the same cores
     pool_cpu_ceiling_percent: float = Field(default=85.0, gt=0, le=100)
     pool_poll_interval_s: float = 1.0
     ready_timeout_s: float = 60.0
