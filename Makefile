@@ -41,7 +41,7 @@ format: setup  ## apply ruff's formatting and safe fixes
 	@$(UV) run --frozen ruff format .
 
 bench: setup  ## run the benchmarks (see docs/benchmarks.md)
-	@$(UV) run --frozen python bench/platform.py
+	@$(UV) run --frozen python bench/platform_load.py
 	@$(UV) run --frozen python bench/edge.py
 	@$(UV) run --frozen python bench/worker.py
 	@$(UV) run --frozen python bench/memory.py

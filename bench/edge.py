@@ -30,6 +30,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from flotilla.core import CLIENT_ID_HEADER, CLIENT_SCOPES_HEADER
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _support import free_port, service
 
@@ -137,21 +139,21 @@ def measure(
         )
         orders_url = f"http://127.0.0.1:{ports['orders']}"
         stack.enter_context(service("flotilla.orders", "api", orders_env, f"{orders_url}/healthz"))
+        # NOTE: placed as the bench's client, as the edge would forward it: orders belong to
+        # the client that placed them, and the edge reads it back as that client.
         order = httpx.post(
             f"{orders_url}/orders",
             json={
                 "customer_email": "bench@example.com",
                 "items": [{"sku": "FLT-VEST", "quantity": 1}],
             },
+            headers={CLIENT_ID_HEADER: "bench", CLIENT_SCOPES_HEADER: "orders:read orders:write"},
         ).json()
-        routes = [
-            {
-                "name": "orders-api",
-                "prefix": "/api/orders",
-                "upstream": orders_url,
-                "rewrite": "/orders",
-            }
-        ]
+        # the edge's own route table (flotilla.edge ROUTE_TABLE); only where upstreams listen
+        upstreams = {
+            "orders-api": orders_url,
+            "inventory-api": f"http://127.0.0.1:{ports['inventory']}",
+        }
         for round_no in range(1, rounds + 1):
             for variant in VARIANTS:
                 console.log(f"tracing {tracing}, round {round_no}/{rounds}: {variant.name}")
@@ -163,7 +165,7 @@ def measure(
                     "FLOTILLA_EDGE_PORT": str(ports["edge"]),
                     "FLOTILLA_EDGE_SERVER": variant.server,
                     "FLOTILLA_EDGE_HTTP_CLIENT": variant.client,
-                    "FLOTILLA_EDGE_ROUTES": json.dumps(routes),
+                    "FLOTILLA_EDGE_UPSTREAMS": json.dumps(upstreams),
                     "FLOTILLA_EDGE_API_KEYS": f"bench:{KEY_HASH}",
                     "FLOTILLA_EDGE_RATE_LIMIT_PER_SECOND": "1000000",
                     "FLOTILLA_EDGE_RATE_LIMIT_BURST": "1000000",

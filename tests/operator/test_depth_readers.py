@@ -56,6 +56,57 @@ def test_delayed_messages_count_once_their_eta_has_passed(
     assert reader.read([queue]).depth.delayed_due == 1  # the hour-long one is not due
 
 
+def test_a_delayed_message_leaves_the_eta_index_when_a_worker_has_run_it(
+    redis_url: str, redis_broker: dramatiq.Broker, queue: str
+) -> None:
+    """The index holds what is delayed, no more: once a real worker moved the message to its
+    queue and ran it, nothing of it is left to count (no leak as messages flow)."""
+    ran = threading.Event()
+
+    @dramatiq.actor(broker=redis_broker, queue_name=queue)
+    def later() -> None:
+        ran.set()
+
+    later.send_with_options(delay=200)
+    client = redis_broker.client  # type: ignore[attr-defined]
+    index = f"{redis_broker.namespace}:{queue}.DQ.etas"  # type: ignore[attr-defined]
+    assert client.zcard(index) == 1
+    worker = Worker(redis_broker, worker_timeout=50)
+    worker.start()
+    try:
+        assert ran.wait(10)
+        wait_for(lambda: client.zcard(index) == 0, timeout_s=5)
+        assert RedisDepthReader(redis_url).read([queue]).depth.delayed_due == 0
+    finally:
+        worker.stop()
+
+
+def test_delayed_messages_of_a_broker_without_the_index_are_named_in_the_note(
+    redis_url: str, queue: str
+) -> None:
+    """A plain Dramatiq producer (no flotilla.core broker) keeps no etas: the reader does not
+    guess (decoding every message is what made reads grow with the backlog); it says so."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    from flotilla.core import redis_namespace
+
+    clean, namespace = redis_namespace(redis_url)
+    plain = RedisBroker(url=clean, namespace=namespace)
+
+    @dramatiq.actor(broker=plain, queue_name=queue)
+    def later() -> None: ...
+
+    try:
+        later.send_with_options(delay=1)
+        later.send_with_options(delay=1)
+        time.sleep(0.05)
+        reading = RedisDepthReader(redis_url).read([queue])
+        assert reading.depth.delayed_due == 0
+        assert reading.note is not None and reading.note.startswith("2 delayed messages")
+    finally:
+        plain.close()
+
+
 def test_messages_held_by_a_live_worker_are_in_flight(
     redis_url: str, redis_broker: dramatiq.Broker, queue: str
 ) -> None:

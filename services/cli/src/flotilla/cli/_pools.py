@@ -231,7 +231,7 @@ class LocalAutoscaler:
 
         Locally every replica shares the same cores: on a CPU that is already busy, another
         worker process adds its start-up and more contention for SQLite's write lock, and no
-        throughput (measured: bench/platform.py, docs/benchmarks.md); the threads of the
+        throughput (measured: bench/platform_load.py, docs/benchmarks.md); the threads of the
         replicas already running wait on I/O. In a cluster the scheduler places pods on other
         nodes, so the operator has no such rule.
         """

@@ -64,7 +64,7 @@ from ._telemetry import (
 )
 
 if _typing.TYPE_CHECKING:
-    from ._brokers import broker_from_url, broker_holds, broker_kind
+    from ._brokers import EtaIndex, broker_from_url, broker_holds, broker_kind, eta_index_key
     from ._database import is_sqlite, make_engine, read_only, schema_check, session_factory
     from ._messages import (
         FulfilOrder,
@@ -89,7 +89,10 @@ if _typing.TYPE_CHECKING:
 #: The names imported on first use: name -> (module, the extra that installs what it needs).
 #: Kept in step with the TYPE_CHECKING imports above (tests/test_public_api.py checks both).
 _LAZY: dict[str, tuple[str, str]] = {
-    **dict.fromkeys(["broker_from_url", "broker_holds", "broker_kind"], ("_brokers", "messaging")),
+    **dict.fromkeys(
+        ["EtaIndex", "broker_from_url", "broker_holds", "broker_kind", "eta_index_key"],
+        ("_brokers", "messaging"),
+    ),
     **dict.fromkeys(
         ["is_sqlite", "make_engine", "read_only", "schema_check", "session_factory"],
         ("_database", "database"),
@@ -163,6 +166,7 @@ __all__ = [
     "BrokerUnavailable",
     "Check",
     "ComponentSettings",
+    "EtaIndex",
     "FieldError",
     "FulfilOrder",
     "HealthReport",
@@ -188,6 +192,7 @@ __all__ = [
     "configure_telemetry",
     "current_trace_id",
     "drain_timeout_for",
+    "eta_index_key",
     "field_path",
     "flush_telemetry",
     "instrument_asgi",

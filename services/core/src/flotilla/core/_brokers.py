@@ -9,6 +9,7 @@ request or the outbox relay for ever, and each worker names itself in the broker
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +29,52 @@ from ._broker_urls import (
     worker_identity,
 )
 from ._tracing_middleware import TraceContextMiddleware
+
+logger = logging.getLogger(__name__)
+
+#: Redis: the sorted set of a delay queue's message ids by eta (ms), beside Dramatiq's own keys
+ETA_INDEX_SUFFIX = ".etas"
+
+
+def eta_index_key(namespace: str, delay_queue: str) -> str:
+    """``{ns}:{queue}.DQ.etas``: where :class:`EtaIndex` keeps a delay queue's etas."""
+    return f"{namespace}:{delay_queue}{ETA_INDEX_SUFFIX}"
+
+
+class EtaIndex(dramatiq.Middleware):
+    """Redis: each delayed message's eta in a sorted set, from its enqueue to its ack.
+
+    Dramatiq keeps a delayed message's eta only inside its JSON body, so counting the due ones
+    meant decoding every delayed message on every depth read (160-190 ms with 60,000 messages,
+    blocking every other Redis client meanwhile). With the index, the operator's depth reader
+    counts them with one ``ZCOUNT`` (O(log n)). The index is best effort: a failed write is
+    logged and the reader says how many delayed messages it could not place.
+    """
+
+    # NOTE: broker is a RedisBroker (namespace, client): only Redis brokers get this middleware
+    def after_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
+        eta = message.options.get("eta")
+        if delay is None or eta is None or not message.queue_name.endswith(".DQ"):
+            return
+        key = eta_index_key(broker.namespace, message.queue_name)
+        try:
+            broker.client.zadd(key, {message.message_id: int(eta)})
+        except Exception:  # redis errors and OSError: the message itself is enqueued
+            logger.warning("could not index the eta of %s", message.message_id, exc_info=True)
+
+    def _forget(self, broker: Any, message: Any) -> None:
+        if message.queue_name.endswith(".DQ"):
+            key = eta_index_key(broker.namespace, message.queue_name)
+            try:
+                broker.client.zrem(key, message.message_id)
+            except Exception:
+                logger.warning("could not unindex %s", message.message_id, exc_info=True)
+
+    def after_ack(self, broker: Any, message: Any) -> None:
+        self._forget(broker, message)
+
+    def after_nack(self, broker: Any, message: Any) -> None:
+        self._forget(broker, message)
 
 
 def _end_abandoned_producer(broker: dramatiq.Broker, message: Any, error: BaseException) -> None:
@@ -82,6 +129,7 @@ def broker_from_url(url: str, *, tracing: bool = True) -> dramatiq.Broker:
         middleware.insert(0, TraceContextMiddleware(system=system))
     identity = worker_identity()
     if system == "redis":
+        middleware.append(EtaIndex())
         clean, namespace = redis_namespace(url)
         broker: dramatiq.Broker = _traced("redis")(
             client=redis_client(clean),

@@ -1,7 +1,7 @@
 """The whole platform under load: orders per second through the edge, side by side.
 
-    uv run python bench/platform.py                      # every variant, 4 and 32 connections
-    uv run python bench/platform.py --seconds 60 --connections 32 --variants traced-sqlite
+    uv run python bench/platform_load.py                      # every variant, 4 and 32 connections
+    uv run python bench/platform_load.py --seconds 60 --connections 32 --variants traced-sqlite
 
 Each variant starts its own ``flotilla up`` on free ports (a throwaway Redis, fresh databases)
 and drives it with ``wrk`` (Debian's package) posting orders with a unique ``Idempotency-Key``
@@ -21,12 +21,6 @@ names the server). Ratios are printed against ``traced-sqlite`` at the same conn
 """
 
 from __future__ import annotations
-
-import sys
-
-# NOTE: run as a script, this file's folder comes first on sys.path, and this file's name
-# would hide the standard library's `platform` from everything imported below.
-sys.path[:] = [p for p in sys.path if p not in ("", __file__.rpartition("/")[0] or ".")]
 
 import argparse
 import json
