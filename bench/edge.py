@@ -37,6 +37,8 @@ from _support import free_port, service
 
 API_KEY = "bench-key-0123456789abcdef"
 KEY_HASH = hashlib.sha256(API_KEY.encode()).hexdigest()
+#: who the edge says the caller is (``key:`` and the name in FLOTILLA_EDGE_API_KEYS)
+CLIENT = "key:bench"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -147,7 +149,7 @@ def measure(
                 "customer_email": "bench@example.com",
                 "items": [{"sku": "FLT-VEST", "quantity": 1}],
             },
-            headers={CLIENT_ID_HEADER: "bench", CLIENT_SCOPES_HEADER: "orders:read orders:write"},
+            headers={CLIENT_ID_HEADER: CLIENT, CLIENT_SCOPES_HEADER: "orders:read orders:write"},
         ).json()
         # the edge's own route table (flotilla.edge ROUTE_TABLE); only where upstreams listen
         upstreams = {
@@ -160,7 +162,7 @@ def measure(
                 if not variant.through_edge:
                     url = f"{orders_url}/orders/{order['id']}"
                     # NOTE: what the edge adds to a request it forwards (the caller's identity)
-                    headers = {CLIENT_ID_HEADER: "bench", CLIENT_SCOPES_HEADER: "orders:read"}
+                    headers = {CLIENT_ID_HEADER: CLIENT, CLIENT_SCOPES_HEADER: "orders:read"}
                     results[variant.name].append(_both(url, headers, seconds))
                     continue
                 edge_env = {
