@@ -105,6 +105,17 @@ def engine_answers(client: str | None = None) -> bool:
     return _run([client, "info", "--format", "{{.ServerVersion}}"]).returncode == 0
 
 
+def _apt_install(package: str) -> None:
+    """Install one of Debian's packages (as root), refreshing the package lists if need be."""
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if _run(install, env=env).returncode != 0:
+        _run(["apt-get", "update", "-qq"], env=env)
+        done = _run(install, env=env)
+        if done.returncode != 0:
+            raise ImagesError(f"apt-get install {package} failed: {done.stderr.strip()[-300:]}")
+
+
 def ensure_engine(timeout_s: float = 60.0) -> str:
     """Make a Docker Engine answer: install Debian's ``docker.io`` and start ``dockerd``."""
     if engine_answers():
@@ -116,13 +127,7 @@ def ensure_engine(timeout_s: float = 60.0) -> str:
                 "no Docker Engine here: run 'apt-get install docker.io' and start dockerd as root"
             )
         _say("installing Debian's docker.io (Docker Engine, containerd, runc) with apt")
-        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        if _run(install, env=env).returncode != 0:
-            _run(["apt-get", "update", "-qq"], env=env)
-            done = _run(install, env=env)
-            if done.returncode != 0:
-                raise ImagesError(f"apt-get install docker.io failed: {done.stderr.strip()[-300:]}")
+        _apt_install("docker.io")
     if not root:
         raise ImagesError("the Docker Engine is not running: start it as root ('dockerd &')")
     DOCKERD_LOG.parent.mkdir(parents=True, exist_ok=True)
@@ -168,8 +173,7 @@ def _python_standin(client: str, work: Path) -> None:
     if not shutil.which("debootstrap"):
         if os.geteuid() != 0:
             raise ImagesError("debootstrap is missing: run 'apt-get install debootstrap' as root")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "debootstrap"], env=env)
+        _apt_install("debootstrap")
     _say(f"debootstrap {DEBIAN_SUITE} (minbase, python3, python3-venv) from {DEBIAN_MIRROR}")
     packages = "python3,python3-venv,ca-certificates"
     command = ["debootstrap", "--variant=minbase", f"--include={packages}"]
@@ -291,8 +295,7 @@ def build(
             _say(f"base {kind}: {image} (a stand-in made by 'make base-images')")
     missing = [image for image in bases.values() if not image_exists(client, image)]
     LOGS.mkdir(parents=True, exist_ok=True)
-    base_size = image_size(client, bases["python"])
-    results = []
+    built: list[tuple[str, str, float, int]] = []
     for member in members:
         image = image_name(member, tag)
         command = [
@@ -320,10 +323,10 @@ def build(
                 else ""
             )
             raise ImagesError(f"building {image} failed{hint}: " + " | ".join(tail))
-        size = image_size(client, image)
-        base = base_size or image_size(client, bases["python"])
-        results.append(Built(member, image, seconds, size / 1e6, (size - base) / 1e6))
-    return results
+        built.append((member, image, seconds, image_size(client, image)))
+    # NOTE: measured after the builds, which pull the base if this engine lacked it
+    base_size = image_size(client, bases["python"])
+    return [Built(m, i, t, size / 1e6, (size - base_size) / 1e6) for m, i, t, size in built]
 
 
 def table(results: Sequence[Built]) -> str:
