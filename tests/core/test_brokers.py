@@ -7,7 +7,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq
 import pytest
@@ -33,6 +36,7 @@ from flotilla.core import (
 )
 from tests.support.ports import free_port
 from tests.support.servers import silent_server
+from tests.support.slow_proxy import slow_proxy
 from tests.support.waiting import wait_for
 
 
@@ -261,3 +265,81 @@ def test_messages_a_sigkilled_worker_held_are_delivered_again(
     finally:
         victim.kill()
         broker.close()
+
+
+def _redis_port(redis_url: str) -> int:
+    return urlsplit(redis_url).port or 6379
+
+
+def _worker_through(proxy_port: int, redis_url: str) -> dramatiq.Broker:
+    """A broker whose connections go through the proxy on ``proxy_port``, same namespace."""
+    parts = urlsplit(redis_url)
+    return broker_from_url(urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy_port}")))
+
+
+@contextmanager
+def _sweeping_worker(broker: dramatiq.Broker, queue: str) -> Iterator[None]:
+    """``run_worker`` on ``queue`` in a thread, one worker thread, sweeping every second."""
+    stop = threading.Event()
+    options = {"queues": [queue], "threads": 1, "stop": stop, "orphan_sweep_s": 1.0}
+    runner = threading.Thread(target=run_worker, args=(broker,), kwargs=options)
+    runner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        runner.join(30)
+
+
+def test_messages_whose_fetch_reply_was_lost_are_processed_once(redis_url: str) -> None:
+    """Redis ran a worker's fetch (moving two messages to the worker's acks set) and the reply
+    never arrived (the link broke mid-reply, as when Redis is stopped). The worker lives on and
+    keeps beating, so Dramatiq's maintenance, which requeues only dead workers' messages, never
+    would: the worker's own sweep finds them held by no thread and requeues them. The fault is
+    a real TCP proxy that forwards the fetch and drops its answer."""
+    queue = f"core-lost-{uuid.uuid4().hex[:8]}"
+    port = _redis_port(redis_url)
+    done: list[int] = []
+
+    with slow_proxy(port) as proxy:
+        broker = _worker_through(proxy.port, redis_url)
+
+        @dramatiq.actor(broker=broker, queue_name=queue, actor_name="counted")
+        def counted(n: int) -> None:
+            done.append(n)
+
+        for n in range(5):
+            counted.send(n)
+        marker = f"\r\n{queue}\r\n".encode()
+        proxy.drop_reply_when = lambda chunk: b"\r\nfetch\r\n" in chunk and marker in chunk
+        with _sweeping_worker(broker, queue):
+            wait_for(lambda: len(done) >= 5, timeout_s=30)
+            time.sleep(2.5)  # two more sweeps: nothing is requeued twice
+        assert proxy.replies_dropped == 1
+    assert sorted(done) == [0, 1, 2, 3, 4], "each message exactly once"
+
+
+def test_a_delayed_message_a_broken_connection_dropped_is_processed(redis_url: str) -> None:
+    """A worker holds a delayed message (a retry's backoff) in its consumer's delay queue when
+    its connection to Redis breaks for seconds: Dramatiq's consumer thread replaces the delay
+    queue when it reconnects, leaving the message in the worker's acks set with no thread
+    holding it. The sweep requeues it and it runs once, when due."""
+    queue = f"core-delay-{uuid.uuid4().hex[:8]}"
+    port = _redis_port(redis_url)
+    done: list[int] = []
+
+    with slow_proxy(port) as proxy:
+        broker = _worker_through(proxy.port, redis_url)
+
+        @dramatiq.actor(broker=broker, queue_name=queue, actor_name="later")
+        def later(n: int) -> None:
+            done.append(n)
+
+        with _sweeping_worker(broker, queue):
+            later.send_with_options(args=(7,), delay=6_000)
+            held = broker.held_messages(f"{queue}.DQ")  # type: ignore[attr-defined]
+            wait_for(lambda: len(held) == 1, timeout_s=10)  # in the worker's delay queue
+            proxy.refuse_for(8.0)  # longer than redis-py's retries
+            wait_for(lambda: done, timeout_s=40)
+            time.sleep(2.5)
+    assert done == [7]

@@ -9,7 +9,9 @@ request or the outbox relay for ever, and each worker names itself in the broker
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import weakref
 from functools import cache
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -83,18 +85,159 @@ def _end_abandoned_producer(broker: dramatiq.Broker, message: Any, error: BaseEx
             middleware.abandon_enqueue(message, error)
 
 
+def _redis_id(message: Any) -> str:
+    return str(message.options["redis_message_id"])
+
+
+@cache
+def _held_consumer() -> Any:
+    """Dramatiq's Redis consumer, telling its broker which fetched messages this process holds.
+
+    Dramatiq's fetch moves message ids into ``{ns}:__acks__.{worker}.{queue}`` inside Redis
+    and hands them to the consumer in its reply. Two paths leave ids there that no thread of
+    the process holds, while the process keeps beating (so Dramatiq's maintenance, which only
+    requeues the acks of dead workers, never touches them): a fetch whose reply is lost (Redis
+    stopped or the link broke after the script ran; redis-py then retries the fetch, which
+    takes new ids), and a consumer restarted after a connection error, which drops its delay
+    queue. The held set is what :meth:`requeue_orphans` compares Redis's set with.
+    """
+    from dramatiq.brokers.redis import _RedisConsumer
+
+    consumer: Any = _RedisConsumer  # Dramatiq's, untyped
+
+    class HeldConsumer(consumer):  # type: ignore[misc]
+        def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:
+            super().__init__(broker, queue_name, prefetch, timeout)
+            self.held: set[str] = broker.held_messages(queue_name)
+            self.delayed: set[str] = set()
+            broker.consumers_alive.add(self)
+
+        def __next__(self) -> Any:
+            message = super().__next__()
+            if message is not None:
+                self.held.add(_redis_id(message))
+                if "eta" in message.options:
+                    self.delayed.add(_redis_id(message))
+            return message
+
+        def _settled(self, message: Any) -> None:
+            self.held.discard(_redis_id(message))
+            self.delayed.discard(_redis_id(message))
+
+        def ack(self, message: Any) -> None:
+            super().ack(message)
+            self._settled(message)
+
+        def nack(self, message: Any) -> None:
+            super().nack(message)
+            self._settled(message)
+
+        def requeue(self, messages: Any) -> None:
+            messages = list(messages)
+            super().requeue(messages)
+            for message in messages:
+                self._settled(message)
+
+        def close(self) -> None:
+            # NOTE: on a connection error Dramatiq's consumer thread replaces its delay queue
+            # before closing the consumer: the delayed messages it held are no longer held.
+            # (On a stop they were requeued just before: forgetting them changes nothing.)
+            self.held.difference_update(self.delayed)
+            self.delayed.clear()
+            super().close()
+
+        def cached_ids(self) -> set[str]:
+            """Ids fetched but not yet decoded by the consumer thread."""
+            from dramatiq import Message
+
+            ids = set()
+            for data in list(self.message_cache):
+                with contextlib.suppress(Exception):
+                    ids.add(_redis_id(Message.decode(data)))
+            return ids
+
+    return HeldConsumer
+
+
+class _Orphans:
+    """Requeues what Redis says this worker holds and the process does not (Redis brokers)."""
+
+    namespace: str
+    broker_id: str
+    client: Any
+
+    def _init_orphans(self) -> None:
+        self._held: dict[str, set[str]] = {}
+        self._suspects: dict[str, set[str]] = {}
+        self.consumers_alive: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    @property
+    def consumer_class(self) -> Any:
+        return _held_consumer()
+
+    def held_messages(self, queue: str) -> set[str]:
+        """The ids (Redis's) of ``queue``'s messages this process fetched and has not settled,
+        shared by the consumers a consumer thread creates one after another."""
+        return self._held.setdefault(queue, set())
+
+    def requeue_orphans(self) -> dict[str, list[str]]:
+        """Requeue the messages Redis lists as this worker's and no thread of it holds.
+
+        An id counts as an orphan only when two calls in a row find it (the first call may
+        see a fetch whose reply is still on its way), so call it every few seconds.
+        Returns the requeued ids by queue.
+
+        Raises:
+            redis.RedisError: Redis could not be asked (nothing was requeued).
+        """
+        requeued: dict[str, list[str]] = {}
+        for queue, held in list(self._held.items()):
+            known = set(held)  # NOTE: before Redis's: an id fetched meanwhile is only suspect
+            for consumer in list(self.consumers_alive):
+                if consumer.queue_name == queue:
+                    known |= consumer.cached_ids()
+            key = f"{self.namespace}:__acks__.{self.broker_id}.{queue}"
+            orphans = {member.decode() for member in self.client.smembers(key)} - known
+            confirmed = orphans & self._suspects.get(queue, set())
+            self._suspects[queue] = orphans - confirmed
+            if confirmed:
+                ids = sorted(confirmed)
+                getattr(self, "do_requeue")(queue, *ids)  # noqa: B009  # Dramatiq's dispatch
+                logger.warning(
+                    "requeued %d message(s) of %s that Redis held for this worker and no "
+                    "thread did (a lost fetch reply or a dropped delay queue)",
+                    len(ids),
+                    queue,
+                    extra={"queue": queue, "message_ids": ids},
+                )
+                requeued[queue] = ids
+        return requeued
+
+
 @cache
 def _traced(system: str) -> Any:
     """Dramatiq's broker class for ``system``, whose enqueue always ends its PRODUCER span.
 
     Built on first use: importing pika and Dramatiq's brokers costs every process start.
+    On Redis it also knows which messages it holds (:class:`_Orphans`).
     """
     if system == "redis":
-        from dramatiq.brokers.redis import RedisBroker as base
-    else:
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker as base  # type: ignore[assignment]
+        from dramatiq.brokers.redis import RedisBroker
 
-    class Traced(base):
+        redis_broker: Any = RedisBroker  # partly untyped
+
+        class TracedRedisBroker(_Orphans, redis_broker):  # type: ignore[misc]
+            def __init__(self, **options: Any) -> None:
+                self._init_orphans()
+                super().__init__(**options)
+
+        base: Any = TracedRedisBroker
+    else:
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        base = RabbitmqBroker
+
+    class Traced(base):  # type: ignore[misc]
         def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
             try:
                 return super().enqueue(message, delay=delay)
@@ -102,7 +245,7 @@ def _traced(system: str) -> Any:
                 _end_abandoned_producer(self, message, exc)
                 raise
 
-    Traced.__name__ = Traced.__qualname__ = f"Traced{base.__name__}"
+    Traced.__name__ = Traced.__qualname__ = f"Traced{base.__name__.removeprefix('Traced')}"
     return Traced
 
 

@@ -33,6 +33,9 @@ DRAIN_MARGIN_S = 5.0
 #: (the liveness probe of a worker pod, which has no HTTP port).
 HEARTBEAT_FILE = Path(tempfile.gettempdir()) / "flotilla-worker-heartbeat"
 HEARTBEAT_EVERY_S = 5.0
+#: How often a worker on Redis compares what Redis says it holds with what it holds; a message
+#: a lost fetch reply left behind is requeued after two sweeps (10-20 s).
+ORPHAN_SWEEP_EVERY_S = 10.0
 
 
 def _heartbeat(worker: Worker, stop: threading.Event) -> None:
@@ -42,6 +45,17 @@ def _heartbeat(worker: Worker, stop: threading.Event) -> None:
             HEARTBEAT_FILE.touch()
         else:
             logger.error("a worker thread died; no heartbeat (the liveness probe restarts it)")
+
+
+def _sweep_orphans(broker: dramatiq.Broker, every_s: float, stop: threading.Event) -> None:
+    requeue_orphans = getattr(broker, "requeue_orphans", None)  # Redis brokers only
+    if requeue_orphans is None:
+        return
+    while not stop.wait(every_s):
+        try:
+            requeue_orphans()
+        except Exception as exc:  # redis errors and OSError: the next sweep asks again
+            logger.info("could not compare the held messages with Redis: %s", exc)
 
 
 def drain_timeout_for(broker: dramatiq.Broker, queues: Iterable[str] | None = None) -> float:
@@ -65,6 +79,7 @@ def run_worker(
     threads: int = 8,
     drain_timeout_s: float | None = None,
     stop: threading.Event | None = None,
+    orphan_sweep_s: float = ORPHAN_SWEEP_EVERY_S,
 ) -> None:
     """Consume ``queues`` until SIGTERM/SIGINT (or ``stop`` is set), then drain and return.
 
@@ -75,6 +90,8 @@ def run_worker(
         drain_timeout_s: how long to wait for running messages on shutdown; by default
             :func:`drain_timeout_for` the queues (the longest actor time limit + 5 s).
         stop: an event to stop on instead of a signal (tests).
+        orphan_sweep_s: how often a worker on Redis requeues the messages Redis lists as its
+            own that none of its threads holds (see ``requeue_orphans``).
     """
     stop = stop or threading.Event()
     if drain_timeout_s is None:
@@ -88,6 +105,9 @@ def run_worker(
         target=_heartbeat, args=(worker, stop), name="heartbeat", daemon=True
     )
     beating.start()
+    threading.Thread(
+        target=_sweep_orphans, args=(broker, orphan_sweep_s, stop), name="orphans", daemon=True
+    ).start()
     logger.info("worker started", extra={"queues": sorted(queues or broker.get_declared_queues())})
     stop.wait()
     logger.info("worker draining", extra={"timeout_s": drain_timeout_s})
