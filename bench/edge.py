@@ -1,5 +1,6 @@
 """The edge's cost: the same request straight to orders-api and through the edge, tracing off
-and on, under two ASGI servers (uvicorn, granian) and two upstream clients (httpx, aiohttp).
+and on, under two ASGI servers (uvicorn, granian) and two upstream clients (httpx, aiohttp),
+and beside a FastAPI gateway doing the same work (``bench/fastapi_gateway.py``).
 
 Real processes on loopback: inventory-api, orders-api (SQLite), the edge, and with tracing on
 the console receiving every span over OTLP/HTTP. The request is ``GET /orders/{id}`` (an
@@ -42,6 +43,10 @@ CLIENT = "key:bench"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+GATEWAY = "FastAPI gateway: uvicorn + aiohttp"
+FALCON = "edge: uvicorn + aiohttp"
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -56,6 +61,9 @@ VARIANTS = [
     Variant("edge: uvicorn + aiohttp", True, "uvicorn", "aiohttp"),
     Variant("edge: granian + httpx", True, "granian", "httpx"),
     Variant("edge: granian + aiohttp", True, "granian", "aiohttp"),
+    # NOTE: the same work in FastAPI (bench/fastapi_gateway.py), as the edge ships: uvicorn,
+    # aiohttp
+    Variant(GATEWAY, True, "fastapi", "aiohttp"),
 ]
 
 
@@ -179,7 +187,12 @@ def measure(
                     **telemetry,
                 }
                 edge_url = f"http://127.0.0.1:{ports['edge']}"
-                with service("flotilla.edge", "api", edge_env, f"{edge_url}/healthz"):
+                module = "flotilla.edge"
+                if variant.server == "fastapi":
+                    module = "fastapi_gateway"
+                    edge_env["PYTHONPATH"] = str(Path(__file__).parent)
+                    edge_env["FLOTILLA_EDGE_SERVER"] = "uvicorn"
+                with service(module, "api", edge_env, f"{edge_url}/healthz"):
                     results[variant.name].append(
                         _both(
                             f"{edge_url}/api/orders/{order['id']}",
@@ -255,6 +268,25 @@ def main() -> None:
             f"{med(on[variant.name], 'rps') / base:.2f}x",
         )
     console.print(tracing)
+    versus = Table(
+        title="the Falcon edge against the FastAPI gateway (same work, uvicorn + aiohttp)"
+    )
+    for column in (
+        "tracing",
+        "throughput, Falcon / FastAPI",
+        "added p50, Falcon",
+        "added p50, FastAPI",
+    ):
+        versus.add_column(column, justify="left" if column == "tracing" else "right")
+    for label, results in modes.items():
+        direct = med(results[VARIANTS[0].name], "p50_1c_ms")
+        versus.add_row(
+            label,
+            f"{med(results[FALCON], 'rps') / med(results[GATEWAY], 'rps'):.2f}x",
+            f"{med(results[FALCON], 'p50_1c_ms') - direct:+.2f} ms",
+            f"{med(results[GATEWAY], 'p50_1c_ms') - direct:+.2f} ms",
+        )
+    console.print(versus)
 
 
 if __name__ == "__main__":

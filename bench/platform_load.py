@@ -164,6 +164,90 @@ class Sampler:
                     time.sleep(0.01)
 
 
+@dataclass
+class Idle:
+    """One order at a time on the idle platform: what a single caller sees."""
+
+    variant: str
+    orders: int
+    answer_ms: list[float] = field(default_factory=list)
+    queue_wait_ms: list[float] = field(default_factory=list)
+    to_fulfilled_ms: list[float] = field(default_factory=list)
+    #: spans per order by (service, span name), averaged over the idle orders' traces
+    spans: dict[tuple[str, str], float] = field(default_factory=dict)
+    span_ms: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+
+
+def idle(platform: FlotillaUp, variant: str, orders: int) -> Idle:
+    """Place ``orders`` orders one after another (each once the last is fulfilled, 0.3 s apart):
+    the answer through the edge, and from the trace the fulfilment message's queue wait (its
+    CONSUMER span's ``messaging.dramatiq.queue_wait_ms``: enqueued to taken by a worker)."""
+    seen = Idle(variant, orders)
+    traces = []
+    with platform.client(timeout_s=30) as client:
+        for _ in range(orders):
+            time.sleep(0.3)
+            started = time.monotonic()
+            answer = client.post("/api/orders", json=ORDER)
+            seen.answer_ms.append((time.monotonic() - started) * 1000)
+            if answer.status_code != 202:
+                continue
+            traces.append(answer.headers.get("X-Trace-Id", ""))
+            order = answer.json()["id"]
+            while time.monotonic() - started < 30:
+                if client.get(f"/api/orders/{order}").json()["status"] == "fulfilled":
+                    seen.to_fulfilled_ms.append((time.monotonic() - started) * 1000)
+                    break
+                time.sleep(0.005)
+    time.sleep(2)  # the exporters' last batches reach the console
+    with sqlite3.connect(platform.var_dir / "console.db") as db:
+        for trace in traces:
+            for (attributes,) in db.execute(
+                "SELECT attributes FROM spans WHERE trace_id = ? AND kind = 'CONSUMER' "
+                "AND name = 'process orders'",
+                (trace,),
+            ):
+                wait = json.loads(attributes).get("messaging.dramatiq.queue_wait_ms")
+                if wait is not None:
+                    seen.queue_wait_ms.append(float(wait))
+            for service, name, start_ns, end_ns in db.execute(
+                "SELECT service, name, start_ns, end_ns FROM spans WHERE trace_id = ?", (trace,)
+            ):
+                key = (service, name)
+                seen.spans[key] = seen.spans.get(key, 0.0) + 1 / max(1, len(traces))
+                seen.span_ms.setdefault(key, []).append((end_ns - start_ns) / 1e6)
+    return seen
+
+
+IDLES: list[Idle] = []
+
+
+def idle_table(idles: list[Idle]) -> str:
+    lines = [
+        "One order at a time (idle platform): p50 / p95",
+        "",
+        "| variant | orders | answer through the edge | fulfilment message's queue wait "
+        "| 202 to fulfilled |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for i in idles:
+
+        def both(values: list[float]) -> str:
+            return f"{_percentile(values, 0.5):.1f} / {_percentile(values, 0.95):.1f} ms"
+
+        lines.append(
+            f"| {i.variant} | {i.orders} | {both(i.answer_ms)} | {both(i.queue_wait_ms)} "
+            f"| {both(i.to_fulfilled_ms)} |"
+        )
+    for i in idles:
+        lines += ["", f"Spans of one order's trace ({i.variant}): {sum(i.spans.values()):.1f}", ""]
+        lines += ["| service | span | per order | p50 each |", "|---|---|---:|---:|"]
+        for (service, name), count in sorted(i.spans.items(), key=lambda kv: -kv[1]):
+            each = _percentile(i.span_ms.get((service, name), []), 0.5)
+            lines.append(f"| {service} | {name} | {count:.1f} | {each:.2f} ms |")
+    return "\n".join(lines)
+
+
 def _percentile(values: list[float], share: float) -> float:
     if not values:
         return float("nan")
@@ -242,7 +326,7 @@ class Profile:
         spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
         self.process = subprocess.Popen(
             [spy, "record", "--pid", str(pid), "--duration", f"{seconds:.0f}",
-             "--rate", "50", "--format", "raw", "--output", str(out), "--nonblocking"],
+             "--rate", "50", "--gil", "--format", "raw", "--output", str(out), "--nonblocking"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -275,6 +359,7 @@ def measure(
     connections: list[int],
     seconds: float,
     profile: list[str] = (),  # type: ignore[assignment]
+    idle_orders: int = 0,
 ) -> list[Run]:
     runs = []
     with tempfile.TemporaryDirectory(prefix="flotilla-bench-") as folder:
@@ -285,6 +370,8 @@ def measure(
             script.write_text(LUA % {"key": platform.api_key, "body": body})
             _wrk(platform, 4, 3, script)  # warm up: connections, caches, first pools
             time.sleep(3)
+            if idle_orders:
+                IDLES.append(idle(platform, variant, idle_orders))
             for count in connections:
                 processes = _processes(platform)
                 cpu_before, fulfilled_before, spans_before = (
@@ -398,6 +485,10 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--json", type=Path, help="also write the runs as JSON here")
     parser.add_argument(
+        "--idle", type=int, default=20, metavar="N",
+        help="first, N orders one at a time on the idle platform (0: none)",
+    )  # fmt: skip
+    parser.add_argument(
         "--profile", nargs="*", default=[], metavar="PROCESS",
         help="py-spy these processes (e.g. orders-worker edge) at the largest connection count",
     )  # fmt: skip
@@ -408,9 +499,11 @@ def main() -> int:
     runs: list[Run] = []
     for variant in args.variants:
         print(f"{variant}: starting the platform", flush=True)
-        runs += measure(variant, args.connections, args.seconds, args.profile)
+        runs += measure(variant, args.connections, args.seconds, args.profile, args.idle)
     print()
     print(table(runs))
+    if IDLES:
+        print("\n" + idle_table(IDLES))
     for text in PROFILES:
         print("\n" + text)
     if args.json:

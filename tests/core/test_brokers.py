@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import dramatiq
@@ -343,3 +344,39 @@ def test_a_delayed_message_a_broken_connection_dropped_is_processed(redis_url: s
             wait_for(lambda: done, timeout_s=40)
             time.sleep(2.5)
     assert done == [7]
+
+
+def test_an_idle_consumer_takes_a_message_when_it_is_sent_not_at_its_next_poll(
+    redis_url: str,
+) -> None:
+    """An idle consumer waits on its queue's doorbell, which every enqueue rings. Here it has
+    been idle long enough (``misses``) that Dramatiq's back-off alone would sleep 15-30 s (half
+    to all of its 30 s idle timeout) before fetching again; the message sent meanwhile is
+    taken well before that."""
+    queue = f"core-bell-{uuid.uuid4().hex[:8]}"
+    broker = broker_from_url(redis_url)
+
+    @dramatiq.actor(broker=broker, queue_name=queue, actor_name="rung")
+    def rung() -> None: ...
+
+    consumer = broker.consume(queue, prefetch=1, timeout=30_000)
+    consumer.misses = 20  # type: ignore[attr-defined]  # as after a long idle spell
+    taken: list[Any] = []
+
+    def take() -> None:
+        while not taken:
+            message = next(consumer)
+            if message is not None:
+                taken.append(message)
+
+    taker = threading.Thread(target=take, daemon=True)
+    taker.start()
+    time.sleep(0.5)  # the consumer is waiting
+    sent = rung.send()
+    try:
+        wait_for(lambda: taken, timeout_s=10)
+        assert taken[0].message_id == sent.message_id
+        consumer.ack(taken[0])
+    finally:
+        consumer.close()
+        broker.close()

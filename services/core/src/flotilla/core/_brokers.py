@@ -100,12 +100,21 @@ def _held_consumer() -> Any:
     stopped or the link broke after the script ran; redis-py then retries the fetch, which
     takes new ids), and a consumer restarted after a connection error, which drops its delay
     queue. The held set is what :meth:`requeue_orphans` compares Redis's set with.
+
+    It also waits for work on the queue's doorbell (:meth:`_PlatformRedis.ring`) instead of
+    Dramatiq's sleeps, which grow to the worker's idle timeout (1 s) while a queue is empty:
+    a message sent to an idle worker is taken at once, not at its next poll.
     """
     from dramatiq.brokers.redis import _RedisConsumer
+    from dramatiq.errors import ConnectionClosed as closed_error
+    from redis import exceptions as redis_errors
 
     consumer: Any = _RedisConsumer  # Dramatiq's, untyped
+    connection_closed: Any = closed_error
 
     class HeldConsumer(consumer):  # type: ignore[misc]
+        misses: int
+
         def __init__(self, broker: Any, queue_name: str, prefetch: int, timeout: int) -> None:
             super().__init__(broker, queue_name, prefetch, timeout)
             self.held: set[str] = broker.held_messages(queue_name)
@@ -113,6 +122,18 @@ def _held_consumer() -> Any:
             broker.consumers_alive.add(self)
 
         def __next__(self) -> Any:
+            if (
+                not self.message_cache
+                and self.misses
+                and (self.outstanding_message_count < self.prefetch)
+            ):
+                # NOTE: the last fetch found nothing: wait for a ring (or the idle timeout,
+                # so delayed messages and a stop are still seen), then fetch at once.
+                try:
+                    self.broker.wait_for_ring(self.queue_name, self.timeout)
+                except redis_errors.ConnectionError as exc:
+                    raise connection_closed(exc) from None
+                self.misses = 0
             message = super().__next__()
             if message is not None:
                 self.held.add(_redis_id(message))
@@ -159,12 +180,36 @@ def _held_consumer() -> Any:
     return HeldConsumer
 
 
-class _Orphans:
-    """Requeues what Redis says this worker holds and the process does not (Redis brokers)."""
+#: How many rings a queue's doorbell keeps while no consumer waits (each wakes one consumer)
+DOORBELL_RINGS = 64
+
+
+class _PlatformRedis:
+    """What the platform adds to Dramatiq's Redis broker: a doorbell per queue, rung on every
+    enqueue, that idle consumers wait on; and the requeue of messages Redis says this worker
+    holds and the process does not."""
 
     namespace: str
     broker_id: str
     client: Any
+
+    def doorbell_key(self, queue: str) -> str:
+        """``{ns}:__bells__.{queue}``: a list a consumer pops, blocking, while it has no work."""
+        return f"{self.namespace}:__bells__.{queue}"
+
+    def ring(self, queue: str) -> None:
+        """Wake one consumer waiting on ``queue`` (best effort: consumers also poll)."""
+        key = self.doorbell_key(queue)
+        try:
+            self.client.pipeline(transaction=False).lpush(key, 1).ltrim(
+                key, 0, DOORBELL_RINGS - 1
+            ).execute()
+        except Exception as exc:  # redis errors and OSError: the message itself is enqueued
+            logger.debug("could not ring %s: %s", key, exc)
+
+    def wait_for_ring(self, queue: str, timeout_ms: int) -> None:
+        """Block until ``queue`` is rung or ``timeout_ms`` has passed."""
+        self.client.blpop([self.doorbell_key(queue)], timeout=max(timeout_ms, 10) / 1000)
 
     def _init_orphans(self) -> None:
         self._held: dict[str, set[str]] = {}
@@ -219,17 +264,22 @@ def _traced(system: str) -> Any:
     """Dramatiq's broker class for ``system``, whose enqueue always ends its PRODUCER span.
 
     Built on first use: importing pika and Dramatiq's brokers costs every process start.
-    On Redis it also knows which messages it holds (:class:`_Orphans`).
+    On Redis it also rings queues and knows which messages it holds (:class:`_PlatformRedis`).
     """
     if system == "redis":
         from dramatiq.brokers.redis import RedisBroker
 
         redis_broker: Any = RedisBroker  # partly untyped
 
-        class TracedRedisBroker(_Orphans, redis_broker):  # type: ignore[misc]
+        class TracedRedisBroker(_PlatformRedis, redis_broker):  # type: ignore[misc]
             def __init__(self, **options: Any) -> None:
                 self._init_orphans()
                 super().__init__(**options)
+
+            def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
+                sent = super().enqueue(message, delay=delay)
+                self.ring(sent.queue_name)  # the delay queue's name for a delayed message
+                return sent
 
         base: Any = TracedRedisBroker
     else:

@@ -3,12 +3,15 @@
 SQLite gets WAL (readers never block the writer), a busy timeout, and ``BEGIN IMMEDIATE`` for
 every transaction: a writer takes the write lock when it starts instead of failing with
 ``database is locked`` when it upgrades a read lock, so concurrent requests queue up the way
-row locks make them queue on PostgreSQL.
+row locks make them queue on PostgreSQL. Within a process the writers queue on a lock of their
+own before ``BEGIN IMMEDIATE``, handed over the moment the holder commits, rather than in
+SQLite's busy handler, which polls the lock with sleeps of 1 to 100 ms.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from ._telemetry import instrument_sqlalchemy
 
 READ_ONLY = "flotilla_read_only"
+#: How long a writer waits for the process's writer lock, as ``PRAGMA busy_timeout`` for
+#: SQLite's own lock: then it fails with "database is locked".
+WRITER_WAIT_S = 30.0
+_writer_locks: dict[str, threading.Lock] = {}
 
 
 def is_sqlite(url: str | sa.URL) -> bool:
@@ -43,7 +50,10 @@ def make_engine(url: str, *, pool_size: int = 10, trace: bool = True) -> sa.Engi
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
-        _sqlite_like_a_server(engine)
+        lock = _writer_locks.setdefault(
+            str(Path(parsed.database or ":memory:").resolve()), threading.Lock()
+        )
+        _sqlite_like_a_server(engine, lock)
     else:
         engine = sa.create_engine(
             parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
@@ -51,7 +61,7 @@ def make_engine(url: str, *, pool_size: int = 10, trace: bool = True) -> sa.Engi
     return engine
 
 
-def _sqlite_like_a_server(engine: sa.Engine) -> None:
+def _sqlite_like_a_server(engine: sa.Engine, writers: threading.Lock) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # NOTE: let SQLAlchemy, not pysqlite, decide when transactions begin.
@@ -69,9 +79,42 @@ def _sqlite_like_a_server(engine: sa.Engine) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         # PERF: on the driver's own connection, so no statement span per transaction (a BEGIN
         # span each, 8 an order, which nobody reads; PostgreSQL's begin has none either).
-        connection.connection.driver_connection.execute(  # type: ignore[union-attr]
-            "BEGIN" if read_only else "BEGIN IMMEDIATE"
-        )
+        driver: Any = connection.connection.driver_connection
+        if read_only:
+            driver.execute("BEGIN")
+            return
+        if not writers.acquire(timeout=WRITER_WAIT_S):
+            raise sqlite3.OperationalError("database is locked (by a writer of this process)")
+        holders[id(driver)] = driver
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(driver)
+            raise
+
+    holders: dict[int, Any] = {}
+
+    def _release(driver: Any) -> None:
+        if holders.pop(id(driver), None) is not None:
+            writers.release()
+
+    # NOTE: the lock is let go once the transaction is over, whichever way it ends: commit,
+    # rollback (the pool's reset on return included) or a closed connection.
+    dialect: Any = engine.dialect
+    for name in ("do_commit", "do_rollback", "do_close"):
+        _release_after(dialect, name, _release)
+
+
+def _release_after(dialect: Any, name: str, release: Callable[[Any], None]) -> None:
+    end = getattr(dialect, name)
+
+    def ending(dbapi_connection: Any) -> None:
+        try:
+            end(dbapi_connection)
+        finally:
+            release(getattr(dbapi_connection, "driver_connection", dbapi_connection))
+
+    setattr(dialect, name, ending)
 
 
 def _use_wal(cursor: Any, *, patience_s: float = 30.0) -> None:

@@ -207,7 +207,20 @@ class Lifespan:
         await self.limiter.close()
 
 
-def _limiter(settings: EdgeSettings) -> RedisRateLimiter:
+def authenticator_for(settings: EdgeSettings) -> Authenticator:
+    """The edge's authenticator: its API keys and JWT rules from ``settings``."""
+    return Authenticator(
+        api_keys=parse_api_keys(settings.api_keys),
+        jwt_key=settings.jwt_secret.get_secret_value(),
+        jwt_algorithms=tuple(settings.jwt_algorithms),
+        jwt_issuer=settings.jwt_issuer,
+        jwt_audience=settings.jwt_audience,
+        jwt_leeway_s=settings.jwt_leeway_s,
+    )
+
+
+def limiter_for(settings: EdgeSettings) -> RedisRateLimiter:
+    """The edge's rate limiter, with the rates of ``settings``."""
     return RedisRateLimiter(
         settings.redis_url,
         rate=settings.rate_limit_per_second,
@@ -229,7 +242,7 @@ def _upstream_client(settings: EdgeSettings, kind: str) -> Upstream:
 def create_admin_app(settings: EdgeSettings, metrics: EdgeMetrics) -> Any:
     """The admin port's app: ``/metrics``, the detailed ``/readyz`` and ``/healthz``."""
     # NOTE: httpx for the probes: aiohttp's instrumentation would trace them
-    http, limiter = _upstream_client(settings, "httpx"), _limiter(settings)
+    http, limiter = _upstream_client(settings, "httpx"), limiter_for(settings)
     app = falcon.asgi.App(middleware=[Lifespan(http, limiter, None)])
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Ready(settings, http, limiter))
@@ -244,15 +257,8 @@ def create_app(settings: EdgeSettings | None = None) -> Any:
     instrument_redis()  # the rate limit's EVALSHA shows in the trace
     metrics = EdgeMetrics()
     http = _upstream_client(settings, settings.http_client)
-    limiter = _limiter(settings)
-    authenticator = Authenticator(
-        api_keys=parse_api_keys(settings.api_keys),
-        jwt_key=settings.jwt_secret.get_secret_value(),
-        jwt_algorithms=tuple(settings.jwt_algorithms),
-        jwt_issuer=settings.jwt_issuer,
-        jwt_audience=settings.jwt_audience,
-        jwt_leeway_s=settings.jwt_leeway_s,
-    )
+    limiter = limiter_for(settings)
+    authenticator = authenticator_for(settings)
     admin = AdminListener(settings, metrics) if settings.admin_port is not None else None
     middleware: list[Any] = [RequestContext(metrics), Lifespan(http, limiter, admin)]
     app = falcon.asgi.App(middleware=middleware)
