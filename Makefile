@@ -43,6 +43,7 @@ format: setup  ## apply ruff's formatting and safe fixes
 bench: setup  ## run the benchmarks (see docs/benchmarks.md)
 	@$(UV) run --frozen python bench/platform_load.py
 	@$(UV) run --frozen python bench/edge.py
+	@$(UV) run --frozen python bench/span_export.py
 	@$(UV) run --frozen python bench/worker.py
 	@$(UV) run --frozen python bench/memory.py
 

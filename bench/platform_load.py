@@ -103,6 +103,8 @@ class Run:
     spans_per_order: float
     cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
+    #: worker processes of each pool that ran during the window (the autoscaler's doing)
+    replicas: dict[str, int] = field(default_factory=dict)
 
 
 def _kind(name: str) -> str:
@@ -337,6 +339,8 @@ class Profile:
         total = 0
         for line in self.out.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
+            if not count.isdigit():  # NOTE: a frame name broken over two lines
+                continue
             frames = [f.split(" (")[0] + " (" + f.split(" (")[-1] for f in stack.split(";")]
             total += int(count)
             own[frames[-1]] += int(count)
@@ -429,6 +433,11 @@ def measure(
                             if kind not in ("redis",)
                         },
                         rss_mb=dict(sorted(rss.items())),
+                        replicas={
+                            kind: sum(1 for name in processes if _kind(name) == kind)
+                            for kind in sorted({_kind(n) for n in processes})
+                            if kind.endswith("-worker")
+                        },
                     )
                 )
                 print(
@@ -443,8 +452,8 @@ def table(runs: list[Run]) -> str:
     base = {r.connections: r for r in runs if r.variant == "traced-sqlite"}
     lines = [
         "| variant | conns | accepted/s | vs traced-sqlite | p50 | p95 | p99 | non-2xx | errors "
-        "| fulfilled/s | to fulfilled p50 / p95 | spans/order |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| fulfilled/s | to fulfilled p50 / p95 | spans/order | worker processes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in runs:
         ratio = (
@@ -457,7 +466,9 @@ def table(runs: list[Run]) -> str:
             f"{r.p50_ms:.0f} ms | {r.p95_ms:.0f} ms | {r.p99_ms:.0f} ms | {r.non2xx} | "
             f"{r.errors} | {r.fulfilled_per_s:.0f} | "
             f"{r.to_fulfilled_p50_ms:.0f} / {r.to_fulfilled_p95_ms:.0f} ms | "
-            f"{r.spans_per_order:.1f} |"
+            f"{r.spans_per_order:.1f} | "
+            + ", ".join(f"{k.removesuffix('-worker')} {n}" for k, n in r.replicas.items())
+            + " |"
         )
     kinds = sorted({k for r in runs for k in r.cpu_ms_per_order})
     lines += ["", "CPU ms per order, by process (all replicas), and the largest RSS (MB):", ""]

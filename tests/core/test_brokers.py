@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -346,6 +346,28 @@ def test_a_delayed_message_a_broken_connection_dropped_is_processed(redis_url: s
     assert done == [7]
 
 
+def _taken_once_sent(consumer: Any, send: Callable[[], Any], *, after_s: float = 0.0) -> None:
+    """A thread iterates ``consumer`` while ``send`` (after ``after_s``) sends one message: the
+    consumer takes that message within 10 s. The consumer is closed after."""
+    taken: list[Any] = []
+
+    def take() -> None:
+        while not taken:
+            message = next(consumer)
+            if message is not None:
+                taken.append(message)
+
+    threading.Thread(target=take, daemon=True).start()
+    time.sleep(after_s)
+    sent = send()
+    try:
+        wait_for(lambda: taken, timeout_s=10)
+        assert taken[0].message_id == sent.message_id
+        consumer.ack(taken[0])
+    finally:
+        consumer.close()
+
+
 def test_an_idle_consumer_takes_a_message_when_it_is_sent_not_at_its_next_poll(
     redis_url: str,
 ) -> None:
@@ -361,22 +383,27 @@ def test_an_idle_consumer_takes_a_message_when_it_is_sent_not_at_its_next_poll(
 
     consumer = broker.consume(queue, prefetch=1, timeout=30_000)
     consumer.misses = 20  # type: ignore[attr-defined]  # as after a long idle spell
-    taken: list[Any] = []
+    _taken_once_sent(consumer, rung.send, after_s=0.5)  # sent while the consumer waits
+    broker.close()
 
-    def take() -> None:
-        while not taken:
-            message = next(consumer)
-            if message is not None:
-                taken.append(message)
 
-    taker = threading.Thread(target=take, daemon=True)
-    taker.start()
-    time.sleep(0.5)  # the consumer is waiting
-    sent = rung.send()
-    try:
-        wait_for(lambda: taken, timeout_s=10)
-        assert taken[0].message_id == sent.message_id
-        consumer.ack(taken[0])
-    finally:
-        consumer.close()
-        broker.close()
+def test_a_message_from_a_producer_that_never_rings_is_taken_at_the_next_poll(
+    redis_url: str,
+) -> None:
+    """Plain Dramatiq (no doorbell) enqueues on the platform's queue: the idle consumer still
+    fetches at its idle timeout (1 s here)."""
+    queue = f"core-quiet-{uuid.uuid4().hex[:8]}"
+    broker = broker_from_url(redis_url)
+    parts = urlsplit(redis_url)
+    plain = RedisBroker(
+        url=urlunsplit(parts._replace(query="")), namespace=parts.query.split("=", 1)[1]
+    )
+
+    @dramatiq.actor(broker=plain, queue_name=queue, actor_name="quiet")
+    def quiet() -> None: ...
+
+    consumer = broker.consume(queue, prefetch=1, timeout=1_000)
+    consumer.misses = 20  # type: ignore[attr-defined]  # idle for long
+    _taken_once_sent(consumer, quiet.send)
+    broker.close()
+    plain.close()
