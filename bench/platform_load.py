@@ -2,6 +2,7 @@
 
     uv run python bench/platform_load.py                      # every variant, 4 and 32 connections
     uv run python bench/platform_load.py --seconds 60 --connections 32 --variants traced-sqlite
+    uv run python bench/platform_load.py --rounds 3           # medians of 3 loads per count
 
 Each variant starts its own ``flotilla up`` on free ports (a throwaway Redis, fresh databases)
 and drives it with ``wrk`` (Debian's package) posting orders with a unique ``Idempotency-Key``
@@ -27,6 +28,7 @@ import json
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,7 +106,7 @@ class Run:
     cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
     #: worker processes of each pool that ran during the window (the autoscaler's doing)
-    replicas: dict[str, int] = field(default_factory=dict)
+    replicas: dict[str, float] = field(default_factory=dict)
 
 
 def _kind(name: str) -> str:
@@ -364,6 +366,7 @@ def measure(
     seconds: float,
     profile: list[str] = (),  # type: ignore[assignment]
     idle_orders: int = 0,
+    rounds: int = 1,
 ) -> list[Run]:
     runs = []
     with tempfile.TemporaryDirectory(prefix="flotilla-bench-") as folder:
@@ -376,7 +379,8 @@ def measure(
             time.sleep(3)
             if idle_orders:
                 IDLES.append(idle(platform, variant, idle_orders))
-            for count in connections:
+            profiled = False  # NOTE: the first round at the largest count only
+            for count in [c for _ in range(rounds) for c in connections]:
                 processes = _processes(platform)
                 cpu_before, fulfilled_before, spans_before = (
                     _cpu(processes),
@@ -384,7 +388,8 @@ def measure(
                     _spans(platform),
                 )
                 profilers = {}
-                if count == max(connections):
+                if count == max(connections) and not profiled:
+                    profiled = True
                     for kind in profile:
                         pid = next(p.pid for n, p in processes.items() if _kind(n) == kind)
                         profilers[kind] = Profile(pid, seconds, work / f"{kind}.txt")
@@ -448,7 +453,41 @@ def measure(
     return runs
 
 
+def median_runs(runs: list[Run]) -> list[Run]:
+    """One run per (variant, connections): the median of each figure over its rounds."""
+    groups: dict[tuple[str, int], list[Run]] = defaultdict(list)
+    for run in runs:
+        groups[(run.variant, run.connections)].append(run)
+    merged = []
+    for (variant, count), same in groups.items():
+
+        def mid(values: list[float]) -> float:
+            return statistics.median(values)
+
+        def mid_of(maps: list[dict[str, Any]]) -> dict[str, Any]:
+            keys = sorted({k for m in maps for k in m})
+            return {k: mid([m.get(k, 0) for m in maps]) for k in keys}
+
+        numbers = {
+            name: mid([getattr(r, name) for r in same])
+            for name, value in vars(same[0]).items()
+            if isinstance(value, (int, float)) and name != "connections"
+        }
+        merged.append(
+            Run(
+                variant=variant,
+                connections=count,
+                **numbers,
+                cpu_ms_per_order=mid_of([r.cpu_ms_per_order for r in same]),
+                rss_mb=mid_of([r.rss_mb for r in same]),
+                replicas=mid_of([r.replicas for r in same]),
+            )
+        )
+    return merged
+
+
 def table(runs: list[Run]) -> str:
+    runs = median_runs(runs)
     base = {r.connections: r for r in runs if r.variant == "traced-sqlite"}
     lines = [
         "| variant | conns | accepted/s | vs traced-sqlite | p50 | p95 | p99 | non-2xx | errors "
@@ -467,7 +506,7 @@ def table(runs: list[Run]) -> str:
             f"{r.errors} | {r.fulfilled_per_s:.0f} | "
             f"{r.to_fulfilled_p50_ms:.0f} / {r.to_fulfilled_p95_ms:.0f} ms | "
             f"{r.spans_per_order:.1f} | "
-            + ", ".join(f"{k.removesuffix('-worker')} {n}" for k, n in r.replicas.items())
+            + ", ".join(f"{k.removesuffix('-worker')} {n:g}" for k, n in r.replicas.items())
             + " |"
         )
     kinds = sorted({k for r in runs for k in r.cpu_ms_per_order})
@@ -492,6 +531,10 @@ def table(runs: list[Run]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="load each connection count this many times on the same platform; medians shown",
+    )  # fmt: skip
     parser.add_argument("--connections", type=int, nargs="+", default=[4, 32])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--json", type=Path, help="also write the runs as JSON here")
@@ -510,7 +553,9 @@ def main() -> int:
     runs: list[Run] = []
     for variant in args.variants:
         print(f"{variant}: starting the platform", flush=True)
-        runs += measure(variant, args.connections, args.seconds, args.profile, args.idle)
+        runs += measure(
+            variant, args.connections, args.seconds, args.profile, args.idle, args.rounds
+        )
     print()
     print(table(runs))
     if IDLES:

@@ -209,11 +209,22 @@ def _python_standin(client: str, work: Path) -> None:
         raise ImagesError(f"docker import failed: {imported.stderr.strip()}")
 
 
+def _pip() -> list[str]:
+    """A ``python -m pip`` that works: uv's virtual environments have none, and under
+    ``uv run`` the ``python3`` on PATH is the environment's own, so the interpreter the
+    environment was made from comes next, then the machine's."""
+    candidates = [sys.executable, getattr(sys, "_base_executable", ""), "/usr/bin/python3"]
+    for python in filter(None, candidates):
+        if _run([python, "-m", "pip", "--version"]).returncode == 0:
+            return [python, "-m", "pip"]
+    raise ImagesError(
+        "no Python here has pip, which fetches uv's wheel: install it (apt-get install python3-pip)"
+    )
+
+
 def _uv_standin(client: str, work: Path) -> None:
     wheels = work / "wheels"
-    pip = [sys.executable, "-m", "pip"]
-    if _run([*pip, "--version"]).returncode != 0:
-        pip = ["python3", "-m", "pip"]  # NOTE: uv's virtual environments have no pip
+    pip = _pip()
     _say(f"uv's binary from its PyPI wheel ({UV_WHEEL})")
     done = _run(
         [

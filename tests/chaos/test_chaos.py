@@ -133,6 +133,9 @@ def test_random_workers_sigkilled_every_few_seconds_lose_and_double_nothing(
     thread.start()
     try:
         placed = place_orders(platform, WORKER_CHAOS_ORDERS, concurrency=16)
+        # NOTE: the kills go on while the placed orders are fulfilled (placing them may take
+        # less than ten kills' time)
+        wait_for(lambda: len(killed) >= 10, timeout_s=120)
     finally:
         stop.set()
         thread.join(10)
