@@ -45,8 +45,7 @@ from flotilla.edge import (
     resolve,
     upstream_request_headers,
 )
-from flotilla.edge._upstream import make_upstream
-from flotilla.edge.app import authenticator_for, limiter_for
+from flotilla.edge.app import authenticator_for, limiter_for, upstream_client_for
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -61,11 +60,7 @@ def create_gateway(settings: EdgeSettings) -> FastAPI:
     instrument_redis()
     authenticator = authenticator_for(settings)
     limiter = limiter_for(settings)
-    http = make_upstream(
-        settings.http_client,
-        timeout_s=settings.upstream_timeout_s,
-        connect_timeout_s=settings.upstream_connect_timeout_s,
-    )
+    http = upstream_client_for(settings, settings.http_client)
     breakers = {route.upstream: CircuitBreaker(5, 10.0) for route in settings.routes}
 
     @asynccontextmanager

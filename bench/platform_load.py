@@ -137,6 +137,18 @@ def _cpu(processes: dict[str, psutil.Process]) -> dict[str, float]:
     return seen
 
 
+def _ms_to_fulfilled(
+    client: Any, order: str, started: float, limit_s: float, poll_s: float
+) -> float | None:
+    """Milliseconds from ``started`` until ``order`` reads ``fulfilled`` (None past
+    ``limit_s``), polling every ``poll_s``."""
+    while time.monotonic() - started < limit_s:
+        if client.get(f"/api/orders/{order}").json()["status"] == "fulfilled":
+            return (time.monotonic() - started) * 1000
+        time.sleep(poll_s)
+    return None
+
+
 class Sampler:
     """Places an order every 250 ms and times it from 202 to ``fulfilled``."""
 
@@ -160,12 +172,9 @@ class Sampler:
                 answer = client.post("/api/orders", json=ORDER)
                 if answer.status_code != 202:
                     continue
-                order = answer.json()["id"]
-                while time.monotonic() - started < 60:
-                    if client.get(f"/api/orders/{order}").json()["status"] == "fulfilled":
-                        self.times_ms.append((time.monotonic() - started) * 1000)
-                        break
-                    time.sleep(0.01)
+                took = _ms_to_fulfilled(client, answer.json()["id"], started, 60, 0.01)
+                if took is not None:
+                    self.times_ms.append(took)
 
 
 @dataclass
@@ -197,12 +206,9 @@ def idle(platform: FlotillaUp, variant: str, orders: int) -> Idle:
             if answer.status_code != 202:
                 continue
             traces.append(answer.headers.get("X-Trace-Id", ""))
-            order = answer.json()["id"]
-            while time.monotonic() - started < 30:
-                if client.get(f"/api/orders/{order}").json()["status"] == "fulfilled":
-                    seen.to_fulfilled_ms.append((time.monotonic() - started) * 1000)
-                    break
-                time.sleep(0.005)
+            took = _ms_to_fulfilled(client, answer.json()["id"], started, 30, 0.005)
+            if took is not None:
+                seen.to_fulfilled_ms.append(took)
     time.sleep(2)  # the exporters' last batches reach the console
     with sqlite3.connect(platform.var_dir / "console.db") as db:
         for trace in traces:

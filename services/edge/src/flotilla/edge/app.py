@@ -231,7 +231,8 @@ def limiter_for(settings: EdgeSettings) -> RedisRateLimiter:
     )
 
 
-def _upstream_client(settings: EdgeSettings, kind: str) -> Upstream:
+def upstream_client_for(settings: EdgeSettings, kind: str) -> Upstream:
+    """The edge's upstream HTTP client of ``kind`` (httpx or aiohttp), with its timeouts."""
     return make_upstream(
         kind,
         timeout_s=settings.upstream_timeout_s,
@@ -242,7 +243,7 @@ def _upstream_client(settings: EdgeSettings, kind: str) -> Upstream:
 def create_admin_app(settings: EdgeSettings, metrics: EdgeMetrics) -> Any:
     """The admin port's app: ``/metrics``, the detailed ``/readyz`` and ``/healthz``."""
     # NOTE: httpx for the probes: aiohttp's instrumentation would trace them
-    http, limiter = _upstream_client(settings, "httpx"), limiter_for(settings)
+    http, limiter = upstream_client_for(settings, "httpx"), limiter_for(settings)
     app = falcon.asgi.App(middleware=[Lifespan(http, limiter, None)])
     app.add_route("/healthz", Health())
     app.add_route("/readyz", Ready(settings, http, limiter))
@@ -256,7 +257,7 @@ def create_app(settings: EdgeSettings | None = None) -> Any:
     instrument_httpx()  # with FLOTILLA_EDGE_HTTP_CLIENT=httpx, upstream calls make CLIENT spans
     instrument_redis()  # the rate limit's EVALSHA shows in the trace
     metrics = EdgeMetrics()
-    http = _upstream_client(settings, settings.http_client)
+    http = upstream_client_for(settings, settings.http_client)
     limiter = limiter_for(settings)
     authenticator = authenticator_for(settings)
     admin = AdminListener(settings, metrics) if settings.admin_port is not None else None
