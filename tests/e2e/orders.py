@@ -30,7 +30,17 @@ def complete_trace(platform: Platform, trace_id: str) -> dict[str, Any] | None:
     # NOTE: each process exports in its own batches, so spans arrive out of order; the trace
     # is complete once every service is there and every parent has arrived.
     linked = all(s["parent_span_id"] in ids for s in trace["spans"] if s["parent_span_id"])
-    complete = services >= SERVICES and "smtp.send" in names and linked
+    # NOTE: and every call has its answer's side: an HTTP CLIENT span its SERVER span, a
+    # PRODUCER span its CONSUMER (a callee's batch may come seconds after the caller's).
+    parents = {s["parent_span_id"] for s in trace["spans"]}
+    calls = [
+        s
+        for s in trace["spans"]
+        if s["kind"] == "PRODUCER"
+        or (s["kind"] == "CLIENT" and "http.request.method" in s.get("attributes", {}))
+    ]
+    answered = all(s["span_id"] in parents for s in calls)
+    complete = services >= SERVICES and "smtp.send" in names and linked and answered
     return trace if complete else None
 
 
