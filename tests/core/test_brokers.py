@@ -220,6 +220,20 @@ def test_workers_name_themselves_after_their_pod_in_the_broker(
     assert pod_of_worker("2f1c0c0e-uuid-of-a-plain-dramatiq-worker") == ""
 
 
+@contextmanager
+def _sweeping_worker(broker: dramatiq.Broker, queue: str) -> Iterator[None]:
+    """``run_worker`` on ``queue`` in a thread, one worker thread, sweeping every second."""
+    stop = threading.Event()
+    options = {"queues": [queue], "threads": 1, "stop": stop, "orphan_sweep_s": 1.0}
+    runner = threading.Thread(target=run_worker, args=(broker,), kwargs=options)
+    runner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        runner.join(30)
+
+
 KILLABLE_WORKER = """
 import pathlib, sys, time, dramatiq
 from flotilla.core import broker_from_url, run_worker
@@ -239,7 +253,8 @@ def test_messages_a_sigkilled_worker_held_are_delivered_again(
     redis_url: str, tmp_path: Path
 ) -> None:
     """A worker killed with SIGKILL (the OOM killer) while holding messages never acks them:
-    another worker gets them once the dead one's heartbeat is overdue. Nothing is lost."""
+    another worker's sweep requeues them once the dead one's heartbeat is overdue (15 s), with
+    Dramatiq's random maintenance turned off. Nothing is lost."""
     queue = f"core-kill-{uuid.uuid4().hex[:8]}"
     broker = broker_from_url(redis_url)
     done: set[int] = set()
@@ -257,15 +272,79 @@ def test_messages_a_sigkilled_worker_held_are_delivered_again(
         wait_for(lambda: len(list(tmp_path.glob("started-*"))) == 2, timeout_s=30)
         victim.kill()
         victim.wait(10)
-        survivor = Worker(broker, worker_threads=2, worker_timeout=100)
-        survivor.start()
-        try:
-            wait_for(lambda: done == {0, 1}, timeout_s=120)
-        finally:
-            survivor.stop()
+        broker.maintenance_chance = 0  # type: ignore[attr-defined]
+        with _sweeping_worker(broker, queue):
+            wait_for(lambda: done == {0, 1}, timeout_s=60)
     finally:
         victim.kill()
         broker.close()
+
+
+def _acks(broker: dramatiq.Broker, worker_id: str, queue: str) -> set[str]:
+    """The ids Redis lists as fetched by ``worker_id`` and not settled."""
+    client: Any = broker.client  # type: ignore[attr-defined]
+    key = f"{broker.namespace}:__acks__.{worker_id}.{queue}"  # type: ignore[attr-defined]
+    return {member.decode() for member in client.smembers(key)}
+
+
+def _ready(broker: dramatiq.Broker, queue: str) -> int:
+    """How many messages wait in ``queue`` for a fetch."""
+    client: Any = broker.client  # type: ignore[attr-defined]
+    return int(client.llen(f"{broker.namespace}:{queue}"))  # type: ignore[attr-defined]
+
+
+def test_a_stopping_consumer_puts_back_what_its_last_fetch_brought(redis_url: str) -> None:
+    """A worker told to stop leaves Dramatiq's consumer loop right after handing on one
+    message, with the rest of its last fetch still in the consumer's cache. Closing the
+    consumer (what the stop does next) puts those back on the queue: they are not left in the
+    acks set of a worker that is about to be gone."""
+    queue = f"core-cache-{uuid.uuid4().hex[:8]}"
+    broker = broker_from_url(redis_url)
+
+    @dramatiq.actor(broker=broker, queue_name=queue, actor_name="cached")
+    def cached(n: int) -> None: ...
+
+    for n in range(5):
+        cached.send(n)
+    consumer = broker.consume(queue, prefetch=10, timeout=100)
+    first = next(consumer)  # one fetch took all five; four wait in the cache
+    assert first is not None
+    worker_id = broker.broker_id  # type: ignore[attr-defined]
+    assert len(_acks(broker, worker_id, queue)) == 5
+    consumer.close()
+    assert _ready(broker, queue) == 4
+    assert _acks(broker, worker_id, queue) == {first.options["redis_message_id"]}
+    broker.close()
+
+
+def test_what_a_dead_worker_held_is_requeued_at_the_next_sweep(redis_url: str) -> None:
+    """A worker's heartbeat stopped (SIGKILL) while Redis listed three messages as its own.
+    The next sweep of a live worker on that queue requeues them, instead of Dramatiq's
+    maintenance, which runs on a random 2 % of broker calls (on a quiet queue: minutes)."""
+    queue = f"core-dead-{uuid.uuid4().hex[:8]}"
+    dead = broker_from_url(redis_url)
+    dead.broker_id = f"dead-{uuid.uuid4().hex[:6]}"  # type: ignore[attr-defined]
+
+    @dramatiq.actor(broker=dead, queue_name=queue, actor_name="held")
+    def held(n: int) -> None: ...
+
+    for n in range(3):
+        held.send(n)
+    fetched = dead.do_fetch(queue, 10)  # type: ignore[attr-defined]  # and never acked
+    assert len(fetched) == 3
+    client: Any = dead.client  # type: ignore[attr-defined]
+    heartbeats = f"{dead.namespace}:__heartbeats__"  # type: ignore[attr-defined]
+    client.zadd(heartbeats, {dead.broker_id: 1})  # type: ignore[attr-defined]  # beat long ago
+    live = broker_from_url(redis_url)
+    live.held_messages(queue)  # type: ignore[attr-defined]  # a consumer of this queue
+    live.maintenance_chance = 0  # type: ignore[attr-defined]  # only the sweep may requeue
+    assert live.requeue_dead_workers() == {queue: 3}  # type: ignore[attr-defined]
+    assert _ready(live, queue) == 3
+    assert not _acks(live, dead.broker_id, queue)  # type: ignore[attr-defined]
+    assert live.requeue_dead_workers() == {}  # type: ignore[attr-defined]  # nothing twice
+    assert _ready(live, queue) == 3
+    live.close()
+    dead.close()
 
 
 def _redis_port(redis_url: str) -> int:
@@ -276,20 +355,6 @@ def _worker_through(proxy_port: int, redis_url: str) -> dramatiq.Broker:
     """A broker whose connections go through the proxy on ``proxy_port``, same namespace."""
     parts = urlsplit(redis_url)
     return broker_from_url(urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy_port}")))
-
-
-@contextmanager
-def _sweeping_worker(broker: dramatiq.Broker, queue: str) -> Iterator[None]:
-    """``run_worker`` on ``queue`` in a thread, one worker thread, sweeping every second."""
-    stop = threading.Event()
-    options = {"queues": [queue], "threads": 1, "stop": stop, "orphan_sweep_s": 1.0}
-    runner = threading.Thread(target=run_worker, args=(broker,), kwargs=options)
-    runner.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        runner.join(30)
 
 
 def test_messages_whose_fetch_reply_was_lost_are_processed_once(redis_url: str) -> None:

@@ -165,6 +165,18 @@ def _held_consumer() -> Any:
             # (On a stop they were requeued just before: forgetting them changes nothing.)
             self.held.difference_update(self.delayed)
             self.delayed.clear()
+            # NOTE: Dramatiq's consumer thread leaves its loop on a stop (or a connection
+            # error) with whatever its last fetch returned still in the cache, and nothing
+            # requeues those: they sat in the acks set of a worker that was gone until
+            # maintenance happened to run. Put them back now; if Redis cannot be reached,
+            # the sweeps requeue them (orphans of a live worker, or a dead worker's).
+            leftovers = self.cached_ids()
+            self.message_cache.clear()
+            if leftovers:
+                try:
+                    self.broker.do_requeue(self.queue_name, *sorted(leftovers))
+                except (redis_errors.RedisError, OSError) as exc:
+                    logger.info("could not requeue %d fetched message(s): %s", len(leftovers), exc)
             super().close()
 
         def cached_ids(self) -> set[str]:
@@ -256,6 +268,53 @@ class _PlatformRedis:
                     extra={"queue": queue, "message_ids": ids},
                 )
                 requeued[queue] = ids
+        return requeued
+
+    def requeue_dead_workers(self) -> dict[str, int]:
+        """Requeue, on the queues this process consumes, what workers whose heartbeat is
+        overdue held (a SIGKILLed pod's messages), now.
+
+        Dramatiq does this in its "maintenance", which runs on a random few broker calls
+        (``maintenance_chance``): on a quiet queue that can be minutes after the heartbeat
+        timeout. Here it runs on every sweep, through Dramatiq's own script (atomic, so two
+        workers sweeping at once requeue each message once). Returns how many messages were
+        requeued by queue.
+
+        Raises:
+            redis.RedisError: Redis could not be asked.
+        """
+        from dramatiq.common import current_millis
+
+        broker: Any = self  # NOTE: a RedisBroker's attributes (scripts, heartbeat_timeout)
+        now = current_millis()
+        heartbeats = f"{self.namespace}:__heartbeats__"
+        overdue = now - broker.heartbeat_timeout
+        dead = [w.decode() for w in self.client.zrangebyscore(heartbeats, 0, overdue)]
+        requeued: dict[str, int] = {}
+        for queue in list(self._held) if dead else []:
+            keys = [f"{self.namespace}:__acks__.{worker}.{queue}" for worker in dead]
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.scard(key)
+            held_by_dead = sum(pipe.execute())
+            if not held_by_dead:
+                continue
+            broker.scripts["dispatch"](
+                keys=[self.namespace],
+                # NOTE: Dramatiq's dispatch arguments, maintenance forced on (the 1); the
+                # command, a requeue of no ids, does nothing else.
+                args=[
+                    "requeue", now, queue, self.broker_id, broker.heartbeat_timeout,
+                    broker.dead_message_ttl, 1, broker._max_unpack_size(),
+                ],
+            )  # fmt: skip
+            logger.warning(
+                "requeued %d message(s) of %s held by workers whose heartbeat stopped",
+                held_by_dead,
+                queue,
+                extra={"queue": queue, "dead_workers": dead},
+            )
+            requeued[queue] = held_by_dead
         return requeued
 
 

@@ -14,6 +14,7 @@ import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 from dramatiq import Worker
@@ -33,8 +34,9 @@ DRAIN_MARGIN_S = 5.0
 #: (the liveness probe of a worker pod, which has no HTTP port).
 HEARTBEAT_FILE = Path(tempfile.gettempdir()) / "flotilla-worker-heartbeat"
 HEARTBEAT_EVERY_S = 5.0
-#: How often a worker on Redis compares what Redis says it holds with what it holds; a message
-#: a lost fetch reply left behind is requeued after two sweeps (10-20 s).
+#: How often a worker on Redis compares what Redis says it holds with what it holds (a message
+#: a lost fetch reply left behind is requeued after two sweeps, 10-20 s) and requeues what
+#: workers whose heartbeat stopped held (within this of the heartbeat timeout).
 ORPHAN_SWEEP_EVERY_S = 10.0
 
 
@@ -48,12 +50,13 @@ def _heartbeat(worker: Worker, stop: threading.Event) -> None:
 
 
 def _sweep_orphans(broker: dramatiq.Broker, every_s: float, stop: threading.Event) -> None:
-    requeue_orphans = getattr(broker, "requeue_orphans", None)  # Redis brokers only
-    if requeue_orphans is None:
+    if not hasattr(broker, "requeue_orphans"):  # Redis brokers only
         return
+    platform: Any = broker
     while not stop.wait(every_s):
         try:
-            requeue_orphans()
+            platform.requeue_orphans()
+            platform.requeue_dead_workers()
         except Exception as exc:  # redis errors and OSError: the next sweep asks again
             logger.info("could not compare the held messages with Redis: %s", exc)
 
@@ -91,7 +94,8 @@ def run_worker(
             :func:`drain_timeout_for` the queues (the longest actor time limit + 5 s).
         stop: an event to stop on instead of a signal (tests).
         orphan_sweep_s: how often a worker on Redis requeues the messages Redis lists as its
-            own that none of its threads holds (see ``requeue_orphans``).
+            own that none of its threads holds (see ``requeue_orphans``) and those of workers
+            whose heartbeat stopped (``requeue_dead_workers``).
     """
     stop = stop or threading.Event()
     if drain_timeout_s is None:
