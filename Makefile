@@ -42,6 +42,7 @@ format: setup  ## apply ruff's formatting and safe fixes
 
 bench: setup  ## run the benchmarks (see docs/benchmarks.md)
 	@$(UV) run --frozen python bench/platform_load.py
+	@$(UV) run --frozen python bench/floor.py
 	@$(UV) run --frozen python bench/edge.py
 	@$(UV) run --frozen python bench/span_export.py
 	@$(UV) run --frozen python bench/worker.py

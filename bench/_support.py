@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -22,6 +23,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def trace_to_encode_and_drop(service_name: str) -> Any:
+    """The platform's tracing set-up (``configure_telemetry``), its spans going through the
+    SDK's BatchSpanProcessor into an exporter that encodes them to OTLP protobuf and drops the
+    bytes: the cost of making and serializing every span counts, no network is involved.
+    Returns the provider (``None`` when ``OTEL_SDK_DISABLED=true``)."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from flotilla.core import configure_telemetry
+
+    class EncodeAndDrop(SpanExporter):  # type: ignore[misc]
+        def export(self, spans: Any) -> SpanExportResult:
+            encode_spans(spans).SerializeToString()
+            return SpanExportResult.SUCCESS
+
+    os.environ["OTEL_TRACES_EXPORTER"] = "none"
+    provider = configure_telemetry(service_name)
+    if provider is not None:
+        provider.add_span_processor(BatchSpanProcessor(EncodeAndDrop()))
+    return provider
 
 
 def wait_http(url: str, timeout_s: float = 60) -> None:

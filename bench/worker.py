@@ -23,7 +23,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._support import trace_to_encode_and_drop
 
 REDIS_URL = os.environ.get("FLOTILLA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -33,23 +36,13 @@ def _measure(variant: str, messages: int, threads: int) -> dict[str, float]:
     from dramatiq import Worker
 
     if variant in ("platform", "unexported"):
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-        from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
         from flotilla.core import broker_from_url, configure_telemetry
 
-        class EncodeAndDrop(SpanExporter):  # type: ignore[misc]
-            def export(self, spans: Sequence[object]) -> SpanExportResult:
-                encode_spans(spans).SerializeToString()
-                return SpanExportResult.SUCCESS
-
-        os.environ["OTEL_TRACES_EXPORTER"] = "none"
-        provider = configure_telemetry("bench-worker")
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        assert provider is not None
         if variant == "platform":
-            provider.add_span_processor(BatchSpanProcessor(EncodeAndDrop()))
+            trace_to_encode_and_drop("bench-worker")
+        else:
+            os.environ["OTEL_TRACES_EXPORTER"] = "none"
+            configure_telemetry("bench-worker")
         namespace = f"bench-{uuid.uuid4().hex[:8]}"
         broker = broker_from_url(f"{REDIS_URL}?namespace={namespace}")
     else:

@@ -1,0 +1,398 @@
+"""The least an order can cost: the blocks an order is built of, one at a time, in CPU ms.
+
+    uv run python bench/floor.py [--n 3000] [--rounds 3]
+
+An order through the platform is a handful of kinds of work, each repeated: HTTP requests
+between FastAPI services (server and client side), SQLite transactions through the
+SQLAlchemy ORM, Dramatiq messages over Redis, and spans received by the console. Each block
+runs here alone, ``--n`` times, in a fresh process per variant (tracing is process-global),
+with the platform's own set-up (``configure_telemetry``, ``instrument_fastapi``,
+``service_client``, ``make_engine``, ``broker_from_url``); the CPU time of every process
+involved is read (``time.process_time`` for this one, ``/proc`` for a server) and divided by
+the operations done. With tracing on, spans go through the SDK's BatchSpanProcessor into an
+exporter that encodes them to OTLP protobuf and drops the bytes (no network).
+
+Variants side by side: tracing on and off; a ``def`` endpoint (FastAPI runs it on its thread
+pool) and an ``async def`` one, both traced by contrib's FastAPI instrumentation as the
+services are; the ``def`` one with FastAPI's own telemetry switched off, and traced by
+FastAPI's own OpenTelemetry support instead of contrib's; an ORM insert and a Core insert.
+
+Then the order's recipe (how many of each block one order uses, counted in an order's trace:
+``bench/platform_load.py --idle 1`` prints it) times each block's cost gives the floor of the
+design on this machine, to hold against the 13.3 CPU ms an order may cost for 150 orders/s on
+two cores (2,000 CPU ms/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._support import free_port, service, trace_to_encode_and_drop, wait_http
+
+REDIS_URL = os.environ.get("FLOTILLA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+CLIENT_THREADS = 4
+RESERVATION = {"reference": "order-1", "lines": [{"sku": "FLT-DRYBAG", "quantity": 1}]}
+
+#: One order's use of each block, counted in its trace at idle (bench/platform_load.py --idle)
+#: and, for the statements the outbox relays run untraced, in the code. The edge is Falcon,
+#: counted as a FastAPI service (bench/edge.py: within 0.8-0.9x of one). Not counted: the
+#: edge's rate limit (one Redis script), the SMTP delivery and the mail sink, log lines, and
+#: the services' own logic and schemas.
+RECIPE = {
+    "HTTP request, server (def endpoint)": 6,  # edge, orders-api, inventory-api x3, payments-api
+    "HTTP request, client": 5,  # edge -> orders-api -> inventory-api; the worker's 3 calls
+    # inventory-api 3, orders-api 1 + its relay 2, orders-worker 3 + its relay 2, payments-api 1
+    "SQLite write transaction (ORM)": 12,
+    "SQL statement more in a transaction (ORM)": 18,  # 30 statements in those 12
+    "SQLite read (ORM)": 1,  # the Idempotency-Key lookup
+    "Dramatiq message (send + process)": 2,  # fulfil_order, send_order_confirmation
+    "span received by the console": 43,
+}
+
+
+class Line(BaseModel):
+    sku: str
+    quantity: int
+
+
+class Reservation(BaseModel):
+    reference: str
+    lines: list[Line]
+
+
+def serve_reservations(mode: str, port: int) -> None:
+    """A FastAPI service with one endpoint shaped like inventory-api's reserve (validated
+    body in, model out), as ``def`` or ``async def``."""
+    from fastapi import FastAPI
+
+    from flotilla.core import instrument_fastapi, serve
+
+    trace_to_encode_and_drop("floor-api")
+    # NOTE: "def" and "async" as the services are today (contrib's instrumentation; FastAPI's
+    # own telemetry left at its default, which then only checks for contrib's each request);
+    # "contrib-only": FastAPI's own switched off; "native": FastAPI's own OpenTelemetry
+    # support instead of contrib's, one span a request as theirs.
+    off = {"tracing": False, "metrics": False, "logs": False}
+    native = {"tracing": True, "operation_spans": False, "metrics": False, "logs": False}
+    telemetry = {"contrib-only": off, "native": native}.get(mode)
+    app = FastAPI(telemetry=telemetry)  # type: ignore[arg-type]
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    if mode != "async":
+
+        @app.post("/reservations", status_code=201)
+        def reserve(body: Reservation) -> Reservation:
+            return body
+
+    else:
+
+        @app.post("/reservations", status_code=201)
+        async def reserve_async(body: Reservation) -> Reservation:
+            return body
+
+    if mode != "native":
+        instrument_fastapi(app)
+    serve(app, host="127.0.0.1", port=port)
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _threaded(n: int, step: Callable[[int], None]) -> None:
+    """``step(i)`` for i < n, spread over ``CLIENT_THREADS`` threads; the first error raised."""
+    errors: list[BaseException] = []
+
+    def run(offset: int) -> None:
+        try:
+            for i in range(offset, n, CLIENT_THREADS):
+                step(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(CLIENT_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def measure_http(mode: str, n: int) -> dict[str, float]:
+    from flotilla.core import service_client
+
+    trace_to_encode_and_drop("floor-client")
+    port = free_port()
+    argv = [sys.executable, __file__, "--serve", mode, "--port", str(port)]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        client = service_client(f"http://127.0.0.1:{port}")
+
+        def post(_: int) -> None:
+            client.post("/reservations", json=RESERVATION).raise_for_status()
+
+        _threaded(200, post)  # warm: connections open, code paths run once
+        server_before, client_before = _cpu_of(server.pid), time.process_time()
+        _threaded(n, post)
+        server_ms = (_cpu_of(server.pid) - server_before) * 1000 / n
+        client_ms = (time.process_time() - client_before) * 1000 / n
+        client.close()  # NOTE: before the SIGTERM, or uvicorn waits for idle keep-alives
+    finally:
+        server.terminate()
+        server.wait(30)
+    return {"server": server_ms, "client": client_ms}
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Row(Base):
+    """A row shaped like an order's: an id, a status, an amount."""
+
+    __tablename__ = "rows"
+    id: Mapped[str] = mapped_column(primary_key=True)
+    status: Mapped[str]
+    amount_cents: Mapped[int]
+
+
+def measure_sqlite(n: int) -> dict[str, float]:
+    from flotilla.core import make_engine, read_only, session_factory
+
+    trace_to_encode_and_drop("floor-sqlite")
+    path = Path(tempfile.mkdtemp()) / "floor.db"
+    engine = make_engine(f"sqlite:///{path}", trace=os.environ.get("OTEL_SDK_DISABLED") != "true")
+    Base.metadata.create_all(engine)
+    sessions, readers = session_factory(engine), session_factory(read_only(engine))
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+
+    def orm_write(i: int) -> None:
+        with sessions.begin() as session:
+            session.add(Row(id=ids[i], status="accepted", amount_cents=i))
+
+    def five_writes(i: int) -> None:
+        with sessions.begin() as session:
+            for k in range(5):  # NOTE: a flush each, so one INSERT each (not one batched)
+                session.add(Row(id=f"five-{k}-{ids[i]}", status="accepted", amount_cents=i))
+                session.flush()
+
+    def core_write(i: int) -> None:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.insert(Row).values(id=f"core-{ids[i]}", status="accepted", amount_cents=i)
+            )
+
+    def orm_read(i: int) -> None:
+        with readers() as session:
+            assert session.get(Row, ids[i]) is not None
+
+    result = {}
+    steps = {
+        "orm_write": orm_write,
+        "five": five_writes,
+        "core_write": core_write,
+        "read": orm_read,
+    }
+    for name, step in steps.items():
+        before = time.process_time()
+        _threaded(n, step)
+        result[name] = (time.process_time() - before) * 1000 / n
+    # NOTE: five statements (and identity-map lookups) against one: what each one more costs
+    result["statement"] = (result.pop("five") - result["orm_write"]) / 4
+    engine.dispose()
+    return result
+
+
+def measure_dramatiq(n: int) -> dict[str, float]:
+    import dramatiq
+    from dramatiq import Worker
+
+    from flotilla.core import broker_from_url
+
+    trace_to_encode_and_drop("floor-worker")
+    traced = os.environ.get("OTEL_SDK_DISABLED") != "true"
+    broker = broker_from_url(f"{REDIS_URL}?namespace=floor-{uuid.uuid4().hex[:8]}", tracing=traced)
+    remaining, done, lock = [n], threading.Event(), threading.Lock()
+
+    @dramatiq.actor(broker=broker, queue_name="floor", max_retries=0)
+    def noop(i: int) -> None:
+        with lock:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done.set()
+
+    before = time.process_time()
+    for i in range(n):
+        noop.send(i)
+    sent = time.process_time()
+    worker = Worker(broker, worker_threads=8)
+    worker.start()
+    if not done.wait(600):
+        raise SystemExit(f"only {n - remaining[0]} of {n} messages processed")
+    processed = time.process_time()
+    worker.stop()
+    client: Any = broker.client  # type: ignore[attr-defined]
+    client.delete(*client.keys(f"{broker.namespace}:*") or ["none"])  # type: ignore[attr-defined]
+    return {"send": (sent - before) * 1000 / n, "process": (processed - sent) * 1000 / n}
+
+
+def measure_console(n: int) -> dict[str, float]:
+    """The console's CPU per span it stores, sent as one order's worth (43 spans) a request."""
+    import httpx
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from bench.span_export import make_spans
+
+    port = free_port()
+    env = {
+        "FLOTILLA_CONSOLE_PORT": str(port),
+        "FLOTILLA_CONSOLE_DATABASE_PATH": str(Path(tempfile.mkdtemp()) / "console.db"),
+        "OTEL_SDK_DISABLED": "true",
+    }
+    per_batch = RECIPE["span received by the console"]
+    batches = max(n // per_batch, 10)
+    bodies = []
+    for _ in range(batches + 5):
+        spans, _made = make_spans(44)
+        bodies.append(encode_spans(spans[:per_batch]).SerializeToString())
+    headers = {"Content-Type": "application/x-protobuf"}
+    url = f"http://127.0.0.1:{port}"
+    with (
+        service("flotilla.console", "api", env, f"{url}/healthz") as console,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        for body in bodies[:5]:
+            client.post("/v1/traces", content=body, headers=headers).raise_for_status()
+        before = _cpu_of(console.pid)
+        for body in bodies[5:]:
+            client.post("/v1/traces", content=body, headers=headers).raise_for_status()
+        return {"span": (_cpu_of(console.pid) - before) * 1000 / (batches * per_batch)}
+
+
+BLOCKS: dict[str, Callable[[int], dict[str, float]]] = {
+    "http-def": lambda n: measure_http("def", n),
+    "http-async": lambda n: measure_http("async", n),
+    "http-contrib-only": lambda n: measure_http("contrib-only", n),
+    "http-native": lambda n: measure_http("native", n),
+    "sqlite": measure_sqlite,
+    "dramatiq": measure_dramatiq,
+}
+
+
+def _run_block(block: str, traced: bool, n: int) -> dict[str, float]:
+    env = {**os.environ, "OTEL_SDK_DISABLED": "false" if traced else "true"}
+    argv = [sys.executable, __file__, "--block", block, "--n", str(n)]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"bench/floor.py: block {block} failed:\n{out.stderr[-2000:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="operations per block and variant")
+    parser.add_argument("--rounds", type=int, default=3, help="medians of this many runs")
+    parser.add_argument("--block", choices=sorted(BLOCKS), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve", choices=["def", "async", "contrib-only", "native"], help=argparse.SUPPRESS
+    )
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve_reservations(args.serve, args.port)
+        return
+    if args.block:
+        print(json.dumps(BLOCKS[args.block](args.n)))
+        return
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    runs: dict[tuple[str, bool], list[dict[str, float]]] = {}
+    steps = [(block, traced) for block in BLOCKS for traced in (True, False)]
+    with Progress(transient=True) as progress:
+        task = progress.add_task("measuring blocks", total=len(steps) * args.rounds + 1)
+        for _ in range(args.rounds):
+            for block, traced in steps:
+                progress.update(task, description=f"{block}, tracing {'on' if traced else 'off'}")
+                runs.setdefault((block, traced), []).append(_run_block(block, traced, args.n))
+                progress.advance(task)
+        progress.update(task, description="console ingest")
+        console_ms = measure_console(args.n)["span"]
+        progress.advance(task)
+
+    def median(block: str, traced: bool, key: str) -> float:
+        return statistics.median(run[key] for run in runs[(block, traced)])
+
+    rows = [  # (block, CPU ms traced, CPU ms untraced)
+        ("HTTP request, server (def endpoint)", "http-def", "server"),
+        ("HTTP request, server (async def endpoint)", "http-async", "server"),
+        ("HTTP request, server (FastAPI's own telemetry off)", "http-contrib-only", "server"),
+        ("HTTP request, server (FastAPI's own telemetry, not contrib's)", "http-native", "server"),
+        ("HTTP request, client", "http-def", "client"),
+        ("SQLite write transaction (ORM)", "sqlite", "orm_write"),
+        ("SQL statement more in a transaction (ORM)", "sqlite", "statement"),
+        ("SQLite write transaction (Core)", "sqlite", "core_write"),
+        ("SQLite read (ORM)", "sqlite", "read"),
+        ("Dramatiq message, send", "dramatiq", "send"),
+        ("Dramatiq message, process", "dramatiq", "process"),
+    ]
+    costs: dict[str, tuple[float, float]] = {
+        name: (median(block, True, key), median(block, False, key)) for name, block, key in rows
+    }
+    send, process = costs["Dramatiq message, send"], costs["Dramatiq message, process"]
+    costs["Dramatiq message (send + process)"] = (send[0] + process[0], send[1] + process[1])
+    costs["span received by the console"] = (console_ms, 0.0)
+
+    out = Console(width=140)
+    out.print(f"CPU ms per operation, medians of {args.rounds} runs of {args.n} each\n")
+    print("| block | traced | untraced | traced ÷ untraced |")
+    print("|---|---:|---:|---:|")
+    for name, _block, _key in rows:
+        on, off = costs[name]
+        print(f"| {name} | {on:.3f} | {off:.3f} | {on / off:.2f}x |")
+    print(f"| span received by the console | {console_ms:.3f} | — | — |")
+    print("\nOne order's recipe (counted in its trace) times each block's cost:\n")
+    print("| block | per order | traced, ms | untraced, ms |")
+    print("|---|---:|---:|---:|")
+    total_on = total_off = 0.0
+    for name, count in RECIPE.items():
+        on, off = costs[name]
+        total_on, total_off = total_on + count * on, total_off + count * off
+        print(f"| {name} | {count} | {count * on:.1f} | {count * off:.1f} |")
+    print(f"| **floor of one order** | | **{total_on:.1f}** | **{total_off:.1f}** |")
+    budget = 2 * 1000 / 150
+    print(
+        f"\n150 orders/s on 2 cores allows {budget:.1f} CPU ms per order: the floor is "
+        f"{total_on / budget:.1f}x that traced, {total_off / budget:.1f}x untraced "
+        f"(at most {2000 / total_on:.0f} and {2000 / total_off:.0f} orders/s)."
+    )
+
+
+if __name__ == "__main__":
+    main()
