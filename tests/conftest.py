@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")  # unit tests export to memory only
+# NOTE: as configure_telemetry sets it in every process; the instrumentations read it once
+os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 
 import uuid
 from collections.abc import Iterator

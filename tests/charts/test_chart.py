@@ -257,6 +257,29 @@ def _settings_of(deployment: dict[str, Any], monkeypatch: pytest.MonkeyPatch) ->
     return SETTINGS[prefix]()
 
 
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_every_traced_component_serves_metrics_on_a_declared_port(
+    value_set: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """APIs and workers alike: the container declares a port named ``metrics`` (the edge:
+    ``admin``) and the settings the pod loads serve /metrics on that port, on every address
+    (a scrape comes from another pod). The console, which traces nothing, has none."""
+    for name, deployment in of_kind(render(value_set), "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = _env(container) if "env" in container else {}
+        if not any(k.startswith("FLOTILLA_") for k in env):
+            continue  # not a component of ours (datastores, collector, jaeger, mail sink)
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        settings = _settings_of(deployment, monkeypatch)
+        if name.endswith("-console"):
+            assert "metrics" not in ports and settings.metrics_port is None
+        elif name.endswith("-edge"):
+            assert "metrics" not in ports and settings.admin_port == ports["admin"]
+        else:
+            assert settings.metrics_port == ports["metrics"], name
+            assert settings.metrics_host == "0.0.0.0", name
+
+
 def test_every_worker_drains_within_its_grace_period_as_the_code_declares_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

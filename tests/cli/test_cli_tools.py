@@ -310,3 +310,16 @@ def test_the_services_databases_follow_the_url_template(tmp_path: Path) -> None:
         assert env["orders-worker"]["FLOTILLA_ORDERS_DATABASE_URL"] == expected["orders"]
         assert env["inventory-api"]["FLOTILLA_INVENTORY_DATABASE_URL"] == expected["inventory"]
         assert env["payments-migrate"]["FLOTILLA_PAYMENTS_DATABASE_URL"] == expected["payments"]
+
+
+def test_every_process_speaks_quietly_unless_verbose(tmp_path: Path) -> None:
+    """``flotilla up`` hands each process the level of its libraries' lines: WARNING by
+    default, INFO with ``--verbose`` (FLOTILLA_CLI_VERBOSE)."""
+    from flotilla.cli import BrokerChoice, CliSettings, platform_specs
+
+    broker = BrokerChoice(url="redis://127.0.0.1:6379/0", origin="existing")
+    for verbose, level in ((False, "WARNING"), (True, "INFO")):
+        specs = platform_specs(CliSettings(var_dir=tmp_path, verbose=verbose), broker, "key")
+        assert {spec.env["FLOTILLA_LIBRARY_LOG_LEVEL"] for spec in specs} == {level}
+    shown = flotilla("up", "--help")
+    assert "--verbose" in shown.stdout

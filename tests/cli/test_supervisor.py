@@ -164,7 +164,7 @@ def test_up_stops_everything_on_sigterm_and_leaves_no_orphans(tmp_path: Path) ->
     seen = []
     for line in process.stdout:
         seen.append(line)
-        if "inventory-api" in line and "Uvicorn running" in line:
+        if line.startswith("flotilla: inventory-api ready"):
             break
     assert process.poll() is None, "flotilla up ended early:\n" + "".join(seen)
     tree = psutil.Process(process.pid).children(recursive=True)

@@ -126,3 +126,33 @@ def test_a_hanging_check_times_out_instead_of_hanging_readiness() -> None:
     report = asyncio.run(run_checks({"slow": slow}, timeout_s=0.1))
     assert not report.ready
     assert report.checks["slow"]["error"].startswith("TimeoutError")
+
+
+QUIET = """
+import logging
+from flotilla.core import configure_logging
+configure_logging("quiet-probe", "INFO")
+logging.getLogger("alembic.runtime.migration").info("Running upgrade -> 0001")
+logging.getLogger("uvicorn.error").info("Started server process")
+logging.getLogger("alembic.runtime.migration").warning("a warning passes")
+logging.getLogger("flotilla.orders").info("our own line passes")
+"""
+
+
+@pytest.mark.parametrize(("level", "shown"), [("WARNING", 2), ("INFO", 4), ("", 4)])
+def test_the_libraries_start_lines_follow_their_own_level(level: str, shown: int) -> None:
+    """``FLOTILLA_LIBRARY_LOG_LEVEL`` (``flotilla up`` sets WARNING unless ``--verbose``)
+    silences Alembic's and uvicorn's INFO lines; their warnings and the component's own
+    lines pass; unset, everything at the root's level passes."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FLOTILLA_LIBRARY_LOG_LEVEL": level}
+    out = subprocess.run(
+        [sys.executable, "-c", QUIET], env=env, capture_output=True, text=True, check=True
+    )
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == shown, lines
+    assert any("a warning passes" in line for line in lines)
+    assert any("our own line passes" in line for line in lines)

@@ -67,6 +67,10 @@ spec:
               valueFrom:
                 secretKeyRef: {name: {{ include "flotilla.secretName" (list $root $ref.secret) }}, key: {{ $ref.key }}}
             {{- end }}
+            {{- if and (not $c.adminPort) (not $c.tracingDisabled) }}
+            - {name: FLOTILLA_{{ $c.settingsPrefix }}_METRICS_PORT, value: {{ $root.Values.metrics.port | quote }}}
+            - {name: FLOTILLA_{{ $c.settingsPrefix }}_METRICS_HOST, value: "0.0.0.0"}
+            {{- end }}
             - {name: OTEL_SERVICE_NAME, value: {{ $c.name }}}
             - {name: OTEL_RESOURCE_ATTRIBUTES, value: "service.namespace=flotilla,deployment.environment={{ $root.Values.environment }},k8s.namespace.name={{ $root.Release.Namespace }}"}
             {{- if $c.tracingDisabled }}
@@ -79,6 +83,9 @@ spec:
             - {name: http, containerPort: {{ $c.port }}}
             {{- with $c.adminPort }}
             - {name: admin, containerPort: {{ . }}}
+            {{- end }}
+            {{- if and (not $c.adminPort) (not $c.tracingDisabled) }}
+            - {name: metrics, containerPort: {{ $root.Values.metrics.port }}}
             {{- end }}
           startupProbe:
             httpGet: {path: /healthz, port: http}
@@ -93,6 +100,10 @@ spec:
             periodSeconds: 10
             timeoutSeconds: 3
           {{- else }}
+          {{- if not $c.tracingDisabled }}
+          ports:
+            - {name: metrics, containerPort: {{ $root.Values.metrics.port }}}
+          {{- end }}
           # the worker touches a heartbeat file while its consumer and worker threads live
           readinessProbe:
             exec: {command: [python, -m, flotilla.core.alive, "30"]}

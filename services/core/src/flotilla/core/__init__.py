@@ -39,6 +39,7 @@ from ._identity import (
     OPERATOR_SCOPE,
 )
 from ._logging import JsonFormatter, configure_logging
+from ._metrics import metrics_registry, scrape
 from ._problems import (
     DEPENDENCY_FAILURE_HEADER,
     PROBLEM_CONTENT_TYPE,
@@ -65,7 +66,14 @@ from ._telemetry import (
 
 if _typing.TYPE_CHECKING:
     from ._brokers import EtaIndex, broker_from_url, broker_holds, broker_kind, eta_index_key
-    from ._database import is_sqlite, make_engine, read_only, schema_check, session_factory
+    from ._database import (
+        is_sqlite,
+        make_engine,
+        read_only,
+        record_db_operations,
+        schema_check,
+        session_factory,
+    )
     from ._messages import (
         FulfilOrder,
         OrderConfirmation,
@@ -76,6 +84,7 @@ if _typing.TYPE_CHECKING:
         publish,
         send_message,
     )
+    from ._messaging_metrics import MessagingMetrics
     from ._migrations import migrate_database, upgrade_database
     from ._tracing_middleware import (
         ATTEMPT_ATTRIBUTE,
@@ -94,7 +103,14 @@ _LAZY: dict[str, tuple[str, str]] = {
         ("_brokers", "messaging"),
     ),
     **dict.fromkeys(
-        ["is_sqlite", "make_engine", "read_only", "schema_check", "session_factory"],
+        [
+            "is_sqlite",
+            "make_engine",
+            "read_only",
+            "record_db_operations",
+            "schema_check",
+            "session_factory",
+        ],
         ("_database", "database"),
     ),
     **dict.fromkeys(
@@ -111,6 +127,7 @@ _LAZY: dict[str, tuple[str, str]] = {
         ("_messages", "messaging"),
     ),
     **dict.fromkeys(["migrate_database", "upgrade_database"], ("_migrations", "database")),
+    "MessagingMetrics": ("_messaging_metrics", "messaging"),
     **dict.fromkeys(
         [
             "ATTEMPT_ATTRIBUTE",
@@ -171,6 +188,7 @@ __all__ = [
     "FulfilOrder",
     "HealthReport",
     "JsonFormatter",
+    "MessagingMetrics",
     "OrderConfirmation",
     "OrderLine",
     "Problem",
@@ -202,15 +220,18 @@ __all__ = [
     "instrument_sqlalchemy",
     "is_sqlite",
     "make_engine",
+    "metrics_registry",
     "migrate_database",
     "pod_of_worker",
     "publish",
     "read_only",
+    "record_db_operations",
     "redis_client",
     "redis_namespace",
     "run_checks",
     "run_worker",
     "schema_check",
+    "scrape",
     "send_message",
     "serve",
     "service_client",

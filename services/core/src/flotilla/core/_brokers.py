@@ -1,7 +1,8 @@
 """Dramatiq brokers built from a URL: ``redis://…`` or ``amqp://…``.
 
 Every broker the platform builds carries :class:`~flotilla.core.TraceContextMiddleware` first,
-then Dramatiq's default middleware and ``CurrentMessage``. Its connections have connect and
+:class:`~flotilla.core.MessagingMetrics` second, then Dramatiq's default middleware and
+``CurrentMessage``. Its connections have connect and
 read timeouts, so a broker that hangs (rather than refuses) fails a call instead of stalling a
 request or the outbox relay for ever, and each worker names itself in the broker after its pod
 (or local replica), so the operator can tell which pod holds which messages.
@@ -30,6 +31,7 @@ from ._broker_urls import (
     redis_namespace,
     worker_identity,
 )
+from ._messaging_metrics import MessagingMetrics
 from ._tracing_middleware import TraceContextMiddleware
 
 logger = logging.getLogger(__name__)
@@ -367,7 +369,8 @@ def broker_from_url(url: str, *, tracing: bool = True) -> dramatiq.Broker:
 
     Args:
         url: ``redis://host:port/db[?namespace=…]`` or ``amqp://user:pass@host:port/vhost``.
-        tracing: add the trace-context middleware (benchmarks compare without it).
+        tracing: add the trace-context and the metrics middleware (benchmarks compare
+            without them).
 
     Raises:
         BrokerURLError: for any other scheme.
@@ -377,7 +380,9 @@ def broker_from_url(url: str, *, tracing: bool = True) -> dramatiq.Broker:
     # claim work for it, as orders' fulfilment does.
     middleware: list[Any] = [m() for m in default_middleware] + [CurrentMessage()]
     if tracing:
-        # NOTE: first, so its after_* hooks run last (see _tracing_middleware).
+        # NOTE: first, so its after_* hooks run last (see _tracing_middleware); the metrics
+        # next, so theirs run after Retries has decided between a retry and a failure.
+        middleware.insert(0, MessagingMetrics(system=system))
         middleware.insert(0, TraceContextMiddleware(system=system))
     identity = worker_identity()
     if system == "redis":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -52,6 +53,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+#: The level of the libraries' own INFO lines (Alembic, uvicorn, Dramatiq); unset: the root's.
+LIBRARY_LOG_LEVEL_VARIABLE = "FLOTILLA_LIBRARY_LOG_LEVEL"
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Send every log record of this process to stderr as JSON.
 
@@ -70,6 +75,13 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel("WARNING")
+    # NOTE: the libraries' own start and stop lines (Alembic's plugins and steps, uvicorn's
+    # "Started server process", Dramatiq's "Shutting down"); `flotilla up` sets WARNING
+    # unless --verbose. Their warnings and errors always pass.
+    libraries = os.environ.get(LIBRARY_LOG_LEVEL_VARIABLE, "").strip().upper()
+    if libraries:
+        for name in ("alembic", "uvicorn.error", "dramatiq"):
+            logging.getLogger(name).setLevel(libraries)
     # NOTE: a line per outgoing request (httpx's INFO) repeats what the trace shows, and the
     # console's health probes would print one every two seconds.
     for chatty in ("httpx", "httpcore"):

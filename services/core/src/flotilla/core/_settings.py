@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Values that ship as local defaults and must never reach a production deployment.
@@ -39,6 +39,9 @@ class ComponentSettings(BaseSettings):
 
     environment: Literal["local", "production"] = "local"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: where the process serves its metrics for a scrape (``/metrics``); None: no listener
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> ComponentSettings:

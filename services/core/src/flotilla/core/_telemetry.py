@@ -24,6 +24,8 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
+from ._metrics import configure_metrics, flush_metrics, prefer_stable_semconv
+
 logger = logging.getLogger(__name__)
 
 _provider: TracerProvider | None = None
@@ -63,14 +65,22 @@ def _exporters() -> list[SpanExporter]:
 
 
 def configure_telemetry(
-    default_service_name: str, *, exporter: SpanExporter | None = None
+    default_service_name: str,
+    *,
+    exporter: SpanExporter | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> TracerProvider | None:
-    """Install the global tracer provider for this process.
+    """Install the global tracer provider for this process, and its meter provider
+    (:mod:`flotilla.core._metrics`).
 
     Args:
         default_service_name: used as ``service.name`` unless ``OTEL_SERVICE_NAME`` or
             ``OTEL_RESOURCE_ATTRIBUTES`` names the service.
         exporter: an extra exporter, flushed synchronously (tests use an in-memory one).
+        metrics_port: serve ``/metrics`` for a scrape on this port (a component's
+            ``metrics_port`` setting); ``None``: no listener.
+        metrics_host: the address that listener binds.
 
     Returns:
         The provider, or ``None`` when ``OTEL_SDK_DISABLED=true``.
@@ -78,12 +88,14 @@ def configure_telemetry(
     global _provider
     if not telemetry_enabled():
         return None
+    prefer_stable_semconv()
     if _provider is not None:
         if exporter is not None and all(exporter is not e for e in _extra_exporters):
             _extra_exporters.append(exporter)
             _provider.add_span_processor(SimpleSpanProcessor(exporter))
         return _provider
-    provider = TracerProvider(resource=_service_resource(default_service_name))
+    resource = _service_resource(default_service_name)
+    provider = TracerProvider(resource=resource)
     for each in _exporters():
         provider.add_span_processor(BatchSpanProcessor(each))
     if exporter is not None:
@@ -91,6 +103,7 @@ def configure_telemetry(
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _provider = provider
+    configure_metrics(resource, port=metrics_port, host=metrics_host)
     atexit.register(shutdown_telemetry)
     return provider
 
@@ -103,6 +116,7 @@ def flush_telemetry(timeout_ms: int = 5000) -> None:
     """
     if _provider is not None:
         _provider.force_flush(timeout_ms)
+    flush_metrics()
 
 
 def shutdown_telemetry() -> None:
@@ -112,11 +126,13 @@ def shutdown_telemetry() -> None:
         _provider.shutdown()
         _provider = None
         _extra_exporters.clear()
+    flush_metrics()  # NOTE: the meter provider shuts itself down at exit
 
 
 def instrument_httpx() -> None:
     """Trace every httpx request of this process and propagate W3C context on it."""
     if telemetry_enabled():
+        prefer_stable_semconv()
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
         instrumentor = HTTPXClientInstrumentor()
@@ -127,6 +143,7 @@ def instrument_httpx() -> None:
 def instrument_redis() -> None:
     """Trace every redis-py command of this process."""
     if telemetry_enabled():
+        prefer_stable_semconv()
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
         instrumentor = RedisInstrumentor()
@@ -153,6 +170,7 @@ def instrument_sqlalchemy() -> None:
 def instrument_fastapi(app: Any) -> None:
     """Trace a FastAPI app's requests (server spans, context extracted from headers)."""
     if telemetry_enabled():
+        prefer_stable_semconv()
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         FastAPIInstrumentor.instrument_app(
@@ -173,6 +191,7 @@ def instrument_asgi(app: Any, *, server_request_hook: Any = None) -> Any:
     """
     if not telemetry_enabled():
         return app
+    prefer_stable_semconv()
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     # NOTE: per-message "http send/receive" spans double the span count for no insight.

@@ -58,11 +58,18 @@ def _now_ms() -> float:
     return time.time() * 1000
 
 
-def _wait_ms(message: Any, now_ms: float) -> float:
+def wait_ms(message: Any, now_ms: float) -> float:
     """How long a message sat in the queue once it could run (after any back-off)."""
     enqueued = float(message.options.get(_ENQUEUED_AT, message.message_timestamp))
     ready_at = max(enqueued, float(message.options.get(_DUE_AT) or 0))
     return max(0.0, now_ms - ready_at)
+
+
+def due_move(message: Any, delay: int | None) -> bool:
+    """Whether an enqueue (seen after this middleware's ``before_enqueue``) is the worker
+    moving a due message out of the delay queue, not a send: the move keeps the delivery's
+    due time, which a send without delay drops."""
+    return not delay and _DUE_AT in message.options
 
 
 def _delay_ms(message: Any) -> float:
@@ -150,7 +157,7 @@ class TraceContextMiddleware(dramatiq.Middleware):
         queue = q_name(message.queue_name)
         attributes = self._attributes(message, "process")
         attributes[ATTEMPT_ATTRIBUTE] = int(message.options.get("retries", 0)) + 1
-        attributes[QUEUE_WAIT_ATTRIBUTE] = round(_wait_ms(message, _now_ms()), 3)
+        attributes[QUEUE_WAIT_ATTRIBUTE] = round(wait_ms(message, _now_ms()), 3)
         attributes[DELAY_ATTRIBUTE] = round(_delay_ms(message), 3)
         span = _tracer.start_span(
             f"process {queue}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes

@@ -30,6 +30,7 @@ from flotilla.core import (
     instrument_asgi,
     instrument_httpx,
     instrument_redis,
+    scrape,
 )
 
 from ._auth import Authenticator, parse_api_keys
@@ -142,7 +143,9 @@ class Metrics:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = generate_latest(self.metrics.registry)
+        # NOTE: the edge's own counters, then the OpenTelemetry ones of the process (the ASGI
+        # and aiohttp instrumentations' http.server/http.client durations)
+        resp.data = generate_latest(self.metrics.registry) + scrape()
 
 
 class AdminListener:

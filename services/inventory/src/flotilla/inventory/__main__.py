@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         added = migrate(settings.database_url)
         print(f"inventory: schema at head, {added} demo products added")
         return 0
-    configure_telemetry(SERVICE_NAME)
+    configure_telemetry(
+        SERVICE_NAME, metrics_port=settings.metrics_port, metrics_host=settings.metrics_host
+    )
     serve(create_app(settings), host=settings.host, port=settings.port)
     return 0
 

@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     settings = NotificationsSettings()
     configure_logging(SERVICE_NAME, settings.log_level)
-    configure_telemetry(SERVICE_NAME)
+    configure_telemetry(
+        SERVICE_NAME, metrics_port=settings.metrics_port, metrics_host=settings.metrics_host
+    )
     broker = broker_from_url(settings.broker_url)
     # NOTE: global too, so anything that asks Dramatiq for "the" broker finds this one.
     dramatiq.set_broker(broker)

@@ -21,14 +21,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "api":
         configure_logging("orders-api", settings.log_level)
-        configure_telemetry("orders-api")
+        configure_telemetry(
+            "orders-api", metrics_port=settings.metrics_port, metrics_host=settings.metrics_host
+        )
         from .api.app import create_app
 
         serve(create_app(settings), host=settings.host, port=settings.port)
         return 0
     if command == "worker":
         configure_logging("orders-worker", settings.log_level)
-        configure_telemetry("orders-worker")
+        configure_telemetry(
+            "orders-worker", metrics_port=settings.metrics_port, metrics_host=settings.metrics_host
+        )
         from ._worker import run
 
         run(settings)

@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         migrate(settings.database_url)
         print("payments: schema at head")
         return 0
-    configure_telemetry(SERVICE_NAME)
+    configure_telemetry(
+        SERVICE_NAME, metrics_port=settings.metrics_port, metrics_host=settings.metrics_host
+    )
     from .api.app import create_app
 
     serve(create_app(settings), host=settings.host, port=settings.port)
