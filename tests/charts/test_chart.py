@@ -26,13 +26,13 @@ from flotilla.inventory import InventorySettings
 from flotilla.notifications import NotificationsSettings
 from flotilla.orders import OrdersSettings
 from flotilla.payments import PaymentsSettings
-from tests.support.crd import CHART_CRD_PATH, admission_errors
+from tests.support.crd import CHART_CRD_PATH, PODMONITOR_CRD_PATH, admission_errors
 from tests.support.services import in_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "flotilla"
 KUBERNETES = "1.35.0"
-CUSTOM = {"WorkerAutoscaler", "KopfPeering"}
+CUSTOM = {"WorkerAutoscaler", "KopfPeering", "PodMonitor"}
 VALUE_SETS: dict[str, list[str]] = {
     "defaults": [],
     "external-redis-and-postgres": [
@@ -51,6 +51,10 @@ VALUE_SETS: dict[str, list[str]] = {
     ],
     "kind": ["-f", str(CHART / "ci" / "kind-values.yaml")],
     "containers": ["-f", str(CHART / "ci" / "containers-values.yaml")],
+    "pod-monitor": [
+        "--set", "metrics.podMonitor.enabled=true",
+        "--set", "metrics.podMonitor.labels.release=kube-prometheus-stack",
+    ],
 }  # fmt: skip
 SETTINGS: dict[str, type[BaseSettings]] = {
     "EDGE": EdgeSettings,
@@ -278,6 +282,31 @@ def test_every_traced_component_serves_metrics_on_a_declared_port(
         else:
             assert settings.metrics_port == ports["metrics"], name
             assert settings.metrics_host == "0.0.0.0", name
+
+
+def test_a_pod_monitor_is_rendered_only_when_asked_and_its_crd_admits_it() -> None:
+    """Off by default (without the Prometheus Operator the kind does not exist); when enabled,
+    the Prometheus Operator's own CRD schema admits it, it selects this release's pods, and
+    every pod that serves metrics has a port it scrapes (the APIs', workers' and operator's
+    "metrics", the edge's "admin")."""
+    assert of_kind(render("defaults"), "PodMonitor") == {}
+    docs = render("pod-monitor")
+    (monitor,) = of_kind(docs, "PodMonitor").values()
+    assert admission_errors(monitor, PODMONITOR_CRD_PATH) == []
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    scraped = {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]}
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    serving = 0
+    for name, deployment in of_kind(docs, "Deployment").items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert wanted.items() <= labels.items(), name
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = _env(container) if "env" in container else {}
+        ports = {p["name"] for p in container.get("ports", [])}
+        if any(k.endswith("_METRICS_PORT") or k == "FLOTILLA_EDGE_ADMIN_PORT" for k in env):
+            assert ports & scraped, f"{name} serves metrics on no port the monitor scrapes"
+            serving += 1
+    assert serving == 6  # edge, orders-api, payments-api, inventory-api, the two workers
 
 
 def test_every_worker_drains_within_its_grace_period_as_the_code_declares_it(

@@ -1,4 +1,5 @@
-"""Check an object against the WorkerAutoscaler CRD the way the API server would.
+"""Check an object against a CRD the way the API server would: the WorkerAutoscaler's (the
+default), or another one, e.g. the Prometheus Operator's PodMonitor (``PODMONITOR_CRD_PATH``).
 
 No API server can run here, so this does the two parts of its admission that matter for our
 objects: defaults are applied from the schema, then the object is validated against the
@@ -21,21 +22,23 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "k8s" / "crds" / "workerautoscalers.flotilla.dev.yaml"
 CHART_CRD_PATH = ROOT / "charts" / "flotilla" / "crds" / CRD_PATH.name
+#: vendored from the Prometheus Operator (its license and version in the file's header)
+PODMONITOR_CRD_PATH = ROOT / "tests" / "support" / "crds" / "monitoring.coreos.com_podmonitors.yaml"
 
 
 @cache
-def crd() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(CRD_PATH.read_text())
+def crd(path: Path = CRD_PATH) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(path.read_text())
     return loaded
 
 
-def version() -> dict[str, Any]:
-    (served,) = crd()["spec"]["versions"]
+def version(path: Path = CRD_PATH) -> dict[str, Any]:
+    (served,) = crd(path)["spec"]["versions"]
     return dict(served)
 
 
-def schema() -> dict[str, Any]:
-    return dict(version()["schema"]["openAPIV3Schema"])
+def schema(path: Path = CRD_PATH) -> dict[str, Any]:
+    return dict(version(path)["schema"]["openAPIV3Schema"])
 
 
 def with_defaults(value: Any, node: dict[str, Any]) -> Any:
@@ -66,9 +69,9 @@ def _cel_errors(value: Any, node: dict[str, Any], path: str) -> list[str]:
     return errors
 
 
-def admission_errors(obj: dict[str, Any]) -> list[str]:
+def admission_errors(obj: dict[str, Any], crd_path: Path = CRD_PATH) -> list[str]:
     """What the API server would refuse in ``obj``, one line each ([] = accepted)."""
-    root = schema()
+    root = schema(crd_path)
     stored = with_defaults(obj, root)
     validator = jsonschema.Draft7Validator(root, format_checker=jsonschema.FormatChecker())
     errors = [
