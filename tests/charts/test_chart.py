@@ -54,6 +54,8 @@ VALUE_SETS: dict[str, list[str]] = {
     "pod-monitor": [
         "--set", "metrics.podMonitor.enabled=true",
         "--set", "metrics.podMonitor.labels.release=kube-prometheus-stack",
+        "--set", "metrics.dashboards.enabled=true",
+        "--set", "metrics.dashboards.annotations.grafana_folder=Flotilla",
     ],
 }  # fmt: skip
 SETTINGS: dict[str, type[BaseSettings]] = {
@@ -307,6 +309,51 @@ def test_a_pod_monitor_is_rendered_only_when_asked_and_its_crd_admits_it() -> No
             assert ports & scraped, f"{name} serves metrics on no port the monitor scrapes"
             serving += 1
     assert serving == 6  # edge, orders-api, payments-api, inventory-api, the two workers
+
+
+def test_the_dashboards_ship_as_configmaps_for_grafanas_sidecar_when_asked() -> None:
+    """One ConfigMap per dashboard in dashboards/, labelled for Grafana's sidecar, holding
+    that file's JSON unchanged (tests/core/test_metrics.py checks their queries); none by
+    default. Each dashboard has its own uid, a Prometheus datasource variable every panel
+    uses, and panels that do not overlap."""
+
+    def dashboards(value_set: str) -> dict[str, dict[str, Any]]:
+        maps = of_kind(render(value_set), "ConfigMap").values()
+        return {
+            key: json.loads(value)
+            for cm in maps
+            if cm["metadata"]["labels"].get("grafana_dashboard") == "1"
+            for key, value in cm["data"].items()
+        }
+
+    assert dashboards("defaults") == {}
+    shipped = dashboards("pod-monitor")
+    files = {
+        f"flotilla-{p.stem}.json": json.loads(p.read_text())
+        for p in (CHART / "dashboards").glob("*.json")
+    }
+    assert (
+        set(shipped)
+        == set(files)
+        == {"flotilla-overview.json", "flotilla-queues.json", "flotilla-edge.json"}
+    )
+    assert shipped == files
+    assert len({board["uid"] for board in shipped.values()}) == len(shipped)
+    for name, board in shipped.items():
+        (variable,) = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+        assert variable["query"] == "prometheus", name
+        cells: set[tuple[int, int]] = set()
+        for panel in board["panels"]:
+            assert panel["datasource"]["uid"] == "${datasource}", (name, panel["title"])
+            assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"])
+            box = panel["gridPos"]
+            mine = {
+                (x, y)
+                for x in range(box["x"], box["x"] + box["w"])
+                for y in range(box["y"], box["y"] + box["h"])
+            }
+            assert not mine & cells, (name, panel["title"], "overlaps another panel")
+            cells |= mine
 
 
 def test_every_worker_drains_within_its_grace_period_as_the_code_declares_it(

@@ -3,7 +3,9 @@ scrape endpoint. Read the way Prometheus reads them: the text a scrape returns, 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -20,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flotilla.core import broker_from_url, make_engine, run_worker, scrape
 from tests.support.ports import free_port
+from tests.support.servers import serve_in_thread
 from tests.support.waiting import wait_for
 
 
@@ -193,3 +196,102 @@ def test_a_process_serves_its_metrics_on_the_port_it_is_given(tmp_path: Path) ->
     finally:
         probe.kill()
         probe.wait(10)
+
+
+DASHBOARDS = sorted(
+    (Path(__file__).resolve().parents[2] / "charts/flotilla/dashboards").glob("*.json")
+)
+#: a metric in a PromQL selector: its name, right before ``{`` (every dashboard query uses one)
+SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "gauge": ("",),
+    "info": ("_info", ""),
+}
+
+
+def exported_names(*texts: str) -> set[str]:
+    """Every sample name the texts can hold, families without samples yet included."""
+    names: set[str] = set()
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            names |= {family.name + suffix for suffix in SUFFIXES.get(family.type, ("",))}
+            names |= {sample.name for sample in family.samples}
+    return names
+
+
+def test_every_dashboard_query_names_a_metric_the_platform_exports(
+    redis_url: str, tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    """The chart's Grafana dashboards query only what the platform's own code paths export:
+    a FastAPI service and its httpx client as the services build them, SQL through
+    make_engine, Dramatiq messages that succeed, are retried and fail (MessagingMetrics), the
+    edge's and the operator's registries. A renamed metric fails this test, not a dashboard
+    in someone's Grafana."""
+    from fastapi import FastAPI, HTTPException
+    from prometheus_client import generate_latest
+
+    from flotilla.core import instrument_fastapi, service_client
+    from flotilla.edge._metrics import EdgeMetrics
+    from flotilla.operator import QueueDepth, ScaleDecision
+    from flotilla.operator._metrics import OperatorMetrics
+
+    app = FastAPI()
+
+    @app.get("/things/{thing_id}")
+    def thing(thing_id: int) -> dict[str, int]:
+        if thing_id == 0:
+            raise HTTPException(status_code=503)
+        return {"id": thing_id}
+
+    instrument_fastapi(app)
+    with serve_in_thread(app) as url, service_client(url) as client:
+        assert client.get("/things/1").status_code == 200
+        assert client.get("/things/0").status_code == 503
+    engine = make_engine(f"sqlite:///{tmp_path}/dashboards.db")
+    with engine.begin() as connection:
+        connection.execute(sa.text("SELECT 1"))
+    engine.dispose()
+
+    queue = f"dashboards-{uuid.uuid4().hex[:8]}"
+    broker = broker_from_url(redis_url)
+    seen: list[int] = []
+
+    @dramatiq.actor(broker=broker, queue_name=queue, max_retries=1, min_backoff=10, max_backoff=20)
+    def job(n: int) -> None:
+        seen.append(n)
+        if n:
+            raise ValueError("no")
+
+    job.send(0)
+    job.send(1)  # retried once, then failed
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=run_worker, args=(broker,), kwargs={"queues": [queue], "threads": 1, "stop": stop}
+    )
+    runner.start()
+    try:
+        wait_for(lambda: len(seen) == 3, timeout_s=30)
+        wait_for(lambda: "messaging_dramatiq_messages_failed_total" in scrape().decode(), 10)
+    finally:
+        stop.set()
+        runner.join(30)
+        broker.close()
+
+    operator = OperatorMetrics()
+    operator.record("shop", "orders", 1, QueueDepth(ready=3), ScaleDecision(2, "scale-up", "x"))
+    edge = EdgeMetrics()
+    exported = exported_names(
+        scrape().decode(),
+        generate_latest(edge.registry).decode(),
+        generate_latest(operator.registry).decode(),
+    )
+    assert DASHBOARDS, "the chart ships no dashboard"
+    for path in DASHBOARDS:
+        board = json.loads(path.read_text())
+        queries = [t["expr"] for p in board["panels"] for t in p["targets"]]
+        assert queries, path.name
+        named = {name for query in queries for name in SELECTOR.findall(query)}
+        assert named, path.name
+        assert named <= exported, f"{path.name} queries what nothing exports: {named - exported}"
