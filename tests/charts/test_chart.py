@@ -57,6 +57,12 @@ VALUE_SETS: dict[str, list[str]] = {
         "--set", "metrics.dashboards.enabled=true",
         "--set", "metrics.dashboards.annotations.grafana_folder=Flotilla",
     ],
+    "metrics-through-the-collector": [
+        "--set", "metrics.otlp.enabled=true",
+        "--set", "metrics.otlp.spanMetrics=true",
+        "--set", "tracing.collector.image=otel/opentelemetry-collector-contrib:0.141.0",
+        "--set", "networkPolicies.adminFrom[0].namespaceSelector.matchLabels.team=monitoring",
+    ],
 }  # fmt: skip
 SETTINGS: dict[str, type[BaseSettings]] = {
     "EDGE": EdgeSettings,
@@ -72,6 +78,7 @@ OTEL = {
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_SDK_DISABLED",
+    "OTEL_METRICS_EXPORTER",
     "CONSOLE_INGEST_TOKEN",  # spans straight to the console: $(VAR) in the headers above
 }
 
@@ -356,6 +363,66 @@ def test_the_dashboards_ship_as_configmaps_for_grafanas_sidecar_when_asked() -> 
             cells |= mine
 
 
+def _collector_config(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    (config_map,) = [
+        cm for name, cm in of_kind(docs, "ConfigMap").items() if name.endswith("otel-collector")
+    ]
+    config: dict[str, Any] = yaml.safe_load(config_map["data"]["config.yaml"])
+    return config
+
+
+def test_metrics_go_through_the_collector_only_when_asked() -> None:
+    """By default the components' metrics are only scraped (no OTLP push: the collector has
+    no metrics pipeline then, and every push would fail). With metrics.otlp.enabled every
+    traced component also pushes OTLP metrics, the collector has a metrics pipeline serving
+    them for Prometheus (with the span-metrics connector fed by the traces pipeline when
+    asked), every component a pipeline names is declared, and adminFrom may reach the port."""
+
+    def pushes(docs: tuple[dict[str, Any], ...]) -> set[str]:
+        return {
+            name
+            for name, deployment in of_kind(docs, "Deployment").items()
+            for container in deployment["spec"]["template"]["spec"]["containers"]
+            if "env" in container
+            and _env(container).get("OTEL_METRICS_EXPORTER") == "prometheus,otlp"
+        }
+
+    defaults = render("defaults")
+    assert pushes(defaults) == set()
+    assert "metrics" not in _collector_config(defaults)["service"]["pipelines"]
+    docs = render("metrics-through-the-collector")
+    assert {n.removeprefix("flotilla-") for n in pushes(docs)} == {
+        "edge", "orders-api", "payments-api", "inventory-api", "orders-worker",
+        "notifications-worker", "operator",
+    }  # fmt: skip
+    config = _collector_config(docs)
+    pipelines = config["service"]["pipelines"]
+    assert pipelines["metrics"]["exporters"] == ["prometheus"]
+    assert "spanmetrics" in pipelines["traces"]["exporters"]
+    assert "spanmetrics" in pipelines["metrics"]["receivers"]
+    for pipeline in pipelines.values():
+        for kind in ("receivers", "processors", "exporters"):
+            for component in pipeline[kind]:
+                assert component in config.get(kind, {}) or component in config["connectors"]
+    refused = subprocess.run(
+        [helm(), "template", "flotilla", str(CHART), "--set", "metrics.otlp.enabled=true",
+         "--set", "metrics.otlp.spanMetrics=true"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "a contrib build" in refused.stderr  # the core image has no spanmetrics connector
+    (collector,) = of_kind(docs, "Deployment")["flotilla-otel-collector"]["spec"]["template"][
+        "spec"
+    ]["containers"]
+    assert {"name": "prom-export", "containerPort": 8889} in collector["ports"]
+    policy = of_kind(docs, "NetworkPolicy")["flotilla-otel-collector-ingress"]
+    assert any(
+        rule.get("ports") == [{"port": 8889, "protocol": "TCP"}]
+        and rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+        for rule in policy["spec"]["ingress"]
+    )
+
+
 def test_every_worker_drains_within_its_grace_period_as_the_code_declares_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -487,10 +554,13 @@ def test_the_edges_admin_port_is_never_public(value_set: str) -> None:
             assert {p["backend"]["service"]["port"]["name"] for p in rule["http"]["paths"]} == {
                 "http"
             }
+    # NOTE: the peers networkPolicies.adminFrom names (namespaceSelectors: Prometheus) may
+    # reach it; nothing else may, the chart's own pods included
     admitted = {
         port["port"]
         for policy in of_kind(docs, "NetworkPolicy").values()
         for rule in policy["spec"].get("ingress", [])
+        if not any("namespaceSelector" in peer for peer in rule.get("from", []))
         for port in rule.get("ports", [])
     }
     assert ports["admin"] not in admitted

@@ -79,6 +79,9 @@ release's console, with its ingest token (flotilla.spanTarget names the pod for 
 {{/* The OTLP exporter's env entries: the endpoint, and the console's token when spans go to it. */}}
 {{- define "flotilla.otlpEnv" -}}
 - {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ include "flotilla.otlpEndpoint" . | quote }}}
+{{- if and .Values.metrics.otlp.enabled .Values.tracing.collector.enabled }}
+- {name: OTEL_METRICS_EXPORTER, value: "prometheus,otlp"}
+{{- end }}
 {{- if eq (include "flotilla.spanTarget" .) "console" }}
 - name: CONSOLE_INGEST_TOKEN
   valueFrom:
