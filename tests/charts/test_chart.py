@@ -288,6 +288,7 @@ def test_every_traced_component_serves_metrics_on_a_declared_port(
             assert "metrics" not in ports and settings.metrics_port is None
         elif name.endswith("-edge"):
             assert "metrics" not in ports and settings.admin_port == ports["admin"]
+            assert settings.admin_host == "0.0.0.0"
         else:
             assert settings.metrics_port == ports["metrics"], name
             assert settings.metrics_host == "0.0.0.0", name
@@ -312,10 +313,36 @@ def test_a_pod_monitor_is_rendered_only_when_asked_and_its_crd_admits_it() -> No
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         env = _env(container) if "env" in container else {}
         ports = {p["name"] for p in container.get("ports", [])}
-        if any(k.endswith("_METRICS_PORT") or k == "FLOTILLA_EDGE_ADMIN_PORT" for k in env):
+        metrics_env = any(
+            k.endswith("_METRICS_PORT") or k == "FLOTILLA_EDGE_ADMIN_PORT" for k in env
+        )
+        if metrics_env or name.endswith("-operator"):
             assert ports & scraped, f"{name} serves metrics on no port the monitor scrapes"
             serving += 1
-    assert serving == 6  # edge, orders-api, payments-api, inventory-api, the two workers
+    # edge, orders-api, payments-api, inventory-api, the two workers, the operator
+    assert serving == 7
+
+
+def test_who_may_scrape_reaches_every_metrics_port_and_nothing_else_does() -> None:
+    """With networkPolicies.adminFrom (the namespace Prometheus runs in), a NetworkPolicy lets
+    those peers reach each pod's metrics port, the operator's included; no other peer may."""
+    docs = render("metrics-through-the-collector")
+    policies = of_kind(docs, "NetworkPolicy").values()
+    for name, deployment in of_kind(docs, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+        port = ports.get("metrics") or ports.get("admin")
+        if port is None or name.endswith("otel-collector"):
+            continue
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        opened = [
+            rule["from"]
+            for policy in policies
+            if policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+            for rule in policy["spec"].get("ingress", [])
+            if {"port": port, "protocol": "TCP"} in rule.get("ports", [])
+        ]
+        assert opened == [[{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]], name
 
 
 def test_the_dashboards_ship_as_configmaps_for_grafanas_sidecar_when_asked() -> None:
