@@ -230,6 +230,7 @@ def test_every_dashboard_query_names_a_metric_the_platform_exports(
     edge's and the operator's registries. A renamed metric fails this test, not a dashboard
     in someone's Grafana."""
     from fastapi import FastAPI, HTTPException
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from prometheus_client import generate_latest
 
     from flotilla.core import instrument_fastapi, service_client
@@ -246,9 +247,15 @@ def test_every_dashboard_query_names_a_metric_the_platform_exports(
         return {"id": thing_id}
 
     instrument_fastapi(app)
-    with serve_in_thread(app) as url, service_client(url) as client:
-        assert client.get("/things/1").status_code == 200
-        assert client.get("/things/0").status_code == 503
+    try:
+        with serve_in_thread(app) as url, service_client(url) as client:
+            assert client.get("/things/1").status_code == 200
+            assert client.get("/things/0").status_code == 503
+    finally:
+        # NOTE: service_client instruments httpx for the whole process; left so, every later
+        # test's client would start traces in this process (the e2e tests' orders would get
+        # a parent the console never receives)
+        HTTPXClientInstrumentor().uninstrument()
     engine = make_engine(f"sqlite:///{tmp_path}/dashboards.db")
     with engine.begin() as connection:
         connection.execute(sa.text("SELECT 1"))
