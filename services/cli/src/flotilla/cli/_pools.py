@@ -89,8 +89,7 @@ class WorkerPool:
         variable = self.template.metrics_port_variable
         if variable is None:
             return {}
-        host = self.template.env.get(variable.removesuffix("_PORT") + "_HOST", "127.0.0.1")
-        return {variable: str(free_port(host))}
+        return {variable: str(free_port(self.template.metrics_host))}
 
     def scale_to(self, count: int, held: dict[str, int] | None = None) -> None:
         """Keep ``count`` replicas from now on: start or retire the difference.

@@ -104,13 +104,18 @@ class ProcessSpec:
         return next((k for k in self.env if k.endswith(("_METRICS_PORT", "EDGE_ADMIN_PORT"))), None)
 
     @property
+    def metrics_host(self) -> str:
+        """The address it serves them on (the ``_HOST`` beside the port variable)."""
+        variable = self.metrics_port_variable or ""
+        return self.env.get(variable.removesuffix("_PORT") + "_HOST", "127.0.0.1")
+
+    @property
     def metrics_url(self) -> str | None:
         """Where the process serves its metrics, or ``None``."""
         variable = self.metrics_port_variable
         if variable is None:
             return None
-        host = self.env.get(variable.removesuffix("_PORT") + "_HOST", "127.0.0.1")
-        return f"http://{host}:{self.env[variable]}/metrics"
+        return f"http://{self.metrics_host}:{self.env[variable]}/metrics"
 
 
 @dataclass

@@ -89,6 +89,15 @@ class MessagingMetrics(dramatiq.Middleware):
             "messaging.dramatiq.actor": message.actor_name,
         }
 
+    def _finished(self, message: Any) -> float | None:
+        """An attempt is over: no longer in progress; when it started (``None``: this
+        middleware never saw it start)."""
+        with self._lock:
+            started = self._running.pop(message.message_id, None)
+        if started is not None:
+            self.in_progress.add(-1, self._labels(message))
+        return started
+
     def after_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
         if int(message.options.get("retries", 0)) == 0 and not due_move(message, delay):
             self.sent.add(1, self._labels(message))
@@ -109,12 +118,10 @@ class MessagingMetrics(dramatiq.Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        with self._lock:
-            started = self._running.pop(message.message_id, None)
+        started = self._finished(message)
         if started is None:
             return
         labels = self._labels(message)
-        self.in_progress.add(-1, labels)
         if exception is None:
             self.duration.record(time.perf_counter() - started, labels)
             return
@@ -126,9 +133,6 @@ class MessagingMetrics(dramatiq.Middleware):
         (self.failed if message.failed else self.retried).add(1, labels)
 
     def after_skip_message(self, broker: Any, message: Any) -> None:
-        with self._lock:
-            started = self._running.pop(message.message_id, None)
-        if started is not None:
-            self.in_progress.add(-1, self._labels(message))
+        self._finished(message)
         if message.failed:
             self.failed.add(1, self._labels(message))
