@@ -44,6 +44,18 @@ def _total(texts: list[str], name: str, **labels: str) -> float:
 def test_each_process_serves_request_job_and_database_metrics_after_a_few_orders(
     platform: Platform,
 ) -> None:
+    # NOTE: the counts are summed over the replicas running at the scrape; a replica that an
+    # earlier test's orders started and that retires meanwhile takes its counts with it, so
+    # the orders go to pools at rest (one replica each)
+    def rested() -> bool:
+        shown = subprocess.run(
+            [sys.executable, "-m", "flotilla.cli", "status", "--json", "--var-dir",
+             str(platform.var_dir)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return all(pool["replicas"] == 1 for pool in json.loads(shown.stdout)["pools"])
+
+    wait_for(rested, timeout_s=60)
     with platform.client() as client:
         placed = [client.post("/api/orders", json=ORDER) for _ in range(ORDERS)]
         assert [answer.status_code for answer in placed] == [202] * ORDERS
