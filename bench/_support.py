@@ -83,6 +83,20 @@ def service(
             os.killpg(process.pid, signal.SIGKILL)
 
 
+@contextmanager
+def console_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real console process on a free port with a fresh database: (its URL, the process)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "FLOTILLA_CONSOLE_PORT": str(port),
+        "FLOTILLA_CONSOLE_DATABASE_PATH": str(Path(tempfile.mkdtemp()) / "console.db"),
+        "OTEL_SDK_DISABLED": "true",
+    }
+    with service("flotilla.console", "api", env, f"{url}/healthz") as process:
+        yield url, process
+
+
 @dataclass
 class LocalPlatform:
     """A running ``flotilla up``: its process, state folder, ports and timestamped log lines."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._support import free_port, service
+from bench._support import console_process
 from tests.support.browser import CHROMIUM, FLAGS
 
 SERVICES = ("edge", "orders-api", "inventory-api", "orders-worker", "notifications-worker")
@@ -62,15 +61,8 @@ def send_trace(console: str, spans: int, seed: int) -> str:
 
 
 def main() -> None:
-    port = free_port()
-    console = f"http://127.0.0.1:{port}"
-    env = {
-        "FLOTILLA_CONSOLE_PORT": str(port),
-        "FLOTILLA_CONSOLE_DATABASE_PATH": str(Path(tempfile.mkdtemp()) / "console.db"),
-        "OTEL_SDK_DISABLED": "true",
-    }
     out = Console()
-    with service("flotilla.console", "api", env, f"{console}/healthz"):
+    with console_process() as (console, _):
         traces = {size: send_trace(console, size, size) for size in (42, 1000)}
         server: dict[int, list[float]] = {size: [] for size in traces}
         browser_ms: dict[int, list[float]] = {size: [] for size in traces}

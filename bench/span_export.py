@@ -95,7 +95,7 @@ def main() -> None:
     spans, made_us = make_spans(args.spans)
     proto = encode_proto(spans).SerializePartialToString()
     json_body = encode_json(spans).to_json().encode()
-    assert len(decode_protobuf(proto).spans) == len(decode_json(json_body).spans) == len(spans)
+    assert len(decode_protobuf(proto).records) == len(decode_json(json_body).records) == len(spans)
     per_span = 1e6 / len(spans)
     rows = {
         "OTLP protobuf": (

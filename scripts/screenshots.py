@@ -1,8 +1,9 @@
-"""Screenshots of the console's three pages for the README (docs/images/).
+"""Screenshots of the console's pages for the README and the guides (docs/images/).
 
 Run against a platform started with ``make run``: it places an order through the edge and a
 small burst, waits for the trace and a scale-up, then photographs ``/``, the order's
-``/traces/{id}`` and ``/pools`` in headless Chromium at 1280x800::
+``/traces/{id}`` (spans and log lines), ``/services`` and ``/pools`` in headless Chromium at
+1280x800::
 
     uv run python scripts/screenshots.py
 """
@@ -48,14 +49,16 @@ def main() -> None:
         for path, name in (
             ("/", "traces"),
             (f"/traces/{trace_id}?span=", "trace"),
+            ("/services", "services"),
             ("/pools", "pools"),
         ):
             page.goto(CONSOLE + path)
-            if name == "trace":
+            if name == "trace":  # a span's detail open, the top of the waterfall in view
                 page.locator(".span-link", has_text="process orders").first.click()
+                page.evaluate("scrollTo(0, 0)")
             page.screenshot(path=str(out / f"console-{name}.png"))
         browser.close()
-    print(f"wrote {out}/console-{{traces,trace,pools}}.png (trace {trace_id})")
+    print(f"wrote {out}/console-{{traces,trace,services,pools}}.png (trace {trace_id})")
 
 
 if __name__ == "__main__":

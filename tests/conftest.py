@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")  # unit tests export to memory only
+os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")  # likewise; a test that exports sets it
 # NOTE: as configure_telemetry sets it in every process; the instrumentations read it once
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 

@@ -57,6 +57,7 @@ VALUE_SETS: dict[str, list[str]] = {
         "--set", "metrics.dashboards.enabled=true",
         "--set", "metrics.dashboards.annotations.grafana_folder=Flotilla",
     ],
+    "logs-not-exported": ["--set", "logs.otlp.enabled=false"],
     "metrics-through-the-collector": [
         "--set", "metrics.otlp.enabled=true",
         "--set", "metrics.otlp.spanMetrics=true",
@@ -79,6 +80,7 @@ OTEL = {
     "OTEL_EXPORTER_OTLP_HEADERS",
     "OTEL_SDK_DISABLED",
     "OTEL_METRICS_EXPORTER",
+    "OTEL_LOGS_EXPORTER",
     "CONSOLE_INGEST_TOKEN",  # spans straight to the console: $(VAR) in the headers above
 }
 
@@ -396,6 +398,38 @@ def _collector_config(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     ]
     config: dict[str, Any] = yaml.safe_load(config_map["data"]["config.yaml"])
     return config
+
+
+def test_logs_go_to_the_console_through_the_collectors_logs_pipeline_unless_turned_off() -> None:
+    """By default every traced component exports its log records over OTLP, and the collector
+    has a logs pipeline whose only exporter is the console (Jaeger takes no logs) with every
+    component it names declared; with logs.otlp.enabled=false none exports and the collector
+    has no logs pipeline (a push to it would fail)."""
+
+    def exporters(docs: tuple[dict[str, Any], ...]) -> dict[str, str]:
+        return {
+            name.removeprefix("flotilla-"): _env(container)["OTEL_LOGS_EXPORTER"]
+            for name, deployment in of_kind(docs, "Deployment").items()
+            for container in deployment["spec"]["template"]["spec"]["containers"]
+            if "env" in container and "OTEL_EXPORTER_OTLP_ENDPOINT" in _env(container)
+        }
+
+    defaults = render("defaults")
+    traced = {"edge", "orders-api", "payments-api", "inventory-api", "orders-worker",
+              "notifications-worker", "operator"}  # fmt: skip
+    assert exporters(defaults) == dict.fromkeys(traced, "otlp")
+    config = _collector_config(defaults)
+    logs = config["service"]["pipelines"]["logs"]
+    assert logs == {
+        "receivers": ["otlp"],
+        "processors": ["memory_limiter", "batch"],
+        "exporters": ["otlphttp/console"],
+    }
+    for kind in ("receivers", "processors", "exporters"):
+        assert set(logs[kind]) <= set(config[kind])
+    off = render("logs-not-exported")
+    assert exporters(off) == dict.fromkeys(traced, "none")
+    assert "logs" not in _collector_config(off)["service"]["pipelines"]
 
 
 def test_metrics_go_through_the_collector_only_when_asked() -> None:

@@ -49,6 +49,12 @@ def _trace(cluster: Kubelet, trace_id: str) -> dict[str, Any] | None:
     return trace if services >= TRACED | {"notifications-worker"} and linked else None
 
 
+def _trace_logs(cluster: Kubelet, trace_id: str) -> list[dict[str, Any]]:
+    console = published(cluster, "console", 8090)
+    logs: list[dict[str, Any]] = httpx.get(f"{console}/api/traces/{trace_id}").json()["logs"]
+    return logs
+
+
 def test_every_pod_runs_as_10001_on_a_read_only_root_with_only_the_chart_mounts_writable(
     cluster: Kubelet,
 ) -> None:
@@ -92,6 +98,9 @@ def test_an_order_through_the_edge_is_fulfilled_and_traced_across_the_services(
     roots = [s for s in trace["spans"] if s["parent_span_id"] is None]
     assert [r["service"] for r in roots] == ["edge"]
     assert {"publish orders", "process orders", "smtp.send"} <= {s["name"] for s in trace["spans"]}
+    # each pod's log records reach the console too (OTLP, with the ingest token), in the trace
+    logged = {"inventory-api", "orders-api", "orders-worker", "notifications-worker"}
+    eventually(lambda: logged <= {x["service"] for x in _trace_logs(cluster, trace_id)}, 30)
     # the mail sink's pod wrote the confirmation where the chart mounts its volume
     sink = pod(cluster, "mail-sink")
     (state,) = sink.containers.values()

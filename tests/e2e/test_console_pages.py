@@ -1,8 +1,9 @@
 """The console's pages in real headless Chromium, against the real platform (``flotilla up``).
 
 Orders go through the edge; the browser reads what a person would: the waterfall of a trace
-across the five services with its queue waits, the trace search, and the pools changing after
-a burst. Chromium is Debian's, driven by Playwright (tests/support/browser.py).
+across the five services with its queue waits and its log lines, the trace search, the
+services page and the pools changing after a burst. Chromium is Debian's, driven by
+Playwright (tests/support/browser.py).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import Platform
 from tests.e2e.orders import SERVICES, start_burst, traced_order
 from tests.support.browser import chromium
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +127,7 @@ def test_pages_fit_a_narrow_window_and_name_the_health_of_services(
     context = browser.new_context(viewport={"width": 390, "height": 800})
     narrow = context.new_page()
     try:
-        for path in ("/", f"/traces/{trace_id}", "/pools"):
+        for path in ("/", f"/traces/{trace_id}", "/pools", "/services"):
             narrow.goto(platform.console + path)
             overflow = narrow.evaluate("document.documentElement.scrollWidth - innerWidth")
             assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at 390px"
@@ -134,6 +137,82 @@ def test_pages_fit_a_narrow_window_and_name_the_health_of_services(
         expect(health.locator(".chip.ok")).to_have_count(4)
     finally:
         context.close()
+
+
+#: what each service logs for one order (flotilla.orders, .inventory, .notifications)
+ORDER_LOGS = {
+    "inventory-api": "stock reserved",
+    "orders-api": "order accepted",
+    "orders-worker": "order processed",
+    "notifications-worker": "confirmation sent",
+}
+
+
+def logs_of(platform: Platform, trace_id: str) -> list[dict[str, Any]] | None:
+    """The trace's log lines once every service's line for the order has arrived."""
+    logs: list[dict[str, Any]] = httpx.get(f"{platform.console}/api/traces/{trace_id}").json()[
+        "logs"
+    ]
+    said = {(line["service"], line["body"]) for line in logs}
+    return logs if set(ORDER_LOGS.items()) <= said else None
+
+
+def test_a_traces_page_shows_its_log_lines_under_their_spans_and_filters_them(
+    platform: Platform, page: Page, order_trace: tuple[str, dict[str, Any]]
+) -> None:
+    """Every process exports its log records over OTLP (flotilla up sends them to the
+    console): four services' lines appear in the waterfall, each right under a span of its
+    own service and deeper than it; choosing a level keeps only lines at it or above."""
+    trace_id, _ = order_trace
+    wait_for(lambda: logs_of(platform, trace_id), timeout_s=30)
+    page.goto(f"{platform.console}/traces/{trace_id}")
+    entries = page.locator("ol.spans > li")
+    kinds = entries.evaluate_all(
+        """items => items.map(li => ({
+            log: li.classList.contains('log'),
+            depth: Number(getComputedStyle(li).getPropertyValue('--depth')),
+            service: li.querySelector('.svc-tag').textContent,
+            text: li.textContent}))"""
+    )
+    for service, message in ORDER_LOGS.items():
+        (at,) = [i for i, e in enumerate(kinds) if e["log"] and message in e["text"]]
+        owner = next(
+            e for e in reversed(kinds[:at]) if not e["log"] and e["depth"] < kinds[at]["depth"]
+        )
+        assert kinds[at]["service"] == service
+        assert owner["service"] == service, (message, owner["text"][:80])
+    expect(page.locator("#log-count")).to_contain_text("log lines")
+
+    page.select_option("select[name=level]", "warn")  # applies at once (a script submits)
+    expect(page.locator("#log-count")).to_contain_text("at warn or above")
+    expect(page.locator("li.log.level-info")).to_have_count(0)
+    assert "level=warn" in page.url
+    expect(page.locator(".row").first).to_be_visible()  # the spans stay
+
+
+def test_the_services_page_shows_every_service_and_queue_after_a_burst(
+    platform: Platform, page: Page
+) -> None:
+    """Rate, errors and latency per service and route, per queue messages/s and wait, from
+    the stored spans; each row links to an example trace."""
+    burst = start_burst(platform, 30)
+    assert burst.wait(120) == 0
+    page.goto(f"{platform.console}/services")
+    for service in ("edge", "orders-api", "inventory-api"):
+        total = page.locator(f'tbody[data-service="{service}"] tr.service-row')
+        expect(total).to_be_visible()
+        rate = float(total.locator("td.num").first.inner_text())
+        assert rate > 0, f"{service} shows no requests"
+    expect(page.locator('tbody[data-service="orders-api"]')).to_contain_text("POST /orders")
+    expect(page.locator('tbody[data-service="edge"]')).to_contain_text("POST /api/orders")
+    for queue in ("orders", "notifications"):
+        row = page.locator(f'tr[data-queue="{queue}"]')
+        expect(row).to_be_visible()
+        assert float(row.locator("td.num").first.inner_text()) > 0
+    expect(page.locator('tr[data-queue="orders"]')).to_contain_text("orders-worker")
+    page.locator('tbody[data-service="orders-api"] tr.service-row a', has_text="slowest").click()
+    expect(page.locator("h1")).to_contain_text("Trace")
+    expect(page.locator(".row").first).to_be_visible()
 
 
 def test_an_unknown_trace_is_a_page_that_says_so(platform: Platform, page: Page) -> None:

@@ -206,3 +206,4 @@ def test_the_start_shows_each_process_and_the_banner_not_library_lines(
         assert any(line.startswith(f"flotilla: {name} ready (pid ") for line in started), name
     banner = "\n".join(started)
     assert f"{platform.console}/pools" in banner and f"{platform.console}/ " in banner + " "
+    assert f"{platform.console}/services" in banner

@@ -173,7 +173,7 @@ def test_an_untrusted_callers_trace_context_becomes_a_link_and_its_baggage_is_dr
     (server,) = [
         s
         for s in spans.get_finished_spans()
-        if s.name == "GET /api/echo/x" and format(s.context.trace_id, "032x") == trace_id
+        if s.name == "GET /api/echo/{a}" and format(s.context.trace_id, "032x") == trace_id
     ]
     assert server.parent is None
     (link,) = server.links

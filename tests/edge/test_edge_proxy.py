@@ -331,7 +331,7 @@ def test_the_trace_starts_at_the_edge_and_continues_upstream(
     finished = [
         s for s in spans.get_finished_spans() if format(s.context.trace_id, "032x") == trace_id
     ]
-    edge_server = next(s for s in finished if s.name == "GET /api/echo/x")
+    edge_server = next(s for s in finished if s.name == "GET /api/echo/{a}")
     assert edge_server.kind.name == "SERVER"
     (edge_client,) = [
         s
@@ -343,6 +343,26 @@ def test_the_trace_starts_at_the_edge_and_continues_upstream(
     ]
     assert traceparent.split("-")[2] == format(edge_client.context.span_id, "016x")
     assert not [s for s in finished if "http send" in s.name or "http receive" in s.name]
+
+
+def test_server_spans_are_named_by_route_template_never_by_raw_path(
+    edge: Edge, spans: InMemorySpanExporter
+) -> None:
+    """Two ids under one route make one span name (and ``http.route``); a path no route
+    covers is named by its method alone, so no client can mint span names."""
+    with edge.client() as c:
+        ids = [c.get(path).headers["x-trace-id"] for path in ("/api/echo/x", "/api/echo/y")]
+        unrouted = c.get("/made-up/1234").headers["x-trace-id"]
+    servers = {
+        format(s.context.trace_id, "032x"): s
+        for s in spans.get_finished_spans()
+        if s.kind.name == "SERVER"
+    }
+    for trace_id in ids:
+        assert servers[trace_id].name == "GET /api/echo/{a}"
+        assert (servers[trace_id].attributes or {})["http.route"] == "/api/echo/{a}"
+    assert servers[unrouted].name == "GET"
+    assert "http.route" not in (servers[unrouted].attributes or {})
 
 
 def test_a_hanging_redis_costs_one_request_its_timeout_not_every_request(

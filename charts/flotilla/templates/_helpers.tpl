@@ -79,6 +79,7 @@ release's console, with its ingest token (flotilla.spanTarget names the pod for 
 {{/* The OTLP exporter's env entries: the endpoint, and the console's token when spans go to it. */}}
 {{- define "flotilla.otlpEnv" -}}
 - {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ include "flotilla.otlpEndpoint" . | quote }}}
+- {name: OTEL_LOGS_EXPORTER, value: {{ ternary "otlp" "none" .Values.logs.otlp.enabled | quote }}}
 {{- if and .Values.metrics.otlp.enabled .Values.tracing.collector.enabled }}
 - {name: OTEL_METRICS_EXPORTER, value: "prometheus,otlp"}
 {{- end }}

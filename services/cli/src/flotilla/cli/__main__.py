@@ -167,7 +167,8 @@ def _welcome(platform: Platform) -> None:
         sku = "FLT-KAYAK"  # the first product inventory seeds; the example still reads well
     table = Table.grid(padding=(0, 2))
     table.add_row("edge", urls["edge"])
-    table.add_row("traces", f"{urls['console']}/")
+    table.add_row("traces", f"{urls['console']}/ (each with its log lines)")
+    table.add_row("services", f"{urls['console']}/services")
     table.add_row("pools", f"{urls['console']}/pools")
     table.add_row("orders-api", f"{urls['orders-api']}/docs")
     table.add_row("inventory-api", f"{urls['inventory-api']}/docs")

@@ -64,6 +64,9 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
         "OTEL_EXPORTER_OTLP_ENDPOINT": console_url,
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "OTEL_TRACES_EXPORTER": "otlp",
+        # every process's log records go to the console too, beside their spans
+        "OTEL_LOGS_EXPORTER": "otlp",
+        "OTEL_BLRP_SCHEDULE_DELAY": "200",
         # NOTE: scraped, not pushed: locally nothing receives OTLP metrics
         "OTEL_METRICS_EXPORTER": "prometheus",
         "PYTHONUNBUFFERED": "1",

@@ -1,4 +1,5 @@
-"""From an OTLP/HTTP request body to decoded spans: media type, content coding, size limit.
+"""From an OTLP/HTTP request body to decoded spans or log records: media type, content coding,
+size limit.
 
 Framework-neutral so the receiver route only translates these errors into problems.
 """
@@ -6,12 +7,32 @@ Framework-neutral so the receiver route only translates these errors into proble
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from ._otlp import DecodedExport, MalformedExport, decode_json, decode_protobuf
+from ._otlp_logs import decode_logs_json, decode_logs_protobuf
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-_DECODERS = {PROTOBUF: decode_protobuf, JSON: decode_json}
+_MEDIA_TYPES = (PROTOBUF, JSON)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What an OTLP/HTTP path receives: its name and a decoder per encoding."""
+
+    name: str
+    protobuf: Callable[[bytes], DecodedExport[Any]]
+    json: Callable[[bytes], DecodedExport[Any]]
+
+    def decoder(self, media: str) -> Callable[[bytes], DecodedExport[Any]]:
+        return self.protobuf if media == PROTOBUF else self.json
+
+
+TRACES = Signal("trace", decode_protobuf, decode_json)
+LOGS = Signal("logs", decode_logs_protobuf, decode_logs_json)
 # zlib window bits: gzip framing, and zlib framing for ``deflate`` (RFC 9110 8.4.1.2).
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
@@ -39,7 +60,7 @@ def media_type(content_type: str | None) -> str:
         UnsupportedMediaType: it is not one of OTLP/HTTP's two encodings.
     """
     media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media not in _DECODERS:
+    if media not in _MEDIA_TYPES:
         raise UnsupportedMediaType(
             f"send {PROTOBUF} or {JSON} (OTLP/HTTP), not {media or 'no Content-Type'}",
             header="Content-Type",
@@ -85,15 +106,21 @@ def decompress(body: bytes, *, coding: str, max_bytes: int) -> bytes:
 
 
 def decode_export(
-    body: bytes, *, content_type: str, content_encoding: str | None, max_bytes: int
-) -> DecodedExport:
-    """Decompress and decode one OTLP/HTTP trace export.
+    body: bytes,
+    *,
+    content_type: str,
+    content_encoding: str | None,
+    max_bytes: int,
+    signal: Signal = TRACES,
+) -> DecodedExport[Any]:
+    """Decompress and decode one OTLP/HTTP export (of traces unless ``signal`` says).
 
     Args:
         body: the request body as received.
         content_type: a media type accepted by :func:`media_type`.
         content_encoding: the ``Content-Encoding`` header, if any.
         max_bytes: the largest decompressed body accepted.
+        signal: :data:`TRACES` or :data:`LOGS`.
 
     Raises:
         UnsupportedMediaType: unknown content coding.
@@ -101,4 +128,4 @@ def decode_export(
         MalformedExport: not an export.
     """
     plain = decompress(body, coding=check_coding(content_encoding), max_bytes=max_bytes)
-    return _DECODERS[content_type](plain)
+    return signal.decoder(content_type)(plain)

@@ -20,13 +20,15 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Generic, TypeVar
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 #: OTLP ``SpanKind`` numbers; UNSPECIFIED (0) reads as INTERNAL, the API's default kind.
@@ -42,13 +44,16 @@ MAX_VALUE_DEPTH = 16
 #: How far ahead of the console's clock a span may start (another node's clock skew).
 MAX_FUTURE_S = 300
 
+T = TypeVar("T")
+M = TypeVar("M", bound=Message)
+
 
 class MalformedExport(ValueError):
     """The body is not an OTLP trace export."""
 
 
-class _RejectedSpan(ValueError):
-    """One span of an otherwise good export cannot be stored."""
+class Rejected(ValueError):
+    """One span (or log record) of an otherwise good export cannot be stored."""
 
 
 @dataclass(frozen=True)
@@ -71,12 +76,13 @@ class SpanRecord:
 
 
 @dataclass(frozen=True)
-class DecodedExport:
-    """The spans of one export that can be stored, and how many could not."""
+class DecodedExport(Generic[T]):
+    """The records (spans, log records) of one export that can be stored, and how many could
+    not."""
 
-    spans: list[SpanRecord]
+    records: list[T]
     rejected: int = 0
-    reason: str = ""  # why the first rejected span was rejected
+    reason: str = ""  # why the first rejected record was rejected
 
 
 def _json_safe(value: Any) -> Any:
@@ -86,67 +92,71 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _checked_id(hex_id: str, length: int, what: str) -> str:
+def checked_id(hex_id: str, length: int, what: str) -> str:
     if len(hex_id) != length or not _HEX.match(hex_id) or not hex_id.strip("0"):
-        raise _RejectedSpan(f"{what} must be {length} hex digits, not all zero")
+        raise Rejected(f"{what} must be {length} hex digits, not all zero")
     return hex_id
 
 
 def _checked_times(start: int, end: int) -> tuple[int, int]:
     if not (0 < start <= _MAX_NANOS and 0 < end <= _MAX_NANOS):
-        raise _RejectedSpan("startTimeUnixNano and endTimeUnixNano must be positive nanoseconds")
+        raise Rejected("startTimeUnixNano and endTimeUnixNano must be positive nanoseconds")
     if start > time.time_ns() + MAX_FUTURE_S * 10**9:
-        raise _RejectedSpan(f"the span starts more than {MAX_FUTURE_S} s in the future")
+        raise Rejected(f"the span starts more than {MAX_FUTURE_S} s in the future")
     return start, max(start, end)
 
 
 def _deeper(depth: int) -> int:
     if depth >= MAX_VALUE_DEPTH:
-        raise _RejectedSpan(f"an attribute value nests deeper than {MAX_VALUE_DEPTH} levels")
+        raise Rejected(f"an attribute value nests deeper than {MAX_VALUE_DEPTH} levels")
     return depth + 1
 
 
-class _Collector:
-    """Accumulates the spans of one export and counts the rejected ones."""
+class Collector(Generic[T]):
+    """Accumulates the records of one export and counts the rejected ones."""
 
     def __init__(self) -> None:
-        self.spans: list[SpanRecord] = []
+        self.records: list[T] = []
         self.rejected = 0
         self.reason = ""
 
-    def reject(self, reason: str) -> None:
-        self.rejected += 1
-        self.reason = self.reason or reason
+    def add(self, make: Callable[[], T]) -> None:
+        """Keep what ``make`` builds, or count it rejected when it raises :class:`Rejected`."""
+        try:
+            self.records.append(make())
+        except Rejected as exc:
+            self.rejected += 1
+            self.reason = self.reason or str(exc)
 
-    def result(self) -> DecodedExport:
-        return DecodedExport(self.spans, self.rejected, self.reason)
+    def result(self) -> DecodedExport[T]:
+        return DecodedExport(self.records, self.rejected, self.reason)
 
 
 # -- protobuf ------------------------------------------------------------------------------
-def _pb_value(value: AnyValue, depth: int = 0) -> Any:
+def pb_value(value: AnyValue, depth: int = 0) -> Any:
     which = value.WhichOneof("value")
     if which == "array_value":
-        return [_pb_value(v, _deeper(depth)) for v in value.array_value.values]
+        return [pb_value(v, _deeper(depth)) for v in value.array_value.values]
     if which == "kvlist_value":
-        return _pb_attributes(value.kvlist_value.values, _deeper(depth))
+        return pb_attributes(value.kvlist_value.values, _deeper(depth))
     if which == "bytes_value":
         return value.bytes_value.hex()
     return _json_safe(getattr(value, which)) if which else None
 
 
-def _pb_attributes(pairs: Iterable[Any], depth: int = 0) -> dict[str, Any]:
-    return {kv.key: _pb_value(kv.value, depth) for kv in pairs}
+def pb_attributes(pairs: Iterable[Any], depth: int = 0) -> dict[str, Any]:
+    return {kv.key: pb_value(kv.value, depth) for kv in pairs}
 
 
 def _pb_span(span: Span, service: str, resource: dict[str, Any]) -> SpanRecord:
-    trace_id = _checked_id(span.trace_id.hex(), 32, "traceId")
-    span_id = _checked_id(span.span_id.hex(), 16, "spanId")
+    trace_id = checked_id(span.trace_id.hex(), 32, "traceId")
+    span_id = checked_id(span.span_id.hex(), 16, "spanId")
     parent = span.parent_span_id.hex()
     start, end = _checked_times(span.start_time_unix_nano, span.end_time_unix_nano)
     return SpanRecord(
         trace_id=trace_id,
         span_id=span_id,
-        parent_span_id=_checked_id(parent, 16, "parentSpanId") if parent else None,
+        parent_span_id=checked_id(parent, 16, "parentSpanId") if parent else None,
         name=span.name,
         kind=KINDS.get(span.kind, "INTERNAL"),
         service=service,
@@ -154,44 +164,59 @@ def _pb_span(span: Span, service: str, resource: dict[str, Any]) -> SpanRecord:
         end=end,
         status=STATUSES.get(span.status.code, "UNSET"),
         status_message=span.status.message,
-        attributes=_pb_attributes(span.attributes),
+        attributes=pb_attributes(span.attributes),
         events=[
-            {"name": e.name, "time": e.time_unix_nano, "attributes": _pb_attributes(e.attributes)}
+            {"name": e.name, "time": e.time_unix_nano, "attributes": pb_attributes(e.attributes)}
             for e in span.events
         ],
         resource=resource,
     )
 
 
-def decode_protobuf(body: bytes) -> DecodedExport:
+def pb_request(request: M, body: bytes) -> M:
+    """``request`` (an empty export message) read from ``body``.
+
+    Raises:
+        MalformedExport: the body is not such a message.
+    """
+    try:
+        request.ParseFromString(body)
+    except (DecodeError, RecursionError) as exc:
+        raise MalformedExport(f"the body is not an OTLP {type(request).__name__}") from exc
+    return request
+
+
+def pb_resource(resource: Resource) -> tuple[dict[str, Any], str]:
+    """A resource's attributes and the service it names.
+
+    Raises:
+        MalformedExport: its attributes cannot be read.
+    """
+    try:
+        attributes = pb_attributes(resource.attributes)
+    except Rejected as exc:
+        raise MalformedExport(f"a resource cannot be read: {exc}") from exc
+    return attributes, str(attributes.get("service.name") or UNKNOWN_SERVICE)
+
+
+def decode_protobuf(body: bytes) -> DecodedExport[SpanRecord]:
     """Read an ``ExportTraceServiceRequest`` in protobuf binary form.
 
     Raises:
         MalformedExport: the body is not such a message.
     """
-    request = ExportTraceServiceRequest()
-    try:
-        request.ParseFromString(body)
-    except (DecodeError, RecursionError) as exc:
-        raise MalformedExport("the body is not an OTLP ExportTraceServiceRequest") from exc
-    collector = _Collector()
+    request = pb_request(ExportTraceServiceRequest(), body)
+    collector: Collector[SpanRecord] = Collector()
     for resource_spans in request.resource_spans:
-        try:
-            resource = _pb_attributes(resource_spans.resource.attributes)
-        except _RejectedSpan as exc:
-            raise MalformedExport(f"a resource cannot be read: {exc}") from exc
-        service = str(resource.get("service.name") or UNKNOWN_SERVICE)
+        resource, service = pb_resource(resource_spans.resource)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                try:
-                    collector.spans.append(_pb_span(span, service, resource))
-                except _RejectedSpan as exc:
-                    collector.reject(str(exc))
+                collector.add(partial(_pb_span, span, service, resource))
     return collector.result()
 
 
 # -- JSON ----------------------------------------------------------------------------------
-def _json_value(value: Mapping[str, Any], depth: int = 0) -> Any:
+def json_value(value: Mapping[str, Any], depth: int = 0) -> Any:
     if "intValue" in value:
         return int(value["intValue"])
     if "doubleValue" in value:
@@ -199,17 +224,17 @@ def _json_value(value: Mapping[str, Any], depth: int = 0) -> Any:
     if "bytesValue" in value:
         return base64.b64decode(value["bytesValue"]).hex()  # as the protobuf path shows bytes
     if "arrayValue" in value:
-        return [_json_value(v, _deeper(depth)) for v in value["arrayValue"].get("values", [])]
+        return [json_value(v, _deeper(depth)) for v in value["arrayValue"].get("values", [])]
     if "kvlistValue" in value:
-        return _json_attributes(value["kvlistValue"].get("values", []), _deeper(depth))
+        return json_attributes(value["kvlistValue"].get("values", []), _deeper(depth))
     for key in ("stringValue", "boolValue"):
         if key in value:
             return value[key]
     return None
 
 
-def _json_attributes(pairs: Iterable[Mapping[str, Any]], depth: int = 0) -> dict[str, Any]:
-    return {str(kv["key"]): _json_value(kv.get("value") or {}, depth) for kv in pairs}
+def json_attributes(pairs: Iterable[Mapping[str, Any]], depth: int = 0) -> dict[str, Any]:
+    return {str(kv["key"]): json_value(kv.get("value") or {}, depth) for kv in pairs}
 
 
 def _json_enum(value: Any, names: dict[int, str], prefix: str, default: str) -> str:
@@ -219,28 +244,28 @@ def _json_enum(value: Any, names: dict[int, str], prefix: str, default: str) -> 
     return names.get(int(value), default)
 
 
-def _json_nanos(value: Any) -> int:
+def json_nanos(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise _RejectedSpan("times are nanoseconds as an integer or a string of digits")
+        raise Rejected("times are nanoseconds as an integer or a string of digits")
     return int(value)
 
 
 def _json_span(span: Any, service: str, resource: dict[str, Any]) -> SpanRecord:
     if not isinstance(span, dict):
-        raise _RejectedSpan("a span must be an object")
+        raise Rejected("a span must be an object")
     try:
-        trace_id = _checked_id(str(span.get("traceId", "")).lower(), 32, "traceId")
-        span_id = _checked_id(str(span.get("spanId", "")).lower(), 16, "spanId")
+        trace_id = checked_id(str(span.get("traceId", "")).lower(), 32, "traceId")
+        span_id = checked_id(str(span.get("spanId", "")).lower(), 16, "spanId")
         parent = str(span.get("parentSpanId") or "").lower()
         start, end = _checked_times(
-            _json_nanos(span.get("startTimeUnixNano", 0)),
-            _json_nanos(span.get("endTimeUnixNano", 0)),
+            json_nanos(span.get("startTimeUnixNano", 0)),
+            json_nanos(span.get("endTimeUnixNano", 0)),
         )
         status = span.get("status") or {}
         return SpanRecord(
             trace_id=trace_id,
             span_id=span_id,
-            parent_span_id=_checked_id(parent, 16, "parentSpanId") if parent else None,
+            parent_span_id=checked_id(parent, 16, "parentSpanId") if parent else None,
             name=str(span.get("name", "")),
             kind=_json_enum(span.get("kind", 0), KINDS, "SPAN_KIND_", "INTERNAL"),
             service=service,
@@ -248,45 +273,58 @@ def _json_span(span: Any, service: str, resource: dict[str, Any]) -> SpanRecord:
             end=end,
             status=_json_enum(status.get("code", 0), STATUSES, "STATUS_CODE_", "UNSET"),
             status_message=str(status.get("message", "")),
-            attributes=_json_attributes(span.get("attributes", [])),
+            attributes=json_attributes(span.get("attributes", [])),
             events=[
                 {
                     "name": str(e.get("name", "")),
-                    "time": _json_nanos(e.get("timeUnixNano", 0)),
-                    "attributes": _json_attributes(e.get("attributes", [])),
+                    "time": json_nanos(e.get("timeUnixNano", 0)),
+                    "attributes": json_attributes(e.get("attributes", [])),
                 }
                 for e in span.get("events", [])
             ],
             resource=resource,
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        if isinstance(exc, _RejectedSpan):
+        if isinstance(exc, Rejected):
             raise
-        raise _RejectedSpan(f"span is not OTLP/JSON: {exc!r}") from exc
+        raise Rejected(f"span is not OTLP/JSON: {exc!r}") from exc
 
 
-def decode_json(body: bytes) -> DecodedExport:
+def json_resource(resource: Any) -> tuple[dict[str, Any], str]:
+    """An OTLP/JSON resource's attributes and the service it names."""
+    attributes = json_attributes((resource or {}).get("attributes", []))
+    return attributes, str(attributes.get("service.name") or UNKNOWN_SERVICE)
+
+
+def json_document(body: bytes, read: Callable[[Any], None], what: str) -> None:
+    """Parse an OTLP/JSON body and hand it to ``read``, turning every way it can be malformed
+    into :class:`MalformedExport` (``what`` names the export in the message).
+
+    Raises:
+        MalformedExport: the body is not JSON, or not shaped like an export.
+    """
+    try:
+        read(json.loads(body))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise MalformedExport(f"the body is not an OTLP/JSON {what} export: {exc}") from exc
+    except RecursionError as exc:  # NOTE: json.loads itself, on "[[[[…" thousands deep
+        raise MalformedExport("the body nests deeper than any OTLP export does") from exc
+
+
+def decode_json(body: bytes) -> DecodedExport[SpanRecord]:
     """Read an ``ExportTraceServiceRequest`` in OTLP/JSON form.
 
     Raises:
         MalformedExport: the body is not JSON, or not shaped like an export.
     """
-    collector = _Collector()
-    try:
-        document = json.loads(body)
+    collector: Collector[SpanRecord] = Collector()
+
+    def read(document: Any) -> None:
         for resource_spans in document.get("resourceSpans") or []:
-            resource = _json_attributes(
-                (resource_spans.get("resource") or {}).get("attributes", [])
-            )
-            service = str(resource.get("service.name") or UNKNOWN_SERVICE)
+            resource, service = json_resource(resource_spans.get("resource"))
             for scope_spans in resource_spans.get("scopeSpans") or []:
                 for span in scope_spans.get("spans") or []:
-                    try:
-                        collector.spans.append(_json_span(span, service, resource))
-                    except _RejectedSpan as exc:
-                        collector.reject(str(exc))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise MalformedExport(f"the body is not an OTLP/JSON trace export: {exc}") from exc
-    except RecursionError as exc:  # NOTE: json.loads itself, on "[[[[…" thousands deep
-        raise MalformedExport("the body nests deeper than any OTLP export does") from exc
+                    collector.add(partial(_json_span, span, service, resource))
+
+    json_document(body, read, "trace")
     return collector.result()

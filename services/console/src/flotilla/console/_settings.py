@@ -15,15 +15,17 @@ class ConsoleSettings(ComponentSettings):
         port: port to listen on (``OTEL_EXPORTER_OTLP_ENDPOINT`` of every other process).
         database_path: the SQLite file of the span store; its folder is created.
         retention_max_spans: how many spans are kept; the oldest traces go first.
-        retention_max_age_s: how long (by start time) a trace is kept.
+        retention_max_age_s: how long (by start time) a trace, or a log record, is kept.
+        retention_max_logs: how many log records are kept; the first received go first.
         max_request_bytes: the largest export accepted, compressed and decompressed.
         services: service name → base URL, whose ``/readyz`` the pages show (JSON object).
         jaeger_url: Jaeger's UI; when set, each trace links to ``{jaeger_url}/trace/{id}``.
         refresh_s: how often the pages update themselves.
         platform_status: the local supervisor's ``status.json`` (``flotilla up`` sets it): the
             health chips then show restarts and processes that are restarting.
-        ingest_token: when set, ``POST /v1/traces`` needs ``Authorization: Bearer <token>``
-            (the chart sets one and gives it to the collector).
+        ingest_token: when set, ``POST /v1/traces`` and ``/v1/logs`` need
+            ``Authorization: Bearer <token>`` (the chart sets one and gives it to the
+            collector).
     """
 
     model_config = component_config("CONSOLE")
@@ -34,6 +36,7 @@ class ConsoleSettings(ComponentSettings):
     database_path: str = "var/console.db"
     retention_max_spans: int = Field(default=200_000, ge=1)
     retention_max_age_s: int = Field(default=86_400, ge=1)
+    retention_max_logs: int = Field(default=200_000, ge=1)
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     services: dict[str, AnyHttpUrl] = Field(default_factory=dict)
     jaeger_url: AnyHttpUrl | None = None

@@ -1,9 +1,10 @@
-"""The console's span store: SQLite in WAL mode, one writer, bounded retention.
+"""The console's span and log store: SQLite in WAL mode, one writer, bounded retention.
 
 Every process of the platform exports here during a load test, so the hot paths are shaped
 for that: one export is one transaction; the trace list reads a ``traces`` summary table
 (refreshed for the traces an export touched) instead of grouping every stored span; and
-retention runs every few exports rather than on each. Readers never wait for the writer
+retention runs every few exports rather than on each. Log records are kept beside the spans,
+found by trace id, under a budget of their own. Readers never wait for the writer
 (WAL); writers are serialised by a lock in-process and ``BEGIN IMMEDIATE`` across processes.
 """
 
@@ -18,12 +19,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import _decisions
+from . import _decisions, _performance
 from ._decisions import Decision, PoolView
 from ._otlp import SpanRecord
+from ._otlp_logs import LEVELS, LogLine
+from ._performance import Performance
 from ._summary import SpanOutline, TraceOutline, summarise_trace
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS spans (
@@ -46,8 +49,16 @@ CREATE TABLE IF NOT EXISTS trace_services (
     PRIMARY KEY (trace_id, service)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS trace_services_service ON trace_services (service, start_ns);
+CREATE TABLE IF NOT EXISTS logs (
+    time_ns INTEGER NOT NULL, service TEXT NOT NULL, severity INTEGER NOT NULL,
+    level TEXT NOT NULL, body TEXT NOT NULL, trace_id TEXT, span_id TEXT,
+    attributes TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_trace ON logs (trace_id, time_ns) WHERE trace_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS logs_time ON logs (time_ns);
 """
     + _decisions.SCHEMA
+    + _performance.SCHEMA
 )
 _CHUNK = 400  # ids per ``IN (...)``, well under SQLite's bound-parameter limit
 PRUNE_EVERY_EXPORTS = 50
@@ -98,20 +109,25 @@ class SpanStore:
     Args:
         path: the SQLite file (its folder is created) or ``:memory:``.
         max_spans: how many spans to keep at most; the oldest traces go first.
-        max_age_s: how old (by start) a trace may get before it goes.
+        max_age_s: how old (by start) a trace, or a log record, may get before it goes.
+        max_logs: how many log records to keep at most; the first received go first
+            (``None``: as many as spans).
     """
 
-    def __init__(self, path: str, *, max_spans: int, max_age_s: int) -> None:
+    def __init__(
+        self, path: str, *, max_spans: int, max_age_s: int, max_logs: int | None = None
+    ) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path, self.max_spans, self.max_age_s = path, max_spans, max_age_s
+        self.max_logs = max_spans if max_logs is None else max_logs
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._write_lock = threading.Lock()
         # NOTE: a retention pass walks an index, so it runs every few exports, or sooner
-        # when many spans arrived, to keep the overshoot within a tenth of the budget.
-        self._prune_after_spans = max(1, max_spans // 10)
+        # when many records arrived, to keep the overshoot within a tenth of a budget.
+        self._prune_after_spans = max(1, min(max_spans, self.max_logs) // 10)
         self._exports_since_prune = 0
         self._spans_since_prune = 0
         self._migrate()
@@ -158,11 +174,15 @@ class SpanStore:
             (version,) = connection.execute("PRAGMA user_version").fetchone()
             if version >= SCHEMA_VERSION:
                 return
-            # Version 1 stored spans only; their trace summaries are built once here.
-            trace_ids = [
-                row[0] for row in connection.execute("SELECT DISTINCT trace_id FROM spans")
-            ]
-            self._refresh_summaries(connection, trace_ids)
+            if version < 2:
+                # Version 1 stored spans only; their trace summaries are built once here.
+                trace_ids = [
+                    row[0] for row in connection.execute("SELECT DISTINCT trace_id FROM spans")
+                ]
+                self._refresh_summaries(connection, trace_ids)
+            # Version 3 added the logs and entries tables (created above); the stored spans'
+            # entries are filed once here.
+            _performance.backfill(connection)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- writes ------------------------------------------------------------------------
@@ -206,9 +226,34 @@ class SpanStore:
             connection.executemany(
                 "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
             )
+            _performance.insert(connection, kept)
             self._refresh_summaries(connection, list(dict.fromkeys(s.trace_id for s in kept)))
+        self._count_export(len(spans))
+
+    def add_logs(self, *, lines: Sequence[LogLine]) -> None:
+        """Store one export's log records in one transaction."""
+        if not lines:
+            return
+        rows = [
+            (
+                line.time,
+                line.service,
+                line.severity_number,
+                line.level,
+                line.body,
+                line.trace_id,
+                line.span_id,
+                json.dumps(line.attributes, default=str),
+            )
+            for line in lines
+        ]
+        with self._transaction() as connection:
+            connection.executemany("INSERT INTO logs VALUES (?,?,?,?,?,?,?,?)", rows)
+        self._count_export(len(lines))
+
+    def _count_export(self, records: int) -> None:
         self._exports_since_prune += 1
-        self._spans_since_prune += len(spans)
+        self._spans_since_prune += records
         if (
             self._exports_since_prune >= PRUNE_EVERY_EXPORTS
             or self._spans_since_prune >= self._prune_after_spans
@@ -251,7 +296,8 @@ class SpanStore:
             )
 
     def prune(self, *, now_ns: int | None = None) -> int:
-        """Drop whole traces that are too old or beyond the span budget, oldest first.
+        """Drop whole traces that are too old or beyond the span budget, oldest first; and
+        log records too old or beyond theirs.
 
         Returns:
             How many traces were dropped.
@@ -283,12 +329,21 @@ class SpanStore:
                 before_ns=now_ns - self.max_age_s * 1_000_000_000,
                 keep=self.max_spans,
             )
+            self._prune_logs(connection, before_ns=now_ns - self.max_age_s * 1_000_000_000)
         return len(dropped)
+
+    def _prune_logs(self, connection: sqlite3.Connection, *, before_ns: int) -> None:
+        connection.execute("DELETE FROM logs WHERE time_ns < ?", (before_ns,))
+        newest_dropped = connection.execute(
+            "SELECT rowid FROM logs ORDER BY rowid DESC LIMIT 1 OFFSET ?", (self.max_logs,)
+        ).fetchone()
+        if newest_dropped is not None:
+            connection.execute("DELETE FROM logs WHERE rowid <= ?", newest_dropped)
 
     @staticmethod
     def _drop_traces(connection: sqlite3.Connection, trace_ids: list[str]) -> None:
         for chunk in _chunks(trace_ids):
-            for table in ("spans", "traces", "trace_services"):
+            for table in ("spans", "traces", "trace_services", "entries"):
                 connection.execute(
                     f"DELETE FROM {table} WHERE trace_id IN ({_marks(chunk)})",  # noqa: S608  # fixed names
                     chunk,
@@ -298,6 +353,41 @@ class SpanStore:
     def ping(self) -> None:
         """Raise unless the database answers a query (the readiness check)."""
         self._connection().execute("SELECT 1 FROM traces LIMIT 1").fetchall()
+
+    def log_count(self) -> int:
+        """How many log records are stored."""
+        (count,) = self._connection().execute("SELECT COUNT(*) FROM logs").fetchone()
+        return int(count)
+
+    def trace_logs(
+        self, *, trace_id: str, min_level: str = LEVELS[0], limit: int = 2000
+    ) -> list[LogLine]:
+        """One trace's log records in time order, of ``min_level`` (one of ``LEVELS``) or
+        above, at most ``limit`` of them."""
+        levels = LEVELS[LEVELS.index(min_level) :]
+        rows = self._connection().execute(
+            "SELECT time_ns, service, severity, level, body, span_id, attributes FROM logs "  # noqa: S608  # only placeholders vary
+            f"WHERE trace_id = ? AND level IN ({_marks(levels)}) ORDER BY time_ns, rowid LIMIT ?",
+            (trace_id, *levels, limit),
+        )
+        return [
+            LogLine(
+                time=time_ns,
+                service=service,
+                severity_number=severity,
+                level=level,
+                body=body,
+                trace_id=trace_id,
+                span_id=span_id,
+                attributes=json.loads(attributes),
+            )
+            for time_ns, service, severity, level, body, span_id, attributes in rows
+        ]
+
+    def performance(self, *, since_ns: int, window_s: int) -> Performance:
+        """Rate, errors and latency per service and route, and per queue, of the entry spans
+        that started since ``since_ns`` (the services page)."""
+        return _performance.performance(self._connection(), since_ns=since_ns, window_s=window_s)
 
     def span_count(self) -> int:
         """How many spans are stored."""

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ._otlp import SpanRecord
+from ._otlp_logs import LogLine
 from ._summary import TraceOutline
 
 #: A trace id as the API and the pages accept it: 32 hex digits (stored lower-case).
@@ -18,6 +19,7 @@ TRACE_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 
 SpanKind = Literal["SERVER", "CLIENT", "PRODUCER", "CONSUMER", "INTERNAL"]
 SpanStatus = Literal["UNSET", "OK", "ERROR"]
+LogLevel = Literal["trace", "debug", "info", "warn", "error", "fatal"]
 
 
 class TraceSummary(BaseModel):
@@ -94,8 +96,35 @@ class SpanView(BaseModel):
         )
 
 
+class LogView(BaseModel):
+    """One log record of a trace."""
+
+    time: int = Field(description="Unix epoch nanoseconds")
+    service: str
+    level: LogLevel = Field(description="from the OTLP severity number (or text)")
+    severity_number: int = Field(description="OTLP severity number, 0 when none was sent")
+    body: str = Field(description="the message; a structured body as JSON")
+    span_id: str | None = Field(description="the span it was logged in, if any")
+    attributes: dict[str, Any]
+
+    @classmethod
+    def of(cls, line: LogLine) -> LogView:
+        """The answer for one stored log record."""
+        return cls(
+            time=line.time,
+            service=line.service,
+            level=line.level,  # type: ignore[arg-type]  # the decoder only produces LEVELS
+            severity_number=line.severity_number,
+            body=line.body,
+            span_id=line.span_id,
+            attributes=line.attributes,
+        )
+
+
 class TraceDetail(BaseModel):
-    """``GET /api/traces/{trace_id}``: every stored span, by start time."""
+    """``GET /api/traces/{trace_id}``: every stored span, by start time, and the trace's log
+    records (at the level asked for or above), by time."""
 
     trace_id: str
     spans: list[SpanView]
+    logs: list[LogView]

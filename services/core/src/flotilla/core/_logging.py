@@ -15,6 +15,8 @@ from typing import Any
 
 from opentelemetry import trace
 
+from ._log_export import export_handlers
+
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is kept.
 _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
@@ -58,7 +60,8 @@ LIBRARY_LOG_LEVEL_VARIABLE = "FLOTILLA_LIBRARY_LOG_LEVEL"
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
-    """Send every log record of this process to stderr as JSON.
+    """Send every log record of this process to stderr as JSON (and keep the OTLP export
+    handler :func:`~flotilla.core.configure_telemetry` may have added).
 
     Args:
         service: the name put on every line (the OpenTelemetry service name).
@@ -67,7 +70,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler, *export_handlers()]
     root.setLevel(level)
     # NOTE: uvicorn installs its own handlers; route them through ours instead.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "dramatiq", "alembic"):

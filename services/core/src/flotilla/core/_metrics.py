@@ -28,6 +28,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 
+from ._exporters import chosen
+
 logger = logging.getLogger(__name__)
 
 #: Seconds; the buckets of every duration histogram the platform itself records.
@@ -61,33 +63,38 @@ def scrape() -> bytes:
     return bytes(generate_latest(_registry))
 
 
+def _prometheus_reader() -> MetricReader:
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+    return PrometheusMetricReader(registry=_registry)
+
+
+def _pushed(exporter: Any) -> MetricReader:
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    reader = PeriodicExportingMetricReader(exporter)
+    _push_readers.append(reader)
+    return reader
+
+
+def _otlp_reader() -> MetricReader:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return _pushed(OTLPMetricExporter())
+
+
+def _console_reader() -> MetricReader:
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    return _pushed(ConsoleMetricExporter())
+
+
 def _readers() -> list[MetricReader]:
-    names = os.environ.get("OTEL_METRICS_EXPORTER", "prometheus")
-    readers: list[MetricReader] = []
-    for name in (n.strip().lower() for n in names.split(",")):
-        if name == "prometheus":
-            from opentelemetry.exporter.prometheus import PrometheusMetricReader
-
-            readers.append(PrometheusMetricReader(registry=_registry))
-        elif name == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-                OTLPMetricExporter,
-            )
-            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
-            _push_readers.append(readers[-1])
-        elif name == "console":
-            from opentelemetry.sdk.metrics.export import (
-                ConsoleMetricExporter,
-                PeriodicExportingMetricReader,
-            )
-
-            readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
-            _push_readers.append(readers[-1])
-        elif name not in ("none", ""):
-            logger.warning("OTEL_METRICS_EXPORTER names an unknown exporter", extra={"name": name})
-    return readers
+    return chosen(
+        "OTEL_METRICS_EXPORTER",
+        "prometheus",
+        {"prometheus": _prometheus_reader, "otlp": _otlp_reader, "console": _console_reader},
+    )
 
 
 def configure_metrics(

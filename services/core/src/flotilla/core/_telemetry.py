@@ -4,7 +4,8 @@ The SDK itself reads ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
 ``OTEL_TRACES_SAMPLER(_ARG)``, ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` and ``OTEL_BSP_*``;
 this module only supplies the component's name when none is configured, chooses the exporter
 from ``OTEL_TRACES_EXPORTER`` (``otlp`` over HTTP by default, ``console``, ``none``) and turns
-the whole thing off with ``OTEL_SDK_DISABLED=true``.
+the whole thing off with ``OTEL_SDK_DISABLED=true``. The same resource names the process's
+metrics (:mod:`flotilla.core._metrics`) and its exported logs (:mod:`flotilla.core._log_export`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 
+from ._exporters import chosen
+from ._log_export import configure_log_export, flush_logs, shutdown_logs
 from ._metrics import configure_metrics, flush_metrics, prefer_stable_semconv
 
 logger = logging.getLogger(__name__)
@@ -47,21 +50,18 @@ def _service_resource(default_service_name: str) -> Resource:
     return Resource.create({} if configured else {SERVICE_NAME: default_service_name})
 
 
-def _exporters() -> list[SpanExporter]:
-    names = os.environ.get("OTEL_TRACES_EXPORTER", "otlp")
-    exporters: list[SpanExporter] = []
-    for name in (n.strip().lower() for n in names.split(",")):
-        if name == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+def _otlp_span_exporter() -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            exporters.append(OTLPSpanExporter())
-        elif name == "console":
-            exporters.append(ConsoleSpanExporter())
-        elif name in ("none", ""):
-            continue
-        else:
-            logger.warning("OTEL_TRACES_EXPORTER names an unknown exporter", extra={"name": name})
-    return exporters
+    return OTLPSpanExporter()
+
+
+def _exporters() -> list[SpanExporter]:
+    return chosen(
+        "OTEL_TRACES_EXPORTER",
+        "otlp",
+        {"otlp": _otlp_span_exporter, "console": ConsoleSpanExporter},
+    )
 
 
 def configure_telemetry(
@@ -71,8 +71,8 @@ def configure_telemetry(
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
 ) -> TracerProvider | None:
-    """Install the global tracer provider for this process, and its meter provider
-    (:mod:`flotilla.core._metrics`).
+    """Install the global tracer provider for this process, its meter provider
+    (:mod:`flotilla.core._metrics`) and its log export (:mod:`flotilla.core._log_export`).
 
     Args:
         default_service_name: used as ``service.name`` unless ``OTEL_SERVICE_NAME`` or
@@ -104,18 +104,20 @@ def configure_telemetry(
     trace.set_tracer_provider(provider)
     _provider = provider
     configure_metrics(resource, port=metrics_port, host=metrics_host)
+    configure_log_export(resource)
     atexit.register(shutdown_telemetry)
     return provider
 
 
 def flush_telemetry(timeout_ms: int = 5000) -> None:
-    """Export every finished span now (graceful shutdown of a server or worker).
+    """Export every finished span and log record now (graceful shutdown of a server or worker).
 
     Unlike :func:`shutdown_telemetry` the provider stays usable, so an in-process server or
     worker in a test can stop without ending tracing for the rest of the process.
     """
     if _provider is not None:
         _provider.force_flush(timeout_ms)
+    flush_logs(timeout_ms)
     flush_metrics()
 
 
@@ -126,6 +128,7 @@ def shutdown_telemetry() -> None:
         _provider.shutdown()
         _provider = None
         _extra_exporters.clear()
+    shutdown_logs()
     flush_metrics()  # NOTE: the meter provider shuts itself down at exit
 
 

@@ -32,6 +32,7 @@ from ._paths import UnsafePath, parse_path
 from ._ratelimit import RedisRateLimiter
 from ._routing import Destination, MethodNotAllowed, NoRoute, resolve
 from ._settings import EdgeSettings
+from ._trace_boundary import name_route
 from ._upstream import Upstream, UpstreamAnswer, UpstreamTimeoutError, UpstreamTransportError
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -95,6 +96,7 @@ class Proxy:
         client = await self._admit(req)
         destination = self._route(req, segments, client)
         req.context.route = destination.route.name
+        name_route(req.method, destination.route.prefix + destination.rule.path)
         body = await self._read_body(req)
         headers = upstream_request_headers(
             req.headers.items(),

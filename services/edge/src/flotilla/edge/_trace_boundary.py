@@ -9,6 +9,11 @@ names the trace the platform recorded.
 
 It runs outside OpenTelemetry's ASGI middleware: the headers are taken out of the request's
 scope before that middleware extracts a parent from them.
+
+The SERVER span is named as the semantic conventions ask, ``{method} {http.route}``, with the
+route table's template (``GET /api/orders/{order_id}``) once the request is routed, and by
+its method alone until then: the ASGI middleware would name it by the raw path, so every
+order id, and whatever path a client makes up, would be a span name of its own.
 """
 
 from __future__ import annotations
@@ -51,7 +56,19 @@ class TraceBoundary:
 
 
 def link_caller(span: Any, scope: dict[str, Any]) -> None:
-    """OpenTelemetry's ``server_request_hook``: link the SERVER span to the caller's span."""
+    """OpenTelemetry's ``server_request_hook``: link the SERVER span to the caller's span, and
+    name it by its method (the middleware's name, without the path)."""
+    if not span.is_recording():
+        return
+    span.update_name(span.name.split(" ", 1)[0])
     context = scope.get(CALLER_CONTEXT)
-    if context is not None and span.is_recording():
+    if context is not None:
         span.add_link(context, {"flotilla.link": "untrusted caller"})
+
+
+def name_route(method: str, template: str) -> None:
+    """Name the current SERVER span by the route template the request matched."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("http.route", template)
+        span.update_name(f"{method} {template}")

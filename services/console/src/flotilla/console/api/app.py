@@ -14,7 +14,7 @@ from .. import web
 from .._health import HealthBoard
 from .._settings import ConsoleSettings
 from .._store import SpanStore
-from .routes import otlp, pools, traces
+from .routes import otlp, pools, services, traces
 
 
 def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
@@ -28,6 +28,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         settings.database_path,
         max_spans=settings.retention_max_spans,
         max_age_s=settings.retention_max_age_s,
+        max_logs=settings.retention_max_logs,
     )
 
     health = HealthBoard(
@@ -50,6 +51,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.include_router(otlp.router)
     app.include_router(traces.router)
     app.include_router(pools.router)
+    app.include_router(services.router)
     app.include_router(web.router)
     app.mount("/static", web.static_files(), name="static")
     return app

@@ -1,4 +1,5 @@
-"""HTML routes: ``/`` (recent traces), ``/traces/{id}`` (waterfall), ``/pools``, and the
+"""HTML routes: ``/`` (recent traces), ``/traces/{id}`` (waterfall and logs), ``/pools``,
+``/services`` (rate, errors, latency per route and queue), and the
 fragments the pages refresh themselves with. Server-rendered (Jinja2), so every page reads
 without JavaScript; ``static/console.js`` only adds live updates and the in-page detail panel.
 """
@@ -24,10 +25,13 @@ from starlette.concurrency import run_in_threadpool
 
 from .._decisions import PoolView
 from .._health import HealthBoard
+from .._otlp_logs import LEVELS
+from .._performance import WINDOWS_MIN
 from .._settings import ConsoleSettings
 from .._store import SpanStore
 from .._summary import TraceOutline
 from ..api.deps import Settings, Store
+from ..api.routes.services import performance
 from ..schemas import TRACE_ID
 from . import _waterfall
 from ._chart import chart
@@ -85,7 +89,15 @@ def _chart(pool: PoolView) -> Markup:
     return chart(pool, since_ns=since, now_ns=now)
 
 
-templates.env.filters.update(iso=_iso, clock=_clock, ms=_ms, colour=colour, chart=_chart)
+def _query(fields: dict[str, str | None]) -> str:
+    """A query string of the fields that differ from their defaults (all levels: no level)."""
+    defaults = {"level": LEVELS[0]}
+    return urlencode({k: v for k, v in fields.items() if v and v != defaults.get(k)})
+
+
+templates.env.filters.update(
+    iso=_iso, clock=_clock, ms=_ms, colour=colour, chart=_chart, query=_query
+)
 
 
 @dataclass(frozen=True)
@@ -266,8 +278,10 @@ async def trace_page(
     settings: Settings,
     trace_id: str,
     span: Annotated[str, Query(max_length=16)] = "",
+    level: Annotated[str, Query(max_length=20)] = LEVELS[0],
 ) -> HTMLResponse:
-    """One trace as a waterfall across services, with a span's detail."""
+    """One trace as a waterfall across services, with its log lines under their spans (of
+    ``level`` and above) and a span's detail."""
     context = await _common(request, settings, "traces")
     if not TRACE_ID.match(trace_id):
         context.update(title="Malformed trace id", detail="A trace id is 32 hex digits.")
@@ -281,11 +295,23 @@ async def trace_page(
             "(never received, or dropped by retention).",
         )
         return _render(request, "error.html", context, 404)
+    problems = []
+    if level not in LEVELS:
+        problems.append(f"log level: one of {', '.join(LEVELS)}")
+        level = LEVELS[0]
+    logs = await run_in_threadpool(store.trace_logs, trace_id=trace_id, min_level=level)
     w = _waterfall.build(spans)
+    entries, unplaced = _waterfall.with_logs(w, logs)
     detail = next((r for r in w.rows if r.span.span_id == span), None)
     context.update(
         trace_id=trace_id,
         w=w,
+        entries=entries,
+        unplaced=unplaced,
+        log_count=len(logs),
+        levels=LEVELS,
+        level=level,
+        problems=problems,
         selected=span,
         detail=detail,
         detail_facts=_facts(detail) if detail else [],
@@ -311,3 +337,43 @@ async def pool_cards(request: Request, store: Store) -> HTMLResponse:
 async def health_chips(request: Request) -> HTMLResponse:
     board: HealthBoard = request.app.state.health
     return _render(request, "_health.html", {"health": await board.check()})
+
+
+def _window(minutes: str) -> tuple[int, list[str]]:
+    """The services page's window, checked: a bad one is named and the default used."""
+    if minutes.isdigit() and int(minutes) in WINDOWS_MIN:
+        return int(minutes), []
+    choices = ", ".join(map(str, WINDOWS_MIN))
+    return DEFAULT_WINDOW_MIN, [f"window: one of {choices} minutes"]
+
+
+DEFAULT_WINDOW_MIN = 5
+SERVICES_REFRESH_S = 10
+Window = Annotated[str, Query(max_length=8)]
+
+
+@router.get("/services", response_class=HTMLResponse)
+async def services_page(
+    request: Request, store: Store, settings: Settings, minutes: Window = str(DEFAULT_WINDOW_MIN)
+) -> HTMLResponse:
+    """Rate, errors and latency per service and route, and per queue, from the spans."""
+    window, problems = _window(minutes)
+    context = await _common(request, settings, "services")
+    context.update(
+        perf=await run_in_threadpool(performance, store, window),
+        minutes=window,
+        windows=WINDOWS_MIN,
+        problems=problems,
+        # PERF: the figures read every entry span of the window (bench/services_page.py)
+        every_s=max(round(settings.refresh_s), SERVICES_REFRESH_S),
+    )
+    return _render(request, "services.html", context)
+
+
+@router.get("/fragments/services", response_class=HTMLResponse)
+async def services_tables(
+    request: Request, store: Store, minutes: Window = str(DEFAULT_WINDOW_MIN)
+) -> HTMLResponse:
+    window, _ = _window(minutes)
+    context = {"perf": await run_in_threadpool(performance, store, window), "minutes": window}
+    return _render(request, "_services.html", context)

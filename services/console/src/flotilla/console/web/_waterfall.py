@@ -7,11 +7,12 @@ the recursion limit; one pass over the spans, so 1,000 spans cost milliseconds.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from .._otlp import SpanRecord
+from .._otlp_logs import LogLine
 
 QUEUE_WAIT = "messaging.dramatiq.queue_wait_ms"
 QUEUE_NAME = "messaging.destination.name"
@@ -21,6 +22,7 @@ QUEUE_NAME = "messaging.destination.name"
 class Row:
     """One span's row: its place in the tree and its bar, in percent of the trace's extent."""
 
+    kind: ClassVar[str] = "span"
     span: SpanRecord
     depth: int
     left: float
@@ -35,6 +37,30 @@ class Row:
     @property
     def attributes(self) -> list[tuple[str, Any]]:
         return sorted(self.span.attributes.items())
+
+
+#: Log attributes shown apart from the inline ``key=value`` list (a stack trace is long).
+STACKTRACE = "exception.stacktrace"
+
+
+@dataclass(frozen=True)
+class LogMark:
+    """One log line under the span it was logged in: its mark on the time axis (percent)."""
+
+    kind: ClassVar[str] = "log"
+    line: LogLine
+    depth: int
+    left: float
+    offset_ms: float  # since the trace's start
+
+    @property
+    def attributes(self) -> list[tuple[str, Any]]:
+        return sorted((k, v) for k, v in self.line.attributes.items() if k != STACKTRACE)
+
+    @property
+    def stacktrace(self) -> str | None:
+        value = self.line.attributes.get(STACKTRACE)
+        return str(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -105,3 +131,49 @@ def _row(span: SpanRecord, depth: int, start: int, extent: int) -> Row:
         wait_ms=round(float(wait), 3),
         queue=str(span.attributes.get(QUEUE_NAME, "")) or None,
     )
+
+
+def with_logs(w: Waterfall, logs: list[LogLine]) -> tuple[list[Row | LogMark], list[LogMark]]:
+    """The waterfall's rows with each log line under the span it was logged in, one level
+    deeper, in time order among that span's children (a line logged before a child started
+    comes before the child's row); and the lines whose span is not stored (depth 0, in order).
+
+    Args:
+        w: the trace's waterfall.
+        logs: its log lines in time order.
+    """
+    extent_ns = max(w.duration_ms * 1_000_000, 1)
+
+    def mark(line: LogLine, depth: int) -> LogMark:
+        left = min(max((line.time - w.start) / extent_ns * 100, 0.0), 100.0)
+        return LogMark(line, depth, round(left, 3), round(_ms(line.time - w.start), 3))
+
+    by_span: dict[str | None, deque[LogLine]] = defaultdict(deque)
+    for line in logs:
+        by_span[line.span_id].append(line)
+    entries: list[Row | LogMark] = []
+
+    def flush(row: Row, before: float = float("inf")) -> None:
+        pending = by_span.get(row.span.span_id)
+        while pending and pending[0].time < before:
+            entries.append(mark(pending.popleft(), row.depth + 1))
+
+    # NOTE: rows come in tree order; a span's subtree ends where a row no deeper follows
+    open_rows: list[Row] = []
+    for row in w.rows:
+        while open_rows and open_rows[-1].depth >= row.depth:
+            flush(open_rows.pop())
+        if open_rows:
+            flush(open_rows[-1], before=row.span.start)
+        entries.append(row)
+        open_rows.append(row)
+    while open_rows:
+        flush(open_rows.pop())
+    for row in w.rows:
+        by_span.pop(row.span.span_id, None)
+    unplaced = sorted((line for lines in by_span.values() for line in lines), key=_time)
+    return entries, [mark(line, 0) for line in unplaced]
+
+
+def _time(line: LogLine) -> int:
+    return line.time

@@ -1,7 +1,7 @@
-"""The OTLP/HTTP trace receiver, ``POST /v1/traces``.
+"""The OTLP/HTTP receivers: traces, ``POST /v1/traces``, and logs, ``POST /v1/logs``.
 
-Answers as the OTLP specification asks of a server: 200 with an ``ExportTraceServiceResponse``
-in the request's encoding (with ``partial_success`` when some spans could not be stored);
+Answers as the OTLP specification asks of a server: 200 with an ``Export…ServiceResponse``
+in the request's encoding (with ``partial_success`` when some records could not be stored);
 errors are problems (400 malformed, 413 too large, 415 unsupported type or coding, 503 with
 ``Retry-After`` when the store is busy: OTLP exporters retry 503, never 4xx).
 """
@@ -11,22 +11,29 @@ from __future__ import annotations
 import hmac
 import logging
 import sqlite3
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from google.protobuf import json_format
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.concurrency import run_in_threadpool
 
 from flotilla.core import ProblemError
 
 from ..._ingest import (
+    LOGS,
     PROTOBUF,
+    TRACES,
     ExportTooLarge,
+    Signal,
     UnsupportedMediaType,
     decode_export,
     media_type,
 )
 from ..._otlp import DecodedExport, MalformedExport
+from ..._settings import ConsoleSettings
 from ..._store import SpanStore
 from ..deps import Settings, Store
 
@@ -74,56 +81,61 @@ def _check_token(request: Request, token: str) -> None:
 
 
 def _ingest(
-    store: SpanStore, body: bytes, content_type: str, content_encoding: str | None, max_bytes: int
-) -> DecodedExport:
+    store: SpanStore,
+    signal: Signal,
+    body: bytes,
+    content_type: str,
+    content_encoding: str | None,
+    max_bytes: int,
+) -> DecodedExport[Any]:
     # Decoding and writing run together in a worker thread: both are CPU or disk work.
     decoded = decode_export(
-        body, content_type=content_type, content_encoding=content_encoding, max_bytes=max_bytes
+        body,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        max_bytes=max_bytes,
+        signal=signal,
     )
-    store.add_spans(spans=decoded.spans)
+    if signal is LOGS:
+        store.add_logs(lines=decoded.records)
+    else:
+        store.add_spans(spans=decoded.records)
     return decoded
 
 
-def _answer(decoded: DecodedExport, content_type: str) -> Response:
-    answer = ExportTraceServiceResponse()
-    if decoded.rejected:
-        answer.partial_success.rejected_spans = decoded.rejected
-        answer.partial_success.error_message = decoded.reason
+def _answer(decoded: DecodedExport[Any], signal: Signal, content_type: str) -> Response:
+    answer: Message
+    if signal is LOGS:
+        answer = ExportLogsServiceResponse()
+        if decoded.rejected:
+            answer.partial_success.rejected_log_records = decoded.rejected
+            answer.partial_success.error_message = decoded.reason
+    else:
+        answer = ExportTraceServiceResponse()
+        if decoded.rejected:
+            answer.partial_success.rejected_spans = decoded.rejected
+            answer.partial_success.error_message = decoded.reason
     if content_type == PROTOBUF:
         return Response(answer.SerializeToString(), media_type=PROTOBUF)
     return Response(json_format.MessageToJson(answer, indent=None), media_type="application/json")
 
 
-@router.post(
-    "/v1/traces",
-    responses={
-        200: {"content": {PROTOBUF: {}}, "description": "ExportTraceServiceResponse"},
-        400: {"description": "not an OTLP trace export"},
-        401: {"description": "FLOTILLA_CONSOLE_INGEST_TOKEN is set and was not sent"},
-        413: {"description": "over FLOTILLA_CONSOLE_MAX_REQUEST_BYTES"},
-        415: {"description": "neither application/x-protobuf nor application/json"},
-        503: {"description": "the span store is busy; retry after Retry-After"},
-    },
-    # NOTE: the body is read raw (two encodings, maybe compressed); say what it must be
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
-                "application/json": {"schema": {"type": "object"}},
-            },
-        }
-    },
-)
-async def receive_traces(request: Request, store: Store, settings: Settings) -> Response:
-    """OTLP/HTTP trace receiver (``application/x-protobuf`` or ``application/json``)."""
+async def _receive(
+    request: Request, store: SpanStore, settings: ConsoleSettings, signal: Signal
+) -> Response:
     _check_token(request, settings.ingest_token.get_secret_value())
     max_bytes = settings.max_request_bytes
     try:
         content_type = media_type(request.headers.get("content-type"))
         body = await _read_body(request, max_bytes)
         decoded = await run_in_threadpool(
-            _ingest, store, body, content_type, request.headers.get("content-encoding"), max_bytes
+            _ingest,
+            store,
+            signal,
+            body,
+            content_type,
+            request.headers.get("content-encoding"),
+            max_bytes,
         )
     except UnsupportedMediaType as exc:
         raise ProblemError(
@@ -136,12 +148,48 @@ async def receive_traces(request: Request, store: Store, settings: Settings) -> 
             400, "Malformed export", str(exc), slug="malformed-export", field="body"
         ) from exc
     except sqlite3.OperationalError as exc:  # locked or full: worth a retry, unlike a 4xx
-        logger.warning("spans not stored", extra={"error": str(exc)})
+        logger.warning(f"{signal.name} records not stored", extra={"error": str(exc)})
         raise ProblemError(
             503,
             "Span store busy",
-            f"the spans could not be stored now ({exc}); retry later",
+            f"the {signal.name} records could not be stored now ({exc}); retry later",
             slug="span-store-busy",
             headers={"Retry-After": "1"},
         ) from exc
-    return _answer(decoded, content_type)
+    return _answer(decoded, signal, content_type)
+
+
+def _receiver_doc(what: str, response: str) -> dict[str, Any]:
+    """The OpenAPI of a receiver, whose body is read raw (two encodings, maybe compressed)."""
+    return {
+        "responses": {
+            200: {"content": {PROTOBUF: {}}, "description": response},
+            400: {"description": f"not an OTLP {what} export"},
+            401: {"description": "FLOTILLA_CONSOLE_INGEST_TOKEN is set and was not sent"},
+            413: {"description": "over FLOTILLA_CONSOLE_MAX_REQUEST_BYTES"},
+            415: {"description": "neither application/x-protobuf nor application/json"},
+            503: {"description": "the store is busy; retry after Retry-After"},
+        },
+        "openapi_extra": {
+            "requestBody": {
+                "required": True,
+                "content": {
+                    PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": {"type": "object"}},
+                },
+            }
+        },
+    }
+
+
+@router.post("/v1/traces", **_receiver_doc("trace", "ExportTraceServiceResponse"))
+async def receive_traces(request: Request, store: Store, settings: Settings) -> Response:
+    """OTLP/HTTP trace receiver (``application/x-protobuf`` or ``application/json``)."""
+    return await _receive(request, store, settings, TRACES)
+
+
+@router.post("/v1/logs", **_receiver_doc("logs", "ExportLogsServiceResponse"))
+async def receive_logs(request: Request, store: Store, settings: Settings) -> Response:
+    """OTLP/HTTP log receiver (``application/x-protobuf`` or ``application/json``): records
+    with a trace id are shown on their trace's page."""
+    return await _receive(request, store, settings, LOGS)

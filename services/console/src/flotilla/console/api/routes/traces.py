@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from flotilla.core import ProblemError
 
-from ...schemas import TRACE_ID, SpanView, TraceDetail, TraceList, TraceSummary
+from ...schemas import TRACE_ID, LogLevel, LogView, SpanView, TraceDetail, TraceList, TraceSummary
 from ..deps import Store
 
 router = APIRouter(prefix="/api/traces", tags=["traces"])
@@ -51,8 +51,11 @@ def recent_traces(
 def get_trace(
     store: Store,
     trace_id: Annotated[str, Path(description="32 hex digits")],
+    level: Annotated[
+        LogLevel, Query(description="only log records of this level or above")
+    ] = "trace",
 ) -> TraceDetail:
-    """Every stored span of one trace, by start time."""
+    """Every stored span of one trace, by start time, and its log records, by time."""
     if not TRACE_ID.match(trace_id):
         raise ProblemError(
             422,
@@ -71,4 +74,9 @@ def get_trace(
             slug="unknown-trace",
             field="trace_id",
         )
-    return TraceDetail(trace_id=trace_id, spans=[SpanView.of(span) for span in spans])
+    logs = store.trace_logs(trace_id=trace_id, min_level=level)
+    return TraceDetail(
+        trace_id=trace_id,
+        spans=[SpanView.of(span) for span in spans],
+        logs=[LogView.of(line) for line in logs],
+    )

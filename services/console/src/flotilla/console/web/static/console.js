@@ -3,7 +3,8 @@
   "use strict";
   const refreshS = Number(document.body.dataset.refreshS || 2);
 
-  // Live regions: an element with data-refresh="<url>" gets that fragment every refreshS seconds.
+  // Live regions: an element with data-refresh="<url>" gets that fragment every refreshS seconds
+  // (or every data-refresh-every seconds: a page that is costlier to compute).
   async function refresh(el) {
     if (document.hidden || el.contains(document.activeElement)) return; // never yank focus
     try {
@@ -15,7 +16,13 @@
     } catch (_) { /* the console restarting: try again next time */ }
   }
   for (const el of document.querySelectorAll("[data-refresh]")) {
-    setInterval(() => refresh(el), refreshS * 1000);
+    setInterval(() => refresh(el), (Number(el.dataset.refreshEvery) || refreshS) * 1000);
+  }
+
+  // A filter whose <select data-autosubmit> changes applies at once (its button stays for
+  // those without scripts).
+  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+    select.addEventListener("change", () => select.form.submit());
   }
 
   // Waterfall: the detail panel without a reload, and arrow keys between rows.
@@ -49,7 +56,8 @@
       for (const e of s.events) { const li = document.createElement("li"); li.append(text("strong", e.name)); for (const [k, v] of e.attributes) { const d = document.createElement("div"); d.append(text("code", k), ": ", text("pre", v)); li.append(d); } ol.append(li); }
       panel.append(ol);
     } else panel.append(text("p", "none", "muted"));
-    history.replaceState(null, "", "?span=" + id);
+    const query = new URLSearchParams(location.search); query.set("span", id);
+    history.replaceState(null, "", "?" + query);
     if (focusPanel) panel.focus();
   }
 

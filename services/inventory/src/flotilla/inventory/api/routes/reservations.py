@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request, Response
@@ -13,6 +14,8 @@ from flotilla.core.fastapi import ServiceRouter
 from ... import _stock
 from ...schemas import ReservationIn, ReservationOut
 from ..deps import DbSession, ReadSession
+
+logger = logging.getLogger(__name__)
 
 router = ServiceRouter(prefix="/reservations", tags=["reservations"])
 
@@ -112,6 +115,10 @@ def create_reservation(
             raise
         response.status_code = 200
         return _out(existing)
+    logger.info(
+        "stock reserved",
+        extra={"reservation": view.id, "reference": body.reference, "lines": len(lines)},
+    )
     return _out(view)
 
 

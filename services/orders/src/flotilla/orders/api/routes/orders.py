@@ -183,6 +183,9 @@ def place_order(
         raise
     if relay is not None:
         relay.wake()
+    logger.info(
+        "order accepted", extra={"order": order_id, "amount_cents": reservation.amount_cents}
+    )
     response.headers["Location"] = f"/orders/{order.id}"
     return _out(order)
 

@@ -1,0 +1,34 @@
+"""The services API: rate, errors and latency per service and route, and per queue, over the
+last minutes, from the stored spans (what ``/services`` shows)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from ..._performance import Performance
+from ..._store import SpanStore
+from ..deps import Store
+
+router = APIRouter(prefix="/api/services", tags=["services"])
+
+Minutes = Literal[1, 5, 15, 60]
+
+
+def performance(store: SpanStore, minutes: int) -> Performance:
+    """The window's performance (shared by the API and the page)."""
+    window_s = minutes * 60
+    return store.performance(since_ns=time.time_ns() - window_s * 1_000_000_000, window_s=window_s)
+
+
+@router.get("")
+def services(
+    store: Store,
+    minutes: Annotated[Minutes, Query(description="the window, in minutes")] = 5,
+) -> Performance:
+    """Per service (from its SERVER spans) the whole and each route, and per queue (from its
+    CONSUMER spans) messages, retries, queue wait; latencies in milliseconds, rates per
+    second over the window, with the slowest and the newest failed trace of each."""
+    return performance(store, minutes)
