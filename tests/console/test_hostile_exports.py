@@ -131,3 +131,42 @@ def test_span_strings_are_shown_as_text_on_every_page(console: str) -> None:
     assert span["name"] == HOSTILE
     assert [HOSTILE, HOSTILE] in span["attributes"]
     assert HOSTILE in unescape(page)  # the name is on the page, as text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        pytest.param({"endTimeUnixNano": str(2**64 - 1)}, "positive nanoseconds", id="end"),
+        pytest.param(
+            {"attributes": [{"key": "n", "value": {"intValue": 1e400}}]}, "OTLP/JSON", id="int"
+        ),
+        pytest.param(
+            {"attributes": [{"key": "s", "value": {"stringValue": [{"stringValue": "x"}]}}]},
+            "stringValue must be a string",
+            id="string-smuggling-a-list",
+        ),
+    ],
+)
+def test_a_span_the_store_could_not_hold_is_rejected_alone(
+    console: str, overrides: dict[str, object], reason: str
+) -> None:
+    """An end past SQLite's integers, an integer past a float's range, a "string" that is a
+    list (which slipped past the depth limit): each once answered 500 or stored what broke
+    the trace's answer; now that span is rejected and counted."""
+    body = json.loads(otlp_json(extra_spans=1))
+    body["resourceSpans"][0]["scopeSpans"][0]["spans"][1].update(overrides)
+    answer = post(console, json.dumps(body).encode(), "application/json")
+    assert answer.status_code == 200, answer.text
+    partial = answer.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "1" and reason in partial["errorMessage"]
+    (kept,) = httpx.get(f"{console}/api/traces/{TRACE_ID}").json()["spans"]
+    assert kept["span_id"] == "00f067aa0ba902b7"
+
+
+def test_a_span_name_that_is_not_unicode_is_stored_replaced(console: str) -> None:
+    body = otlp_json(span_overrides={"name": "GET \ud800", "status": {"message": "\udfff"}})
+    assert post(console, body, "application/json").status_code == 200
+    (span,) = httpx.get(f"{console}/api/traces/{TRACE_ID}").json()["spans"]
+    assert (span["name"], span["status_message"]) == ("GET \ufffd", "\ufffd")
+    assert httpx.get(f"{console}/traces/{TRACE_ID}").status_code == 200
+    assert httpx.get(f"{console}/").status_code == 200

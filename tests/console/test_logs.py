@@ -26,6 +26,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import SpanKind, set_span_in_context
 
 from flotilla.console import ConsoleSettings, create_app
+from flotilla.console._otlp import SpanRecord
+from flotilla.console._otlp_logs import LogLine
+from flotilla.console._store import SpanStore
 from tests.console.conftest import ServiceTracer
 from tests.support.servers import serve_in_thread
 
@@ -281,3 +284,85 @@ def test_log_exports_are_bounded_by_size_token_and_retention(tmp_path: Path) -> 
         )  # fmt: skip
         kept = httpx.get(f"{console}/api/traces/{TRACE_ID}").json()["logs"]
     assert [line["body"] for line in kept] == [f"line {n}" for n in range(55, 60)]
+
+
+DEEP: dict[str, Any] = {"stringValue": "x"}
+for _ in range(300):
+    DEEP = {"stringValue": [DEEP]}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        pytest.param({"severityNumber": 1e400}, "severityNumber", id="severity-overflow"),
+        pytest.param({"severityNumber": True}, "severityNumber", id="severity-bool"),
+        pytest.param(
+            {"attributes": [{"key": "n", "value": {"intValue": 1e400}}]}, "OTLP/JSON", id="int"
+        ),
+        pytest.param({"timeUnixNano": -5}, "0 or more", id="negative-time"),
+        pytest.param({"timeUnixNano": str(2**64 - 1)}, "0 or more", id="past-sqlite"),
+        pytest.param({"body": DEEP}, "stringValue must be a string", id="nested-string"),
+        pytest.param({"body": {"boolValue": "yes"}}, "boolValue", id="bool"),
+    ],
+)
+def test_a_hostile_log_record_is_rejected_alone_and_never_breaks_the_console(
+    console: str, overrides: dict[str, Any], reason: str
+) -> None:
+    """Each of these once answered 500 (the whole export lost) or stored what made the trace's
+    answer fail for good; now the record is rejected and counted, the rest kept."""
+    answer = post_logs(console, logs_json(record(), record(**overrides)), "application/json")
+    assert answer.status_code == 200, answer.text
+    partial = answer.json()["partialSuccess"]
+    assert partial["rejectedLogRecords"] == "1"
+    assert reason in partial["errorMessage"]
+    assert [line["body"] for line in stored_logs(console)] == ["hello"]
+
+
+def test_text_that_is_not_unicode_is_stored_and_shown_replaced(console: str) -> None:
+    """A lone surrogate (valid JSON, not UTF-8) in a body, an attribute and the service name
+    reads as U+FFFD; a record without a body has an empty one."""
+    body = logs_json(
+        record(
+            body={"stringValue": "bad \ud800 text"},
+            attributes=[{"key": "k\udfff", "value": {"stringValue": "v\ud800"}}],
+        ),
+        record(body=None),
+        service="svc\ud800",
+    )
+    assert post_logs(console, body, "application/json").status_code == 200
+    first, second = stored_logs(console)
+    assert (first["body"], first["service"]) == ("bad \ufffd text", "svc\ufffd")
+    assert first["attributes"] == {"k\ufffd": "v\ufffd"}
+    assert second["body"] == ""
+    assert httpx.get(f"{console}/traces/{TRACE_ID}").status_code == 200
+
+
+def test_a_long_list_of_log_lines_says_it_was_cut(console: str) -> None:
+    """A trace with more lines than a page holds (2,000) says so, in the answer and on the
+    page."""
+    many = [record(body={"stringValue": f"line {n}"}) for n in range(2001)]
+    assert post_logs(console, logs_json(*many), "application/json").status_code == 200
+    assert len(stored_logs(console)) == 2000
+    answer = httpx.get(f"{console}/api/traces/{TRACE_ID}").json()
+    assert answer["logs_truncated"] is True
+    assert answer["logs"][-1]["body"] == "line 1999"
+    assert "the trace has more" in httpx.get(f"{console}/traces/{TRACE_ID}").text
+
+
+def test_a_traces_log_lines_go_when_the_span_budget_drops_it(tmp_path: Path) -> None:
+    """Retention that drops a trace for the span budget drops its log lines (its page is
+    gone); another trace's lines stay."""
+    store = SpanStore(str(tmp_path / "c.db"), max_spans=1, max_age_s=3600, max_logs=100)
+    now = time.time_ns()
+    old, new = "1" * 32, "2" * 32
+    for n, trace_id in enumerate((old, new)):
+        store.add_logs(
+            lines=[LogLine(now, "shop", 9, "info", f"line of {trace_id[0]}", trace_id, SPAN_ID)]
+        )
+        span = SpanRecord(trace_id, SPAN_ID, None, "w", "SERVER", "shop", now + n, now + n + 1,
+                          "UNSET", "")  # fmt: skip
+        store.add_spans(spans=[span])
+    store.prune()
+    assert store.trace_logs(trace_id=old) == ([], False)
+    assert [line.body for line in store.trace_logs(trace_id=new)[0]] == ["line of 2"]
+    store.close()

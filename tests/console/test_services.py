@@ -3,6 +3,7 @@ percentiles, bounded groups, example traces; what a hostile exporter sends canno
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 from pathlib import Path
@@ -193,8 +194,56 @@ def test_the_services_api_and_page_from_real_exports(
     )
     assert service["routes"][0]["examples"]["failed"]
     assert [q["queue"] for q in answer["queues"]] == ["orders"]
-    assert httpx.get(f"{console}/api/services", params={"minutes": 7}).status_code == 422
+    assert httpx.get(f"{console}/api/services", params={"minutes": 15}).json()["window_s"] == 900
+    refused = httpx.get(f"{console}/api/services", params={"minutes": 7})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "minutes"
     page = httpx.get(f"{console}/services").text
     assert 'data-service="orders-api"' in page and 'data-queue="orders"' in page
     assert "POST /orders" in page and "/traces/" in page
     assert "window: one of" in httpx.get(f"{console}/services", params={"minutes": "x"}).text
+
+
+def test_an_exporter_naming_every_span_anew_gets_fifty_rows_not_thousands(tmp_path: Path) -> None:
+    """Spans with neither route nor method group by name; past 50 rows the rest fold into one
+    row that still counts them all."""
+    store = SpanStore(str(tmp_path / "c.db"), max_spans=10_000, max_age_s=3600)
+    store.add_spans(spans=[entry(n, name=f"op {n}", ms=n % 7 + 1) for n in range(1, 301)])
+    found = services(store)["services"]["orders-api"]
+    assert len(found.routes) == 50
+    assert found.routes[-1].operation == "(other routes)"
+    assert sum(r.requests for r in found.routes) == found.total.requests == 300
+
+
+def test_a_span_sent_again_with_another_start_counts_once(tmp_path: Path) -> None:
+    store = SpanStore(str(tmp_path / "c.db"), max_spans=10_000, max_age_s=3600)
+    store.add_spans(spans=[routed(1, ago_s=10)])
+    store.add_spans(spans=[routed(1, ago_s=5)])
+    assert services(store)["services"]["orders-api"].total.requests == 1
+
+
+def test_the_example_trace_is_of_the_row_even_when_another_span_starts_with_it(
+    tmp_path: Path,
+) -> None:
+    """Two services' spans starting at the same nanosecond and lasting as long: each row's
+    "slowest" names its own trace."""
+    store = SpanStore(str(tmp_path / "c.db"), max_spans=10_000, max_age_s=3600)
+    a, b = routed(1), routed(2, service="inventory-api")
+    store.add_spans(spans=[a, dataclasses.replace(b, start=a.start, end=a.end)])
+    found = services(store)["services"]
+    assert found["orders-api"].total.examples.slowest == f"{1:032x}"
+    assert found["inventory-api"].total.examples.slowest == f"{2:032x}"
+
+
+def test_the_migration_reads_old_attributes_that_are_not_json(tmp_path: Path) -> None:
+    """An old store may hold NaN in a span's attributes (not JSON to SQLite): the console
+    still opens it and counts the span."""
+    path = str(tmp_path / "old.db")
+    SpanStore(path, max_spans=100, max_age_s=3600).add_spans(spans=[routed(1)])
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "DROP TABLE entries; PRAGMA user_version = 2; "
+            """UPDATE spans SET attributes = '{"http.route": "/orders", "x": NaN}';"""
+        )
+    found = services(SpanStore(path, max_spans=100, max_age_s=3600))["services"]["orders-api"]
+    assert found.total.requests == 1

@@ -34,6 +34,8 @@ PROCESS = textwrap.dedent(
         log.warning("stock is low")
         logging.getLogger("alembic.runtime").info("a library's start line")
         logging.getLogger("urllib3.connectionpool").warning("the exporter's own HTTP client")
+        busy = "\\033[1mserver busy\\033[0m"  # uvicorn's ANSI copy of its message
+        logging.getLogger("uvicorn.error").warning("server busy", extra={"color_message": busy})
         try:
             raise ValueError("card declined")
         except ValueError:
@@ -71,7 +73,8 @@ def test_a_process_exports_its_log_records_beside_its_spans(tmp_path: Path) -> N
     """The lines logged in the span come back with the trace (the span's id, level, extra
     fields as attributes, the exception's type and stack), exported at exit without a flush;
     a library line held back by FLOTILLA_LIBRARY_LOG_LEVEL and the exporter's own HTTP
-    client's lines are not exported; the line before any span is kept but in no trace."""
+    client's lines are not exported, nor uvicorn's coloured copy of a message; the line before
+    any span is kept but in no trace."""
     settings = ConsoleSettings(database_path=str(tmp_path / "console.db"))
     with serve_in_thread(create_app(settings)) as console:
         trace_id = run_process(console, tmp_path)
@@ -81,17 +84,19 @@ def test_a_process_exports_its_log_records_beside_its_spans(tmp_path: Path) -> N
     assert [(line["level"], line["body"]) for line in logs] == [
         ("info", "order accepted"),
         ("warn", "stock is low"),
+        ("warn", "server busy"),
         ("error", "charge failed"),
     ]
     assert {line["service"] for line in logs} == {"shop-api"}
     assert {line["span_id"] for line in logs} == {span["span_id"]}
     assert logs[0]["attributes"] == {"order": "o-1", "amount_cents": 4200}
-    failed = logs[2]["attributes"]
+    assert logs[2]["attributes"] == {}  # not uvicorn's coloured copy
+    failed = logs[3]["attributes"]
     assert failed["exception.type"] == "ValueError"
     assert "card declined" in failed["exception.stacktrace"]
     assert stored["trace_id"] == trace_id
     store = SpanStore(settings.database_path, max_spans=100, max_age_s=3600)
-    assert store.log_count() == 4  # and "before any span", in no trace; nothing else
+    assert store.log_count() == 5  # and "before any span", in no trace; nothing else
     store.close()
 
 

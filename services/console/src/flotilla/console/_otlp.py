@@ -38,13 +38,17 @@ STATUSES = {0: "UNSET", 1: "OK", 2: "ERROR"}
 UNKNOWN_SERVICE = "unknown_service"  # what the SDKs call a process that names no service
 
 _HEX = re.compile(r"^[0-9a-f]+$")
-_MAX_NANOS = 2**64 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: The latest time stored: SQLite's integers end at 2**63 - 1 (OTLP's fixed64 goes further).
+MAX_NANOS = 2**63 - 1
 #: How deep attribute values (arrays, key-value lists) may nest; the SDKs send flat ones.
 MAX_VALUE_DEPTH = 16
 #: How far ahead of the console's clock a span may start (another node's clock skew).
 MAX_FUTURE_S = 300
 
 T = TypeVar("T")
+#: What reading a JSON document of the wrong shape raises (1e400 as an integer: OverflowError).
+JSON_FAULTS = (ValueError, KeyError, TypeError, AttributeError, OverflowError)
 M = TypeVar("M", bound=Message)
 
 
@@ -99,7 +103,7 @@ def checked_id(hex_id: str, length: int, what: str) -> str:
 
 
 def _checked_times(start: int, end: int) -> tuple[int, int]:
-    if not (0 < start <= _MAX_NANOS and 0 < end <= _MAX_NANOS):
+    if not (0 < start <= MAX_NANOS and 0 < end <= MAX_NANOS):
         raise Rejected("startTimeUnixNano and endTimeUnixNano must be positive nanoseconds")
     if start > time.time_ns() + MAX_FUTURE_S * 10**9:
         raise Rejected(f"the span starts more than {MAX_FUTURE_S} s in the future")
@@ -227,14 +231,25 @@ def json_value(value: Mapping[str, Any], depth: int = 0) -> Any:
         return [json_value(v, _deeper(depth)) for v in value["arrayValue"].get("values", [])]
     if "kvlistValue" in value:
         return json_attributes(value["kvlistValue"].get("values", []), _deeper(depth))
-    for key in ("stringValue", "boolValue"):
-        if key in value:
-            return value[key]
+    if "stringValue" in value:
+        if not isinstance(value["stringValue"], str):
+            raise Rejected("a stringValue must be a string")
+        return text(value["stringValue"])
+    if "boolValue" in value:
+        if not isinstance(value["boolValue"], bool):
+            raise Rejected("a boolValue must be true or false")
+        return value["boolValue"]
     return None
 
 
 def json_attributes(pairs: Iterable[Mapping[str, Any]], depth: int = 0) -> dict[str, Any]:
-    return {str(kv["key"]): json_value(kv.get("value") or {}, depth) for kv in pairs}
+    return {text(str(kv["key"])): json_value(kv.get("value") or {}, depth) for kv in pairs}
+
+
+def text(value: str) -> str:
+    """A JSON string as the store and the pages can hold it: a lone surrogate (``"\\ud800"``
+    is valid JSON, and no UTF-8) becomes U+FFFD."""
+    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
 
 
 def _json_enum(value: Any, names: dict[int, str], prefix: str, default: str) -> str:
@@ -266,17 +281,17 @@ def _json_span(span: Any, service: str, resource: dict[str, Any]) -> SpanRecord:
             trace_id=trace_id,
             span_id=span_id,
             parent_span_id=checked_id(parent, 16, "parentSpanId") if parent else None,
-            name=str(span.get("name", "")),
+            name=text(str(span.get("name", ""))),
             kind=_json_enum(span.get("kind", 0), KINDS, "SPAN_KIND_", "INTERNAL"),
             service=service,
             start=start,
             end=end,
             status=_json_enum(status.get("code", 0), STATUSES, "STATUS_CODE_", "UNSET"),
-            status_message=str(status.get("message", "")),
+            status_message=text(str(status.get("message", ""))),
             attributes=json_attributes(span.get("attributes", [])),
             events=[
                 {
-                    "name": str(e.get("name", "")),
+                    "name": text(str(e.get("name", ""))),
                     "time": json_nanos(e.get("timeUnixNano", 0)),
                     "attributes": json_attributes(e.get("attributes", [])),
                 }
@@ -284,7 +299,7 @@ def _json_span(span: Any, service: str, resource: dict[str, Any]) -> SpanRecord:
             ],
             resource=resource,
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except JSON_FAULTS as exc:
         if isinstance(exc, Rejected):
             raise
         raise Rejected(f"span is not OTLP/JSON: {exc!r}") from exc
@@ -305,7 +320,7 @@ def json_document(body: bytes, read: Callable[[Any], None], what: str) -> None:
     """
     try:
         read(json.loads(body))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except JSON_FAULTS as exc:
         raise MalformedExport(f"the body is not an OTLP/JSON {what} export: {exc}") from exc
     except RecursionError as exc:  # NOTE: json.loads itself, on "[[[[…" thousands deep
         raise MalformedExport("the body nests deeper than any OTLP export does") from exc

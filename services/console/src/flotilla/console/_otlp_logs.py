@@ -19,7 +19,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, SeverityNumber
 
 from ._otlp import (
+    JSON_FAULTS,
     MAX_FUTURE_S,
+    MAX_NANOS,
     Collector,
     DecodedExport,
     Rejected,
@@ -33,6 +35,7 @@ from ._otlp import (
     pb_request,
     pb_resource,
     pb_value,
+    text,
 )
 
 #: The levels a page filters by: OTLP severity numbers 1-24 in six ranges of four.
@@ -73,6 +76,8 @@ def _optional_id(hex_id: str, length: int, what: str) -> str | None:
 
 def _record_time(time_ns: int, observed_ns: int) -> int:
     # NOTE: the record's own time, else when it was observed, else when it arrived here
+    if not (0 <= time_ns <= MAX_NANOS and 0 <= observed_ns <= MAX_NANOS):
+        raise Rejected("timeUnixNano and observedTimeUnixNano are nanoseconds, 0 or more")
     moment = time_ns or observed_ns or time.time_ns()
     if moment > time.time_ns() + MAX_FUTURE_S * 10**9:
         raise Rejected(f"the log record is more than {MAX_FUTURE_S} s in the future")
@@ -80,6 +85,8 @@ def _record_time(time_ns: int, observed_ns: int) -> int:
 
 
 def _body_text(value: Any) -> str:
+    if value is None:  # no body
+        return ""
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
@@ -145,6 +152,8 @@ def _json_line(record: Any, service: str) -> LogLine:
         raise Rejected("a log record must be an object")
     try:
         severity = record.get("severityNumber", 0)
+        if isinstance(severity, bool) or not isinstance(severity, int | str):
+            raise Rejected("severityNumber is a number (0 to 24)")
         if isinstance(severity, str) and not severity.isdigit():
             # NOTE: OTLP/JSON sends enums as numbers; some encoders send their names
             severity = SeverityNumber.Value(severity) if severity in _SEVERITY_NAMES else -1
@@ -155,13 +164,13 @@ def _json_line(record: Any, service: str) -> LogLine:
                 json_nanos(record.get("observedTimeUnixNano", 0)),
             ),
             severity=int(severity),
-            severity_text=str(record.get("severityText") or ""),
+            severity_text=text(str(record.get("severityText") or "")),
             body=json_value(record.get("body") or {}),
             trace_id=str(record.get("traceId") or "").lower(),
             span_id=str(record.get("spanId") or "").lower(),
             attributes=json_attributes(record.get("attributes", [])),
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except JSON_FAULTS as exc:
         if isinstance(exc, Rejected):
             raise
         raise Rejected(f"log record is not OTLP/JSON: {exc!r}") from exc

@@ -9,8 +9,9 @@ their start (the table's key): 0.3 s for 60,000 entry spans (``bench/services_pa
 
 Rates are over the whole window, as Prometheus' ``rate()`` is, so a burst reads as its share
 of the window. Percentiles are nearest-rank over every span in the window (exact, not from
-buckets). Groups are bounded: a route is the instrumentation's ``http.route`` template, and a
-server span without one counts under its method as ``(unrouted)``, never under its raw path.
+buckets). Groups are bounded: a route is the instrumentation's ``http.route`` template, a
+server span without one counts under its method as ``(unrouted)`` (under its span name when
+it has no method either), and past :data:`MAX_ROUTES` rows the rest fold into one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from ._otlp import SpanRecord
 WINDOWS_MIN = (1, 5, 15, 60)
 UNROUTED = "(unrouted)"
 QUANTILES = (50, 95, 99)
+#: At most this many rows of routes per service (and of services, and of queues); the rest are
+#: one row: the platform has a few dozen routes, an exporter may send any names.
+MAX_ROUTES = 50
+OTHER_ROUTES, OTHER_SERVICES, OTHER_QUEUES = "(other routes)", "(other services)", "(other queues)"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -34,7 +39,7 @@ CREATE TABLE IF NOT EXISTS entries (
     error INTEGER NOT NULL, route TEXT, method TEXT, queue TEXT, wait_ms REAL, attempt INTEGER,
     PRIMARY KEY (start_ns, trace_id, span_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_trace ON entries (trace_id);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_span ON entries (trace_id, span_id);
 """
 #: The attributes filed, in the table's order, and their types (a value of another type,
 #: whatever an exporter sent, is filed as NULL).
@@ -52,11 +57,14 @@ _SQL_TYPES = {str: "'text'", int: "'integer'", float: "'real'"}
 def _filed(value: object, types: tuple[type, ...]) -> object:
     if isinstance(value, bool) or not isinstance(value, types) or value == "":
         return None
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:  # SQLite's integers
+        return None
     return value
 
 
 def insert(connection: sqlite3.Connection, spans: Iterable[SpanRecord]) -> None:
-    """File the entry spans among ``spans`` (in the caller's transaction)."""
+    """File the entry spans among ``spans`` (in the caller's transaction); a span sent again
+    replaces its row, whatever its start (``entries_span`` is unique)."""
     connection.executemany(
         "INSERT OR REPLACE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
         [
@@ -85,7 +93,8 @@ def backfill(connection: sqlite3.Connection) -> None:
         wanted = ", ".join(_SQL_TYPES[t] for t in types)
         value = f"json_extract(attributes, {path})"
         kept = f"json_type(attributes, {path}) IN ({wanted}) AND {value} != ''"
-        return f"CASE WHEN {kept} THEN {value} END"
+        # NOTE: nested, so json_type never reads what is not JSON (NaN, written by old versions)
+        return f"CASE WHEN json_valid(attributes) THEN CASE WHEN {kept} THEN {value} END END"
 
     columns = ", ".join(column(key, types) for key, types in _KEYS.items())
     connection.execute(
@@ -183,14 +192,14 @@ def _latency(values: list[float], scale: float = 1e-6) -> Latency:
 class _Group:
     """What one route, service or queue adds up to over the window."""
 
-    __slots__ = ("durations", "errors", "failed_start", "retries", "services", "slowest", "waits")
+    __slots__ = ("durations", "errors", "failed", "retries", "services", "slowest", "waits")
 
     def __init__(self) -> None:
         self.durations: list[float] = []
         self.waits: list[float] = []
         self.errors = self.retries = 0
-        self.slowest: tuple[int, int] = (-1, 0)  # (duration, start) of the slowest span
-        self.failed_start: int | None = None  # the newest failed span's start
+        self.slowest: tuple[int, int, str] = (-1, 0, "")  # (duration, start, service)
+        self.failed: tuple[int, str] | None = None  # the newest failed span's (start, service)
         self.services: set[str] = set()
 
     def add(
@@ -199,24 +208,38 @@ class _Group:
         self.durations.append(duration)
         self.services.add(service)
         if duration > self.slowest[0]:
-            self.slowest = (duration, start)
+            self.slowest = (duration, start, service)
         if error:
             self.errors += 1
-            if self.failed_start is None or start > self.failed_start:
-                self.failed_start = start
+            if self.failed is None or start > self.failed[0]:
+                self.failed = (start, service)
         if wait is not None:
             self.waits.append(wait)
         self.retries += retried
 
+    def merge(self, other: _Group) -> None:
+        """Take in another group (the rows beyond :data:`MAX_ROUTES` fold into one)."""
+        self.durations += other.durations
+        self.waits += other.waits
+        self.errors += other.errors
+        self.retries += other.retries
+        self.slowest = max(self.slowest, other.slowest)
+        if other.failed is not None and (self.failed is None or other.failed > self.failed):
+            self.failed = other.failed
+        self.services |= other.services
 
-def _trace_at(connection: sqlite3.Connection, start: int, duration: int | None = None) -> str:
-    """The trace of the entry span that started at ``start`` (and lasted ``duration``, or
-    failed): a lookup by the table's key."""
-    condition, args = "error = 1", [start]
+
+def _trace_at(
+    connection: sqlite3.Connection, start: int, service: str, duration: int | None = None
+) -> str:
+    """The trace of the entry span of ``service`` that started at ``start`` (and lasted
+    ``duration``, or failed): a lookup by the table's key."""
+    condition, args = "error = 1", [start, service]
     if duration is not None:
-        condition, args = "duration_ns = ?", [start, duration]
+        condition, args = "duration_ns = ?", [start, service, duration]
     row = connection.execute(
-        f"SELECT trace_id FROM entries WHERE start_ns = ? AND {condition} LIMIT 1",  # noqa: S608  # fixed text
+        "SELECT trace_id FROM entries WHERE start_ns = ? AND service = ? "  # noqa: S608  # fixed text
+        f"AND {condition} LIMIT 1",
         args,
     ).fetchone()
     return str(row[0]) if row else ""
@@ -238,38 +261,65 @@ def _stats(
 
 
 def _examples(connection: sqlite3.Connection, group: _Group) -> Examples:
-    duration, start = group.slowest
-    failed = group.failed_start
+    duration, start, service = group.slowest
+    failed = group.failed
     return Examples(
-        slowest=_trace_at(connection, start, duration),
+        slowest=_trace_at(connection, start, service, duration),
         slowest_ms=round(duration / 1e6, 3),
-        failed=_trace_at(connection, failed) if failed is not None else None,
+        failed=_trace_at(connection, *failed) if failed is not None else None,
     )
+
+
+def _capped(groups: dict[str, _Group], other: str) -> dict[str, _Group]:
+    """The busiest :data:`MAX_ROUTES` groups, the rest folded into one called ``other``: a
+    page stays a page whatever names an exporter sends."""
+    if len(groups) <= MAX_ROUTES:
+        return groups
+    ranked = sorted(groups.items(), key=lambda item: -len(item[1].durations))
+    kept, folded = dict(ranked[: MAX_ROUTES - 1]), _Group()
+    for _, group in ranked[MAX_ROUTES - 1 :]:
+        folded.merge(group)
+    return {**kept, other: folded}
+
+
+def _busiest_first(route: RouteStats) -> tuple[bool, int, str]:
+    """Routes by requests, the folded row last."""
+    return (route.operation == OTHER_ROUTES, -route.requests, route.operation or "")
 
 
 def performance(connection: sqlite3.Connection, *, since_ns: int, window_s: int) -> Performance:
     """The figures of every entry span that started since ``since_ns``."""
-    routes: dict[tuple[str, str], _Group] = defaultdict(_Group)
+    routes: dict[str, dict[str, _Group]] = defaultdict(lambda: defaultdict(_Group))
     services: dict[str, _Group] = defaultdict(_Group)
     queues: dict[str, _Group] = defaultdict(_Group)
     for queue, service, operation, *figures in connection.execute(_WINDOW, (since_ns,)):
         if queue is not None:
             queues[queue].add(service, *figures)
         else:
-            routes[(service, operation)].add(service, *figures)
+            routes[service][operation].add(service, *figures)
             services[service].add(service, *figures)
+    services = _capped(services, OTHER_SERVICES)
+    queues = _capped(queues, OTHER_QUEUES)
     by_service: dict[str, list[RouteStats]] = defaultdict(list)
-    for (service, operation), group in routes.items():
-        by_service[service].append(_stats(connection, operation, group, window_s))
+    folded = _Group()  # the routes of the services folded into OTHER_SERVICES: one row
+    for service, operations in routes.items():
+        if service not in services:
+            for group in operations.values():
+                folded.merge(group)
+            continue
+        for operation, group in _capped(operations, OTHER_ROUTES).items():
+            by_service[service].append(_stats(connection, operation, group, window_s))
+    if folded.durations:
+        by_service[OTHER_SERVICES].append(_stats(connection, OTHER_ROUTES, folded, window_s))
     return Performance(
         window_s=window_s,
         services=[
             ServiceStats(
                 service=service,
                 total=_stats(connection, None, services[service], window_s),
-                routes=sorted(by_service[service], key=lambda r: (-r.requests, r.operation or "")),
+                routes=sorted(by_service[service], key=_busiest_first),
             )
-            for service in sorted(services)
+            for service in sorted(services, key=lambda name: (name == OTHER_SERVICES, name))
         ],
         queues=[
             QueueStats(
@@ -283,6 +333,6 @@ def performance(connection: sqlite3.Connection, *, since_ns: int, window_s: int)
                 processing=_latency(group.durations),
                 examples=_examples(connection, group),
             )
-            for queue, group in sorted(queues.items())
+            for queue, group in sorted(queues.items(), key=lambda q: (q[0] == OTHER_QUEUES, q[0]))
         ],
     )

@@ -62,6 +62,8 @@ CREATE INDEX IF NOT EXISTS logs_time ON logs (time_ns);
 )
 _CHUNK = 400  # ids per ``IN (...)``, well under SQLite's bound-parameter limit
 PRUNE_EVERY_EXPORTS = 50
+#: The most log lines a trace's page and answer carry (they say when there were more).
+MAX_TRACE_LOGS = 2000
 _SPAN_COLUMNS = (
     "span_id, parent_span_id, name, kind, service, start_ns, end_ns, status, status_message, "
     "attributes, events"
@@ -343,7 +345,8 @@ class SpanStore:
     @staticmethod
     def _drop_traces(connection: sqlite3.Connection, trace_ids: list[str]) -> None:
         for chunk in _chunks(trace_ids):
-            for table in ("spans", "traces", "trace_services", "entries"):
+            # NOTE: a trace's log lines go with it (its page is gone: they could not be seen)
+            for table in ("spans", "traces", "trace_services", "entries", "logs"):
                 connection.execute(
                     f"DELETE FROM {table} WHERE trace_id IN ({_marks(chunk)})",  # noqa: S608  # fixed names
                     chunk,
@@ -360,17 +363,22 @@ class SpanStore:
         return int(count)
 
     def trace_logs(
-        self, *, trace_id: str, min_level: str = LEVELS[0], limit: int = 2000
-    ) -> list[LogLine]:
+        self, *, trace_id: str, min_level: str = LEVELS[0], limit: int = MAX_TRACE_LOGS
+    ) -> tuple[list[LogLine], bool]:
         """One trace's log records in time order, of ``min_level`` (one of ``LEVELS``) or
-        above, at most ``limit`` of them."""
+        above, the first ``limit`` of them; and whether there were more."""
         levels = LEVELS[LEVELS.index(min_level) :]
-        rows = self._connection().execute(
-            "SELECT time_ns, service, severity, level, body, span_id, attributes FROM logs "  # noqa: S608  # only placeholders vary
-            f"WHERE trace_id = ? AND level IN ({_marks(levels)}) ORDER BY time_ns, rowid LIMIT ?",
-            (trace_id, *levels, limit),
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT time_ns, service, severity, level, body, span_id, attributes FROM logs "  # noqa: S608  # only placeholders vary
+                f"WHERE trace_id = ? AND level IN ({_marks(levels)}) "
+                "ORDER BY time_ns, rowid LIMIT ?",
+                (trace_id, *levels, limit + 1),
+            )
+            .fetchall()
         )
-        return [
+        lines = [
             LogLine(
                 time=time_ns,
                 service=service,
@@ -383,6 +391,7 @@ class SpanStore:
             )
             for time_ns, service, severity, level, body, span_id, attributes in rows
         ]
+        return lines[:limit], len(lines) > limit
 
     def performance(self, *, since_ns: int, window_s: int) -> Performance:
         """Rate, errors and latency per service and route, and per queue, of the entry spans

@@ -128,3 +128,4 @@ class TraceDetail(BaseModel):
     trace_id: str
     spans: list[SpanView]
     logs: list[LogView]
+    logs_truncated: bool = Field(description="whether the trace has more log lines than these")

@@ -38,6 +38,8 @@ _handler: logging.Handler | None = None
 
 
 def _exported(record: logging.LogRecord) -> bool:
+    # NOTE: uvicorn's ANSI-coloured copy of its message (the JSON lines drop it too)
+    record.__dict__.pop("color_message", None)
     return not record.name.startswith(UNEXPORTED_LOGGERS)
 
 

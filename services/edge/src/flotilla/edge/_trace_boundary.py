@@ -71,4 +71,4 @@ def name_route(method: str, template: str) -> None:
     span = trace.get_current_span()
     if span.is_recording():
         span.set_attribute("http.route", template)
-        span.update_name(f"{method} {template}")
+        span.update_name(f"{method.upper()} {template}")

@@ -299,7 +299,7 @@ async def trace_page(
     if level not in LEVELS:
         problems.append(f"log level: one of {', '.join(LEVELS)}")
         level = LEVELS[0]
-    logs = await run_in_threadpool(store.trace_logs, trace_id=trace_id, min_level=level)
+    logs, truncated = await run_in_threadpool(store.trace_logs, trace_id=trace_id, min_level=level)
     w = _waterfall.build(spans)
     entries, unplaced = _waterfall.with_logs(w, logs)
     detail = next((r for r in w.rows if r.span.span_id == span), None)
@@ -309,6 +309,7 @@ async def trace_page(
         entries=entries,
         unplaced=unplaced,
         log_count=len(logs),
+        logs_truncated=truncated,
         levels=LEVELS,
         level=level,
         problems=problems,

@@ -4,17 +4,17 @@ last minutes, from the stored spans (what ``/services`` shows)."""
 from __future__ import annotations
 
 import time
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ..._performance import Performance
+from flotilla.core import ProblemError
+
+from ..._performance import WINDOWS_MIN, Performance
 from ..._store import SpanStore
 from ..deps import Store
 
 router = APIRouter(prefix="/api/services", tags=["services"])
-
-Minutes = Literal[1, 5, 15, 60]
 
 
 def performance(store: SpanStore, minutes: int) -> Performance:
@@ -26,9 +26,17 @@ def performance(store: SpanStore, minutes: int) -> Performance:
 @router.get("")
 def services(
     store: Store,
-    minutes: Annotated[Minutes, Query(description="the window, in minutes")] = 5,
+    minutes: Annotated[int, Query(description="the window, in minutes: 1, 5, 15 or 60")] = 5,
 ) -> Performance:
     """Per service (from its SERVER spans) the whole and each route, and per queue (from its
     CONSUMER spans) messages, retries, queue wait; latencies in milliseconds, rates per
     second over the window, with the slowest and the newest failed trace of each."""
+    if minutes not in WINDOWS_MIN:
+        raise ProblemError(
+            422,
+            "Unknown window",
+            f"minutes is one of {', '.join(map(str, WINDOWS_MIN))}",
+            slug="validation",
+            field="minutes",
+        )
     return performance(store, minutes)

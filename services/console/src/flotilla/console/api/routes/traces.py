@@ -74,9 +74,10 @@ def get_trace(
             slug="unknown-trace",
             field="trace_id",
         )
-    logs = store.trace_logs(trace_id=trace_id, min_level=level)
+    logs, truncated = store.trace_logs(trace_id=trace_id, min_level=level)
     return TraceDetail(
         trace_id=trace_id,
         spans=[SpanView.of(span) for span in spans],
         logs=[LogView.of(line) for line in logs],
+        logs_truncated=truncated,
     )
