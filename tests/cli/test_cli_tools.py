@@ -153,7 +153,13 @@ TRACE = {
             "attributes": {"messaging.dramatiq.queue_wait_ms": 3.2},
         },
     ],
-}
+    "logs": [
+        {"time": 500_000, "service": "edge", "level": "info", "body": "routing",
+         "span_id": "1", "attributes": {"route": "orders-api"}},
+        {"time": 6_000_000, "service": "orders-worker", "level": "error",
+         "body": "charge failed", "span_id": "3", "attributes": {}},
+    ],
+}  # fmt: skip
 
 
 def test_a_trace_is_drawn_as_a_nested_tree() -> None:
@@ -168,6 +174,13 @@ def test_a_trace_is_drawn_as_a_nested_tree() -> None:
     assert edge < publish < process
     indent = [len(lines[i]) - len(lines[i].lstrip("│├└─ ")) for i in (edge, publish, process)]
     assert indent[0] < indent[1] < indent[2]
+    routing, failed = (
+        next(i for i, line in enumerate(lines) if text in line)
+        for text in ("INFO   routing", "ERROR  charge failed")
+    )
+    assert edge < routing < publish < process < failed  # each under its span, by time
+    assert "route=orders-api" in lines[routing]
+    assert len(lines[failed]) - len(lines[failed].lstrip("│├└─ ")) > indent[2]
     assert "waited 3.2 ms in the queue" in lines[process]
     assert "ERROR boom" in lines[process]
 

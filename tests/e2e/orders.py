@@ -50,9 +50,42 @@ def traced_order(platform: Platform) -> tuple[str, dict[str, Any]]:
         answer = client.post("/api/orders", json=ORDER)
         assert answer.status_code == 202, answer.text
         order_id, trace_id = answer.json()["id"], answer.headers["x-trace-id"]
-        wait_for(lambda: fulfilled(client, order_id), timeout_s=30)
-    trace = wait_for(lambda: complete_trace(platform, trace_id), timeout_s=30)
+        try:
+            wait_for(lambda: fulfilled(client, order_id), timeout_s=30)
+        except AssertionError:
+            order = client.get(f"/api/orders/{order_id}").json()
+            raise AssertionError(f"order {order_id} not fulfilled in 30 s: {order}") from None
+    try:
+        trace = wait_for(lambda: complete_trace(platform, trace_id), timeout_s=30)
+    except AssertionError:
+        raise AssertionError(
+            f"trace {trace_id} incomplete after 30 s: {_missing(platform, trace_id)}"
+        ) from None
     return trace_id, trace
+
+
+def _missing(platform: Platform, trace_id: str) -> str:
+    """What an incomplete trace lacks, for the failure message."""
+    answer = httpx.get(f"{platform.console}/api/traces/{trace_id}")
+    if answer.status_code != 200:
+        return f"the console answers {answer.status_code}"
+    spans = answer.json()["spans"]
+    ids = {s["span_id"] for s in spans}
+    parents = {s["parent_span_id"] for s in spans}
+    return str(
+        {
+            "services missing": sorted(SERVICES - {s["service"] for s in spans}),
+            "parents missing": sorted({s["parent_span_id"] for s in spans} - ids - {None}),
+            "unanswered calls": sorted(
+                s["name"]
+                for s in spans
+                if s["kind"] in ("PRODUCER", "CLIENT")
+                and s["span_id"] not in parents
+                and (s["kind"] == "PRODUCER" or "http.request.method" in s.get("attributes", {}))
+            ),
+            "smtp.send": any(s["name"] == "smtp.send" for s in spans),
+        }
+    )
 
 
 def start_burst(platform: Platform, orders: int) -> subprocess.Popen[bytes]:

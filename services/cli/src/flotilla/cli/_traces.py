@@ -1,4 +1,5 @@
-"""``flotilla traces``: one trace from the console, as a tree in the terminal."""
+"""``flotilla traces``: one trace from the console, as a tree in the terminal, with each log
+line under the span that wrote it."""
 
 from __future__ import annotations
 
@@ -35,8 +36,24 @@ def _label(span: dict[str, Any]) -> Text:
     return label
 
 
+LEVEL_STYLES = {"warn": "yellow", "error": "bold red", "fatal": "bold red"}
+
+
+def _log_label(line: dict[str, Any]) -> Text:
+    level = line["level"]
+    label = Text.assemble(
+        (f"{level.upper():5}", LEVEL_STYLES.get(level, "dim")), "  ", line["body"]
+    )
+    for key, value in sorted(line.get("attributes", {}).items()):
+        if key != "exception.stacktrace":
+            label.append(f"  {key}={value}", style="dim")
+    return label
+
+
 def trace_tree(trace: dict[str, Any]) -> Tree:
-    """Spans nested under their parents, children by start time; orphans hang off the root."""
+    """Spans nested under their parents, children by start time; orphans hang off the root.
+    A span's log lines sit among its children by time; lines of spans not stored, at the
+    root."""
     spans = sorted(trace["spans"], key=lambda s: s["start"])
     known = {s["span_id"] for s in spans}
     children: dict[str | None, list[dict[str, Any]]] = {}
@@ -53,9 +70,19 @@ def trace_tree(trace: dict[str, Any]) -> Tree:
         )
     )
 
+    lines: dict[str | None, list[dict[str, Any]]] = {}
+    for line in trace.get("logs", []):
+        owner = line.get("span_id") if line.get("span_id") in known else None
+        lines.setdefault(owner, []).append(line)
+
     def grow(node: Tree, parent: str | None) -> None:
-        for span in children.get(parent, []):
-            grow(node.add(_label(span)), span["span_id"])
+        entries = [(s["start"], 1, s) for s in children.get(parent, [])]
+        entries += [(line["time"], 0, line) for line in lines.get(parent, [])]
+        for _, is_span, entry in sorted(entries, key=lambda e: (e[0], e[1])):
+            if is_span:
+                grow(node.add(_label(entry)), entry["span_id"])
+            else:
+                node.add(_log_label(entry))
 
     grow(root, None)
     return root
