@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -366,3 +367,34 @@ def test_a_traces_log_lines_go_when_the_span_budget_drops_it(tmp_path: Path) -> 
     assert store.trace_logs(trace_id=old) == ([], False)
     assert [line.body for line in store.trace_logs(trace_id=new)[0]] == ["line of 2"]
     store.close()
+
+
+@pytest.mark.parametrize(("path", "table"), [("/v1/logs", "logs"), ("/v1/traces", "spans")])
+def test_a_store_that_cannot_write_answers_503_with_retry_after(
+    tmp_path: Path, path: str, table: str
+) -> None:
+    """OTLP exporters retry 503 (never a 4xx): a store that fails to write (here its table
+    dropped from under it, as a damaged or full database fails) answers that, as a problem,
+    with ``Retry-After``."""
+    settings = ConsoleSettings(database_path=str(tmp_path / "c.db"))
+    now = time.time_ns()
+    span = {"traceId": TRACE_ID, "spanId": SPAN_ID, "name": "w",
+            "startTimeUnixNano": str(now - 10**9), "endTimeUnixNano": str(now)}  # fmt: skip
+    bodies = {
+        "/v1/logs": logs_json(record()),
+        "/v1/traces": json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}).encode(),
+    }
+    with serve_in_thread(create_app(settings)) as console:
+
+        def send() -> httpx.Response:
+            headers = {"Content-Type": "application/json"}
+            return httpx.post(f"{console}{path}", content=bodies[path], headers=headers)
+
+        assert send().status_code == 200
+        with sqlite3.connect(settings.database_path) as other:
+            other.execute(f"DROP TABLE {table}")
+        answer = send()
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "1"
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "retry later" in answer.json()["detail"]
