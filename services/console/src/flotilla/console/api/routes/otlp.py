@@ -11,6 +11,8 @@ from __future__ import annotations
 import hmac
 import logging
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -80,9 +82,33 @@ def _check_token(request: Request, token: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Receiver:
+    """One signal's receiver: how its export is decoded, where it is stored, what answers."""
+
+    signal: Signal
+    store: Callable[[SpanStore, list[Any]], None]
+    response: type[Message]  # the Export…ServiceResponse
+    rejected_field: str  # its partial_success count of what could not be stored
+
+
+SPANS = _Receiver(
+    TRACES,
+    lambda store, records: store.add_spans(spans=records),
+    ExportTraceServiceResponse,
+    "rejected_spans",
+)
+LOG_RECORDS = _Receiver(
+    LOGS,
+    lambda store, records: store.add_logs(lines=records),
+    ExportLogsServiceResponse,
+    "rejected_log_records",
+)
+
+
 def _ingest(
     store: SpanStore,
-    signal: Signal,
+    receiver: _Receiver,
     body: bytes,
     content_type: str,
     content_encoding: str | None,
@@ -94,34 +120,25 @@ def _ingest(
         content_type=content_type,
         content_encoding=content_encoding,
         max_bytes=max_bytes,
-        signal=signal,
+        signal=receiver.signal,
     )
-    if signal is LOGS:
-        store.add_logs(lines=decoded.records)
-    else:
-        store.add_spans(spans=decoded.records)
+    receiver.store(store, decoded.records)
     return decoded
 
 
-def _answer(decoded: DecodedExport[Any], signal: Signal, content_type: str) -> Response:
-    answer: Message
-    if signal is LOGS:
-        answer = ExportLogsServiceResponse()
-        if decoded.rejected:
-            answer.partial_success.rejected_log_records = decoded.rejected
-            answer.partial_success.error_message = decoded.reason
-    else:
-        answer = ExportTraceServiceResponse()
-        if decoded.rejected:
-            answer.partial_success.rejected_spans = decoded.rejected
-            answer.partial_success.error_message = decoded.reason
+def _answer(decoded: DecodedExport[Any], receiver: _Receiver, content_type: str) -> Response:
+    answer = receiver.response()
+    if decoded.rejected:
+        partial = answer.partial_success  # every Export…ServiceResponse has one
+        setattr(partial, receiver.rejected_field, decoded.rejected)
+        partial.error_message = decoded.reason
     if content_type == PROTOBUF:
         return Response(answer.SerializeToString(), media_type=PROTOBUF)
     return Response(json_format.MessageToJson(answer, indent=None), media_type="application/json")
 
 
 async def _receive(
-    request: Request, store: SpanStore, settings: ConsoleSettings, signal: Signal
+    request: Request, store: SpanStore, settings: ConsoleSettings, receiver: _Receiver
 ) -> Response:
     _check_token(request, settings.ingest_token.get_secret_value())
     max_bytes = settings.max_request_bytes
@@ -131,7 +148,7 @@ async def _receive(
         decoded = await run_in_threadpool(
             _ingest,
             store,
-            signal,
+            receiver,
             body,
             content_type,
             request.headers.get("content-encoding"),
@@ -148,15 +165,15 @@ async def _receive(
             400, "Malformed export", str(exc), slug="malformed-export", field="body"
         ) from exc
     except sqlite3.OperationalError as exc:  # locked or full: worth a retry, unlike a 4xx
-        logger.warning(f"{signal.name} records not stored", extra={"error": str(exc)})
+        logger.warning(f"{receiver.signal.name} records not stored", extra={"error": str(exc)})
         raise ProblemError(
             503,
             "Span store busy",
-            f"the {signal.name} records could not be stored now ({exc}); retry later",
+            f"the {receiver.signal.name} records could not be stored now ({exc}); retry later",
             slug="span-store-busy",
             headers={"Retry-After": "1"},
         ) from exc
-    return _answer(decoded, signal, content_type)
+    return _answer(decoded, receiver, content_type)
 
 
 def _receiver_doc(what: str, response: str) -> dict[str, Any]:
@@ -185,11 +202,11 @@ def _receiver_doc(what: str, response: str) -> dict[str, Any]:
 @router.post("/v1/traces", **_receiver_doc("trace", "ExportTraceServiceResponse"))
 async def receive_traces(request: Request, store: Store, settings: Settings) -> Response:
     """OTLP/HTTP trace receiver (``application/x-protobuf`` or ``application/json``)."""
-    return await _receive(request, store, settings, TRACES)
+    return await _receive(request, store, settings, SPANS)
 
 
 @router.post("/v1/logs", **_receiver_doc("logs", "ExportLogsServiceResponse"))
 async def receive_logs(request: Request, store: Store, settings: Settings) -> Response:
     """OTLP/HTTP log receiver (``application/x-protobuf`` or ``application/json``): records
     with a trace id are shown on their trace's page."""
-    return await _receive(request, store, settings, LOGS)
+    return await _receive(request, store, settings, LOG_RECORDS)
