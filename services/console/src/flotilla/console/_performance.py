@@ -5,7 +5,7 @@ The store files every SERVER and CONSUMER span here as it arrives, with the few 
 this reads, in a narrow ``entries`` table ordered by start time (rather than reading every
 span's JSON): one query reads the window's rows without their trace ids (the costly column),
 the groups and their percentiles are made in Python, and the few traces shown are looked up by
-their start (the table's key): 0.3 s for 60,000 entry spans (``bench/services_page.py``).
+their start (the table's key): 0.2-0.3 s for 60,000 entry spans (``bench/services_page.py``).
 
 Rates are over the whole window, as Prometheus' ``rate()`` is, so a burst reads as its share
 of the window. Percentiles are nearest-rank over every span in the window (exact, not from
@@ -290,14 +290,18 @@ def _busiest_first(route: RouteStats) -> tuple[bool, int, str]:
 def performance(connection: sqlite3.Connection, *, since_ns: int, window_s: int) -> Performance:
     """The figures of every entry span that started since ``since_ns``."""
     routes: dict[str, dict[str, _Group]] = defaultdict(lambda: defaultdict(_Group))
-    services: dict[str, _Group] = defaultdict(_Group)
     queues: dict[str, _Group] = defaultdict(_Group)
     for queue, service, operation, *figures in connection.execute(_WINDOW, (since_ns,)):
         if queue is not None:
             queues[queue].add(service, *figures)
         else:
             routes[service][operation].add(service, *figures)
-            services[service].add(service, *figures)
+    # NOTE: a service's total is its routes taken together (each span is added once)
+    services: dict[str, _Group] = {}
+    for service, operations in routes.items():
+        services[service] = total = _Group()
+        for group in operations.values():
+            total.merge(group)
     services = _capped(services, OTHER_SERVICES)
     queues = _capped(queues, OTHER_QUEUES)
     by_service: dict[str, list[RouteStats]] = defaultdict(list)
