@@ -129,9 +129,9 @@ class SpanStore:
         self._write_lock = threading.Lock()
         # NOTE: a retention pass walks an index, so it runs every few exports, or sooner
         # when many records arrived, to keep the overshoot within a tenth of a budget.
-        self._prune_after_spans = max(1, min(max_spans, self.max_logs) // 10)
+        self._prune_after_records = max(1, min(max_spans, self.max_logs) // 10)
         self._exports_since_prune = 0
-        self._spans_since_prune = 0
+        self._records_since_prune = 0
         self._migrate()
         self.prune()
 
@@ -255,10 +255,10 @@ class SpanStore:
 
     def _count_export(self, records: int) -> None:
         self._exports_since_prune += 1
-        self._spans_since_prune += records
+        self._records_since_prune += records
         if (
             self._exports_since_prune >= PRUNE_EVERY_EXPORTS
-            or self._spans_since_prune >= self._prune_after_spans
+            or self._records_since_prune >= self._prune_after_records
         ):
             self.prune()
 
@@ -305,9 +305,9 @@ class SpanStore:
             How many traces were dropped.
         """
         now_ns = time.time_ns() if now_ns is None else now_ns
-        self._exports_since_prune = self._spans_since_prune = 0
+        self._exports_since_prune = self._records_since_prune = 0
         with self._transaction() as connection:
-            cutoff = now_ns - self.max_age_s * 1_000_000_000
+            cutoff = too_old = now_ns - self.max_age_s * 1_000_000_000
             (stored,) = connection.execute(
                 "SELECT COALESCE(SUM(span_count), 0) FROM traces"
             ).fetchone()
@@ -326,12 +326,8 @@ class SpanStore:
                 )
             ]
             self._drop_traces(connection, dropped)
-            _decisions.prune(
-                connection,
-                before_ns=now_ns - self.max_age_s * 1_000_000_000,
-                keep=self.max_spans,
-            )
-            self._prune_logs(connection, before_ns=now_ns - self.max_age_s * 1_000_000_000)
+            _decisions.prune(connection, before_ns=too_old, keep=self.max_spans)
+            self._prune_logs(connection, before_ns=too_old)
         return len(dropped)
 
     def _prune_logs(self, connection: sqlite3.Connection, *, before_ns: int) -> None:
