@@ -58,6 +58,29 @@ def declare(kmock: Any, *, peering: str | None = None) -> None:
         }
 
 
+def pods(kmock: Any, *names: str, labels: Mapping[str, str] | None = None) -> None:
+    """Declare pods (get, list, patch) and seed ``names`` in the namespace."""
+    kmock.resources["v1/pods"] = {}
+    kmock.resources["v1/pods"].kind = "Pod"
+    kmock.resources["v1/pods"].namespaced = True
+    kmock.resources["v1/pods"].verbs = {"list", "get", "patch"}
+    for name in names:
+        kmock.objects["v1/pods", NS, name] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "labels": dict(labels or {}),
+                "resourceVersion": "1",
+            },
+        }
+
+
+def pod_labels(kmock: Any, name: str) -> dict[str, str]:
+    return dict(plain(kmock.objects["v1/pods", NS, name])["metadata"].get("labels") or {})
+
+
 async def create(kmock: Any, obj: dict[str, Any]) -> None:
     """``kubectl create``: POST the object to the API, so watchers hear of it.
 

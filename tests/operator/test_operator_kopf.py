@@ -20,7 +20,7 @@ import kopf
 import pytest
 import pytest_asyncio
 
-from flotilla.operator.kube import KubeApi, register
+from flotilla.operator.kube import ApiServer, Credentials, KubeApi, register
 from tests.operator.cluster import (
     DEPLOYMENTS,
     NS,
@@ -32,6 +32,7 @@ from tests.operator.cluster import (
     eventually,
     fill,
     plain,
+    pods,
     replicas,
     status,
     wa,
@@ -51,7 +52,7 @@ async def running_operator(kmock: Any) -> AsyncIterator[None]:
     def login(**_: Any) -> kopf.ConnectionInfo:
         return kopf.ConnectionInfo(server=url, insecure=True)
 
-    register(registry, lambda: KubeApi(url))
+    register(registry, lambda: KubeApi(Credentials(ApiServer(url, source="kmock"))))
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
     stop = threading.Event()
@@ -393,10 +394,6 @@ async def test_before_a_scale_in_busy_pods_get_a_deletion_cost_and_idle_ones_go_
 
     from flotilla.core import broker_from_url
 
-    kmock.resources["v1/pods"] = {}
-    kmock.resources["v1/pods"].kind = "Pod"
-    kmock.resources["v1/pods"].namespaced = True
-    kmock.resources["v1/pods"].verbs = {"list", "get", "patch"}
     labels = {"app.kubernetes.io/name": "orders-worker"}
     kmock.objects[DEPLOYMENTS, NS, "orders-worker"] = {
         "apiVersion": "apps/v1",
@@ -404,12 +401,7 @@ async def test_before_a_scale_in_busy_pods_get_a_deletion_cost_and_idle_ones_go_
         "metadata": {"name": "orders-worker", "namespace": NS, "resourceVersion": "1"},
         "spec": {"replicas": 3, "selector": {"matchLabels": labels}},
     }
-    for pod in ("p-a", "p-b", "p-c"):
-        kmock.objects["v1/pods", NS, pod] = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": pod, "namespace": NS, "labels": labels, "resourceVersion": "1"},
-        }
+    pods(kmock, "p-a", "p-b", "p-c", labels=labels)
     queue = f"op-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("FLOTILLA_WORKER_NAME", "p-c")
     busy = broker_from_url(redis_url)

@@ -7,19 +7,12 @@ real HTTP through ``FLOTILLA_OPERATOR_API_URL``; Redis and the Dramatiq messages
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from flotilla.operator.kube import ROLE_LABEL
 from tests.operator.cluster import (
     NS,
     PEERINGS,
@@ -29,92 +22,13 @@ from tests.operator.cluster import (
     eventually,
     fill,
     plain,
+    pod_labels,
+    pods,
     replicas,
 )
-from tests.support.ports import free_port
+from tests.operator.processes import answers, operator, operator_process
 
 PEERING = "flotilla-operator"
-
-
-class OperatorProcess:
-    def __init__(self, proc: asyncio.subprocess.Process, liveness: int, metrics: int) -> None:
-        self.proc, self.liveness, self.metrics = proc, liveness, metrics
-        self.log: list[str] = []
-        self._reader = asyncio.ensure_future(self._read_log())
-
-    async def _read_log(self) -> None:
-        assert self.proc.stderr is not None
-        async for line in self.proc.stderr:
-            self.log.append(line.decode(errors="replace"))
-
-    def said(self, text: str) -> bool:
-        return any(text in line for line in self.log)
-
-    async def get(self, port: int, path: str) -> httpx.Response:
-        async with httpx.AsyncClient(timeout=5) as client:
-            return await client.get(f"http://127.0.0.1:{port}{path}")
-
-    async def samples(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-        """The values of one metric family, keyed by their sorted labels."""
-        text = (await self.get(self.metrics, "/metrics")).text
-        return {
-            tuple(sorted(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == name
-        }
-
-    async def stop(self) -> int:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return await asyncio.wait_for(self.proc.wait(), 30)
-
-
-@asynccontextmanager
-async def operator(kmock: Any, *args: str) -> AsyncIterator[OperatorProcess]:
-    liveness, metrics = free_port(), free_port()
-    env = {
-        **os.environ,
-        "FLOTILLA_OPERATOR_API_URL": str(kmock.url).rstrip("/"),
-        "OTEL_TRACES_EXPORTER": "none",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "flotilla.operator",
-        "--namespace",
-        NS,
-        "--liveness-port",
-        str(liveness),
-        "--metrics-port",
-        str(metrics),
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    running = OperatorProcess(proc, liveness, metrics)
-    try:
-        yield running
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        running._reader.cancel()
-
-
-async def answers(check: Callable[[], Any], timeout_s: float = 20) -> Any:
-    """Wait until an async check stops raising connection errors and returns something true."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            value = await check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        await asyncio.sleep(0.2)
-    raise AssertionError("no answer in time")
 
 
 def peers(kmock: Any) -> dict[str, Any]:
@@ -130,7 +44,7 @@ async def test_the_process_serves_liveness_and_metrics_and_stops_on_sigterm(
     queue = f"op-{uuid.uuid4().hex[:8]}"
     broker = fill(redis_url, queue, 45)
     async with operator(kmock) as op:
-        alive = await answers(lambda: op.get(op.liveness, "/healthz"))
+        alive = await answers(lambda: op.get(op.probes, "/healthz"))
         assert alive.status_code == 200
         await create(kmock, autoscaler(queue, redis_url))
         await eventually(lambda: replicas(kmock) == 5, timeout_s=20)
@@ -150,13 +64,20 @@ async def test_two_replicas_one_acts_and_the_other_takes_over_when_it_goes(
     kmock: Any, redis_url: str
 ) -> None:
     """kopf peering: the higher priority acts, the lower waits; SIGTERM on the active one hands
-    the work over without waiting for its lease to run out."""
+    the work over without waiting for its lease to run out. Each replica says which it is: on
+    /metrics (flotilla_operator_active), on /readyz and as its pod's label, which the chart's
+    metrics Service selects."""
     declare(kmock, peering=PEERING)
+    pods(kmock, "operator-a", "operator-b")
     queue = f"op-{uuid.uuid4().hex[:8]}"
     broker = fill(redis_url, queue, 45)
-    async with operator(kmock, "--priority", "200") as first:
+    api = {"FLOTILLA_OPERATOR_API_URL": str(kmock.url).rstrip("/"), "POD_NAMESPACE": NS}
+    first_env = {**api, "POD_NAME": "operator-a"}
+    async with operator_process(first_env, "--priority", "200") as first:
         await eventually(lambda: len(peers(kmock)) == 1, timeout_s=20)
-        async with operator(kmock, "--priority", "100") as second:
+        async with operator_process(
+            {**api, "POD_NAME": "operator-b"}, "--priority", "100"
+        ) as second:
             # kopf starts paused and resumes only when no live peer has a higher priority
             await eventually(lambda: len(peers(kmock)) == 2, timeout_s=20)
             await answers(lambda: second.get(second.metrics, "/metrics"))
@@ -164,6 +85,12 @@ async def test_two_replicas_one_acts_and_the_other_takes_over_when_it_goes(
             await eventually(lambda: replicas(kmock) == 5, timeout_s=20)
             assert await first.samples("flotilla_autoscaler_decisions_total")
             assert await second.samples("flotilla_autoscaler_decisions_total") == {}
+            await eventually(lambda: pod_labels(kmock, "operator-b").get(ROLE_LABEL) == "standby")
+            assert pod_labels(kmock, "operator-a")[ROLE_LABEL] == "active"
+            assert await first.samples("flotilla_operator_active") == {(): 1.0}
+            assert await second.samples("flotilla_operator_active") == {(): 0.0}
+            readiness = (await second.get(second.probes, "/readyz")).json()
+            assert readiness["role"] == "standby" and readiness["ready"] is True
 
             assert first.said("Resuming operations") and not second.said("Resuming operations")
             assert await first.stop() == 0
@@ -171,5 +98,7 @@ async def test_two_replicas_one_acts_and_the_other_takes_over_when_it_goes(
             fill(redis_url, queue, 20).close()  # 65 now: only a live operator scales to 6
             await eventually(lambda: replicas(kmock) == 6, timeout_s=30)
             assert await second.samples("flotilla_autoscaler_decisions_total")
+            await eventually(lambda: pod_labels(kmock, "operator-b")[ROLE_LABEL] == "active")
+            assert await second.samples("flotilla_operator_active") == {(): 1.0}
             await second.stop()
     broker.close()

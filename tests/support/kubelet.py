@@ -24,8 +24,15 @@ What it does, as the kubelet does (https://kubernetes.io/docs/concepts/workloads
 - deleting a pod: ``preStop`` exec hooks, then the image's stop signal and, after
   ``terminationGracePeriodSeconds``, SIGKILL; the exit codes and the time it took are kept.
 
-What it does not do, and says so: no API server (nothing reads or writes Kubernetes objects;
-the operator's pod gets the emulator's address), no scheduler or nodes, no kube-proxy (a
+- with ``service_accounts`` (tests/support/service_account.py): ``KUBERNETES_SERVICE_HOST``/
+  ``_PORT`` in every container, and each pod that mounts its service account's token
+  (``automountServiceAccountToken``, true unless the pod says false) gets the projected
+  ``token``, ``ca.crt`` and ``namespace`` at ``/var/run/secrets/kubernetes.io/serviceaccount``,
+  rotated as the kubelet rotates it.
+
+What it does not do, and says so: no API server of its own (nothing reads or writes Kubernetes
+objects; the operator's pod gets the test's: kmock's emulator, behind a front that speaks
+HTTPS and checks tokens), no scheduler or nodes, no kube-proxy (a
 Service name resolves to its pods' addresses, so a Service port must equal its target port,
 checked), no NetworkPolicy enforcement, no ``sizeLimit`` on ``emptyDir``, no image pulls
 (third-party images are swapped for stand-ins given by the caller, and reported), and its
@@ -57,7 +64,12 @@ import docker.errors
 import httpx
 import yaml
 
+from tests.support.service_account import MOUNT as SERVICE_ACCOUNT_MOUNT
+from tests.support.service_account import ServiceAccounts
+
 log = logging.getLogger("kubelet")
+
+SERVICE_ACCOUNT_VOLUME = "kube-api-access"  # the projected volume's name in a real pod
 
 NODE_NAME = "docker"
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0)
@@ -212,6 +224,8 @@ class Kubelet:
         env: workload name -> env entries added to its containers (the harness's own, e.g. the
             emulated API server's address for the operator); reported in :attr:`notes`.
         publish: Service name -> its port published on 127.0.0.1 (as a port-forward would).
+        service_accounts: the API server and token the pods' service accounts get (None:
+            no service-account volume and no ``KUBERNETES_SERVICE_*`` env).
     """
 
     def __init__(
@@ -222,8 +236,10 @@ class Kubelet:
         substitutes: Mapping[str, str] | None = None,
         env: Mapping[str, Mapping[str, str]] | None = None,
         publish: Iterable[str] = (),
+        service_accounts: ServiceAccounts | None = None,
     ) -> None:
         self.rendered = rendered
+        self.service_accounts = service_accounts
         self.namespace = namespace
         self.substitutes = dict(substitutes or {})
         self.extra_env = {k: dict(v) for k, v in (env or {}).items()}
@@ -332,6 +348,8 @@ class Kubelet:
                 env[entry["name"]] = self._resource(container, ref["resourceFieldRef"])
             else:
                 raise PodError(f"{pod.name}: env {entry['name']} has an unknown source {ref}")
+        if self.service_accounts is not None:
+            env.update(self.service_accounts.env())
         env.update(self.extra_env.get(workload, {}))
         return env
 
@@ -371,6 +389,12 @@ class Kubelet:
                 volumes[name] = (self._writable(path, group), False)
             else:
                 raise PodError(f"{pod.name}: volume {name} is of a kind this kubelet lacks")
+        if self.service_accounts is not None and pod.spec.get("automountServiceAccountToken", True):
+            folder = pod.folder / "serviceaccount"
+            volumes[SERVICE_ACCOUNT_VOLUME] = (
+                self.service_accounts.project(folder, self.namespace),
+                True,
+            )
         return volumes
 
     @staticmethod
@@ -410,6 +434,13 @@ class Kubelet:
         command = [expand(str(a), env) for a in container.get("command") or []]
         args = [expand(str(a), env) for a in container.get("args") or []]
         mounts = []
+        if SERVICE_ACCOUNT_VOLUME in volumes:
+            source, _ = volumes[SERVICE_ACCOUNT_VOLUME]
+            mounts.append(
+                docker.types.Mount(
+                    target=SERVICE_ACCOUNT_MOUNT, source=str(source), type="bind", read_only=True
+                )
+            )
         for mount in container.get("volumeMounts") or []:
             source, read_only = volumes[mount["name"]]
             if mount.get("subPath"):

@@ -1,22 +1,29 @@
 """``python -m flotilla.operator``: run the kopf operator (in a pod, or against a kubeconfig).
 
-Handlers come from :func:`flotilla.operator.register`. kopf logs in with the pod's service
-account (or a kubeconfig); ``FLOTILLA_OPERATOR_API_URL`` (+ ``_API_TOKEN``) points both kopf and
-the operator's own client at another API server. Namespaces: ``--namespace`` (repeat) or
-``--all-namespaces``.
+Handlers come from :func:`flotilla.operator.kube.register`. The API server and the operator's
+identity come from :func:`~flotilla.operator._credentials.find_api_server`: the pod's service
+account in a cluster, the current kubeconfig context outside one, ``FLOTILLA_OPERATOR_API_URL``
+(+ ``_API_TOKEN`` or ``_API_TOKEN_FILE``, ``_API_CA_FILE``) as an explicit override. kopf and the
+operator's own client share those credentials (``_session.py``). Namespaces: ``--namespace``
+(repeat) or ``--all-namespaces``.
 
 Two replicas share the work through kopf peering (the ``KopfPeering`` named by ``--peering``):
 each replica draws a random priority, the highest one acts and the others wait, and when it
 goes away (or stops renewing its lease for ``--peering-lifetime`` seconds) the next one takes
-over. kopf has no per-object locks, so this active/standby is the safe way to run two.
+over. kopf has no per-object locks, so this active/standby is the safe way to run two. Each
+replica says which it is (``_role.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
+import secrets
+import socket
+import sys
 from typing import Any
 
 import kopf
@@ -24,8 +31,14 @@ from prometheus_client import start_http_server
 
 from flotilla.core import configure_logging, configure_telemetry
 
+from ._credentials import Credentials, LoginError, find_api_server
 from ._handlers import register
 from ._kube import KubeApi
+from ._probes import serve_probes
+from ._role import ACTIVE, PeeringRole
+from ._session import register_login
+
+logger = logging.getLogger("flotilla.operator")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +49,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     scope = parser.add_mutually_exclusive_group(required=True)
     scope.add_argument("--namespace", action="append", help="serve this namespace (repeatable)")
     scope.add_argument("--all-namespaces", action="store_true", help="serve the whole cluster")
-    parser.add_argument("--liveness-port", type=int, default=8080, help="GET /healthz")
+    parser.add_argument(
+        "--probes-port",
+        "--liveness-port",
+        dest="probes_port",
+        type=int,
+        default=8080,
+        help="GET /healthz (liveness) and /readyz (readiness)",
+    )
     parser.add_argument("--metrics-port", type=int, default=9090, help="GET /metrics; 0: off")
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument("--peering", default="flotilla-operator", help="KopfPeering name")
@@ -55,15 +75,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging("operator")
     configure_telemetry("operator")
+    try:
+        credentials = Credentials(find_api_server())
+    except LoginError as exc:
+        print(f"flotilla operator: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logger.info("using the API server %s", credentials.server.describe)
+    asyncio.run(operate(args, credentials))
+
+
+async def operate(args: argparse.Namespace, credentials: Credentials) -> None:
+    """kopf, the probes and the role watch, until SIGTERM."""
     registry = kopf.OperatorRegistry()
-    metrics = register(registry, KubeApi.from_environment)
-    if url := os.environ.get("FLOTILLA_OPERATOR_API_URL"):
-
-        @kopf.on.login(registry=registry)
-        def login(**_: Any) -> kopf.ConnectionInfo:
-            token = os.environ.get("FLOTILLA_OPERATOR_API_TOKEN")
-            return kopf.ConnectionInfo(server=url, token=token, insecure=url.startswith("http:"))
-
+    metrics = register(registry, lambda: KubeApi(credentials))
+    register_login(registry, credentials)
     if args.metrics_port:
         start_http_server(args.metrics_port, registry=metrics.registry)
     settings = kopf.OperatorSettings()
@@ -72,17 +97,43 @@ def main(argv: list[str] | None = None) -> None:
     settings.scanning.disabled = True
     settings.peering.lifetime = args.peering_lifetime
     settings.peering.priority = args.priority
-    asyncio.run(
-        kopf.operator(
+    pod_name = os.environ.get("POD_NAME", "")
+    pod_namespace = os.environ.get("POD_NAMESPACE") or credentials.server.namespace or ""
+    identity = f"{pod_name or socket.gethostname()}/{secrets.token_hex(3)}"
+    if args.standalone:
+        peering = None
+    else:
+        peering = ("" if args.all_namespaces else args.namespace[0], args.peering)
+    api = KubeApi(credentials)
+    role = PeeringRole(
+        api,
+        peering=peering,
+        identity=identity,
+        priority=args.priority,
+        pod=(pod_namespace, pod_name) if pod_name and pod_namespace else None,
+        on_change=lambda now: metrics.active.set(1 if now == ACTIVE else 0),
+    )
+    probes = await serve_probes(args.probes_port, credentials, lambda: role.role)
+    watching = asyncio.create_task(role.run(), name="peering role")
+    try:
+        await kopf.operator(
             registry=registry,
             settings=settings,
             namespaces=args.namespace or [],
             clusterwide=args.all_namespaces,
             standalone=args.standalone,
             peering_name=None if args.standalone else args.peering,
-            liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz",
+            identity=_identity(identity),
         )
-    )
+    finally:
+        watching.cancel()
+        await probes.cleanup()
+        await api.close()
+
+
+def _identity(value: str) -> Any:
+    # NOTE: kopf types it as its private NewType ``Identity`` over str
+    return value
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from ._depth import DepthUnavailable, RabbitmqDepthReader, RedisDepthReader, dep
 from ._kube import DELETION_COST, KubeApi, KubeError
 from ._metrics import OperatorMetrics
 from ._policy import History, Observation, ScaleDecision, decide
+from ._session import wait_for_login
 from ._spec import AutoscalerSpec, InvalidSpec, parse_spec
 
 GROUP, VERSION, PLURAL = "flotilla.dev", "v1alpha1", "workerautoscalers"
@@ -281,14 +282,22 @@ def register(
                     if decision is not None:
                         history = decision.history
                     failures = 0
-                except Exception as exc:  # NOTE: a round that fails is a condition and a retry
-                    if (
-                        isinstance(exc, KubeError)
-                        and exc.gone
-                        and await _object_gone(api, namespace, name)
-                    ):
+                except KubeError as exc:
+                    if exc.status == 401:
+                        # NOTE: the token was refused (logged once by the credentials); no
+                        # round can work until the API server accepts one, so wait for that
+                        # as the login does, and go on at once when it does
+                        logger.warning("the API server refused the token; this autoscaler waits")
+                        await wait_for_login(api)
+                        continue
+                    if exc.gone and await _object_gone(api, namespace, name):
                         logger.info("the WorkerAutoscaler is gone; its daemon stops")
                         return
+                    failures += 1
+                    interval = min(ERROR_BACKOFF_CAP_S, 2.0 * 2 ** (failures - 1))
+                    logger.warning(f"autoscaler round failed: {exc}; retrying in {interval:g} s")
+                    await _report_error(api, body, namespace, name, exc, interval)
+                except Exception as exc:  # NOTE: a round that fails is a condition and a retry
                     failures += 1
                     interval = min(ERROR_BACKOFF_CAP_S, 2.0 * 2 ** (failures - 1))
                     logger.exception(f"autoscaler round failed; retrying in {interval:g} s")

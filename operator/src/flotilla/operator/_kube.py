@@ -2,19 +2,24 @@
 
 Least privilege: read WorkerAutoscalers and patch their status, read and patch the ``scale``
 subresource of Deployments, list the target's pods and annotate them (their deletion cost),
-read the Secret that holds a broker URL. kopf posts the Events.
+read the Secret that holds a broker URL, label the operator's own pod with its peering role.
+kopf posts the Events.
+
+It presents the same :class:`~flotilla.operator._credentials.Credentials` as kopf's session:
+the same CA and the same token, read again from its file after a 401 (a rotated token) and
+the request sent once more with it.
 """
 
 from __future__ import annotations
 
 import base64
-import os
-from pathlib import Path
+from collections.abc import Generator
 from typing import Any
 
 import httpx
 
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+from ._credentials import Credentials
+
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 #: Kubernetes removes the pods with the lowest cost first when a ReplicaSet scales in.
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -33,30 +38,56 @@ class KubeError(RuntimeError):
         return self.status == 404
 
 
+class BearerToken(httpx.Auth):
+    """The credentials' current token on every request; after a 401, the token read again
+    and the request sent once more if it changed. Every answer is reported back."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self.credentials.token()
+        if token:
+            request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            fresh = self.credentials.reread()
+            if fresh and fresh != token:
+                token = fresh
+                request.headers["Authorization"] = f"Bearer {token}"
+                response = yield request
+        self.credentials.answered(response.status_code, token)
+
+
 class KubeApi:
-    def __init__(
-        self, base_url: str, *, token: str | None = None, verify: str | bool = True
-    ) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+        server = credentials.server
         self.http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=headers, verify=verify, timeout=10
+            base_url=server.url,
+            auth=BearerToken(credentials),
+            verify=server.ssl_context() or True,
+            timeout=10,
         )
 
-    @classmethod
-    def from_environment(cls) -> KubeApi:
-        """In a pod: the service account; elsewhere ``FLOTILLA_OPERATOR_API_URL``."""
-        url = os.environ.get("FLOTILLA_OPERATOR_API_URL")
-        if url:
-            return cls(url, token=os.environ.get("FLOTILLA_OPERATOR_API_TOKEN"))
-        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
-        token = (SERVICE_ACCOUNT / "token").read_text().strip()
-        return cls(f"https://{host}:{port}", token=token, verify=str(SERVICE_ACCOUNT / "ca.crt"))
+    async def ping(self) -> None:
+        """Ask the API server something every identity may read (``GET /api``).
+
+        Raises:
+            KubeError: it did not answer (``status`` None) or rejected the token (401).
+        """
+        try:
+            answer = await self.http.get("/api")
+        except httpx.HTTPError as exc:
+            raise KubeError(f"GET /api: {_reason(exc)}") from exc
+        if answer.status_code == 401:
+            raise KubeError("GET /api: 401 Unauthorized", 401)
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
             answer = await self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise KubeError(f"{method} {path}: {type(exc).__name__}") from exc
+            raise KubeError(f"{method} {path}: {_reason(exc)}") from exc
         if answer.status_code >= 400:
             raise KubeError(
                 f"{method} {path}: {answer.status_code} {answer.text[:200]}", answer.status_code
@@ -120,5 +151,27 @@ class KubeApi:
         except (KeyError, ValueError) as exc:
             raise KubeError(f"secret {name} has no key {key}") from exc
 
+    async def label_pod(self, namespace: str, pod: str, labels: dict[str, str]) -> None:
+        await self._call(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/pods/{pod}",
+            json={"metadata": {"labels": labels}},
+            headers=MERGE_PATCH,
+        )
+
+    async def peering(self, namespace: str, name: str) -> dict[str, Any]:
+        """A ``KopfPeering`` (a ``ClusterKopfPeering`` for namespace ``""``): its status
+        holds every replica's lease."""
+        if not namespace:
+            return await self._call("GET", f"/apis/kopf.dev/v1/clusterkopfpeerings/{name}")
+        path = f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/{name}"
+        return await self._call("GET", path)
+
     async def close(self) -> None:
         await self.http.aclose()
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    """``ConnectError: [Errno 111] Connection refused``: the kind and what it says."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

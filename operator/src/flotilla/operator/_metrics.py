@@ -19,6 +19,12 @@ class OperatorMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._actions: dict[tuple[str, str], set[str]] = {}
+        self.active = Gauge(
+            "flotilla_operator_active",
+            "1 on the replica that acts, 0 on a standby (kopf peering): the autoscaler "
+            "series come from the active one",
+            registry=self.registry,
+        )
         self.depth = Gauge(
             "flotilla_autoscaler_queue_depth",
             "Messages the queues hold, by state (ready, delayed_due, in_flight)",
