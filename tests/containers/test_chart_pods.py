@@ -9,12 +9,14 @@ plays the kubelet, with no API server, scheduler, kube-proxy or NetworkPolicy en
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
 from tests.containers.conftest import NAMESPACE, RELEASE, pod, published
-from tests.support.kubelet import Kubelet, eventually
+from tests.support.kubelet import Kubelet, Rendered, eventually
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-KAYAK", "quantity": 1}]}
 #: where a process might write: only the volumes its pod mounts may take a file
@@ -53,6 +55,30 @@ def _trace_logs(cluster: Kubelet, trace_id: str) -> list[dict[str, Any]]:
     console = published(cluster, "console", 8090)
     logs: list[dict[str, Any]] = httpx.get(f"{console}/api/traces/{trace_id}").json()["logs"]
     return logs
+
+
+def test_on_a_first_install_pods_wait_for_a_database_that_starts_20_s_after_them(
+    rendered: Rendered, substitutes: dict[str, str]
+) -> None:
+    """A cluster starts every pod at once and the database is the slow one: each pod's
+    migration (its init container) waits for it, says so, and succeeds on its first run; no
+    container restarts. Its own pods, before the shared platform of the tests below."""
+    kubelet = Kubelet(rendered, namespace=NAMESPACE, substitutes=substitutes)
+    migrating = [f"{RELEASE}-{name}" for name in ("orders-api", "inventory-api", "payments-api")]
+    try:
+        with ThreadPoolExecutor(len(migrating)) as starting:
+            pending = [starting.submit(kubelet.start, name) for name in migrating]
+            time.sleep(20)
+            (database,) = kubelet.start_all([f"{RELEASE}-postgresql"])
+            pods = [job.result(timeout=300) for job in pending]
+        kubelet.wait_ready([*pods, database], timeout_s=180)
+        for started in pods:
+            assert started.init_runs == [("migrate", 0)], kubelet.describe([started.name])
+            assert all(c.restarts == 0 for c in started.containers.values()), started.name
+            ((_, log),) = started.init_logs
+            assert "waiting for the database at" in log and "takes connections after" in log
+    finally:
+        kubelet.close()
 
 
 def test_every_pod_runs_as_10001_on_a_read_only_root_with_only_the_chart_mounts_writable(

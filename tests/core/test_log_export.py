@@ -4,6 +4,7 @@ real console over HTTP."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,6 +37,9 @@ PROCESS = textwrap.dedent(
         logging.getLogger("urllib3.connectionpool").warning("the exporter's own HTTP client")
         busy = "\\033[1mserver busy\\033[0m"  # uvicorn's ANSI copy of its message
         logging.getLogger("uvicorn.error").warning("server busy", extra={"color_message": busy})
+        # kopf's line about an object: its settings object and a posting flag ride along
+        kopf = {"settings": object(), "k8s_skip": False, "k8s_ref": {"kind": "WA", "name": "o"}}
+        logging.getLogger("kopf.objects").info("daemon exited", extra=kopf)
         try:
             raise ValueError("card declined")
         except ValueError:
@@ -46,7 +50,8 @@ PROCESS = textwrap.dedent(
 
 
 def run_process(console: str, tmp_path: Path, **env: str) -> str:
-    """Run the process with the given exporter settings; its trace id."""
+    """Run the process with the given exporter settings; its trace id. Its JSON lines on
+    stderr must be free of plumbing and of OpenTelemetry's complaints about attributes."""
     script = tmp_path / "process.py"
     script.write_text(PROCESS)
     variables = {
@@ -61,6 +66,9 @@ def run_process(console: str, tmp_path: Path, **env: str) -> str:
         [sys.executable, str(script)], env=variables, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+    assert "Invalid type" not in done.stderr and '"settings"' not in done.stderr, done.stderr
+    kopf = [json.loads(x) for x in done.stderr.splitlines() if "daemon exited" in x]
+    assert kopf[0]["k8s_ref"] == {"kind": "WA", "name": "o"} and "k8s_skip" not in kopf[0]
     return done.stdout.strip()
 
 
@@ -71,7 +79,8 @@ def trace_logs(console: str, trace_id: str) -> list[dict[str, Any]]:
 
 def test_a_process_exports_its_log_records_beside_its_spans(tmp_path: Path) -> None:
     """The lines logged in the span come back with the trace (the span's id, level, extra
-    fields as attributes, the exception's type and stack), exported at exit without a flush;
+    fields as attributes, a mapping as one attribute per key, the exception's type and
+    stack), exported at exit without a flush;
     a library line held back by FLOTILLA_LIBRARY_LOG_LEVEL and the exporter's own HTTP
     client's lines are not exported, nor uvicorn's coloured copy of a message; the line before
     any span is kept but in no trace."""
@@ -85,18 +94,20 @@ def test_a_process_exports_its_log_records_beside_its_spans(tmp_path: Path) -> N
         ("info", "order accepted"),
         ("warn", "stock is low"),
         ("warn", "server busy"),
+        ("info", "daemon exited"),
         ("error", "charge failed"),
     ]
     assert {line["service"] for line in logs} == {"shop-api"}
     assert {line["span_id"] for line in logs} == {span["span_id"]}
     assert logs[0]["attributes"] == {"order": "o-1", "amount_cents": 4200}
     assert logs[2]["attributes"] == {}  # not uvicorn's coloured copy
-    failed = logs[3]["attributes"]
+    assert logs[3]["attributes"] == {"k8s_ref.kind": "WA", "k8s_ref.name": "o"}
+    failed = logs[4]["attributes"]
     assert failed["exception.type"] == "ValueError"
     assert "card declined" in failed["exception.stacktrace"]
     assert stored["trace_id"] == trace_id
     store = SpanStore(settings.database_path, max_spans=100, max_age_s=3600)
-    assert store.log_count() == 5  # and "before any span", in no trace; nothing else
+    assert store.log_count() == 6  # and "before any span", in no trace; nothing else
     store.close()
 
 

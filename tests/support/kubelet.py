@@ -198,6 +198,7 @@ class Pod:
     folder: Path | None = None
     containers: dict[str, ContainerState] = field(default_factory=dict)
     init_runs: list[tuple[str, int]] = field(default_factory=list)
+    init_logs: list[tuple[str, str]] = field(default_factory=list)  # each run's log
     deleting: bool = False
     deleted_in_s: float | None = None
     published: dict[int, int] = field(default_factory=dict)  # container port -> 127.0.0.1 port
@@ -588,6 +589,7 @@ class Kubelet:
             container.start()
             code = int(container.wait()["StatusCode"])
             pod.init_runs.append((spec["name"], code))
+            pod.init_logs.append((spec["name"], container.logs().decode(errors="replace")))
             if code == 0:
                 pod.event(f"init container {spec['name']} done")
                 container.remove()

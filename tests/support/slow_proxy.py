@@ -104,9 +104,10 @@ class SlowProxy:
 
 
 @contextmanager
-def slow_proxy(target_port: int) -> Iterator[SlowProxy]:
-    """A proxy to ``127.0.0.1:target_port``, served from a thread of its own."""
-    proxy = SlowProxy(target_port)
+def slow_proxy(target_port: int, port: int | None = None) -> Iterator[SlowProxy]:
+    """A proxy to ``127.0.0.1:target_port`` (on ``port``, else a free one), served from a
+    thread of its own."""
+    proxy = SlowProxy(target_port) if port is None else SlowProxy(target_port, port=port)
     loop = proxy._loop = asyncio.new_event_loop()
     started = threading.Event()
     holder: dict[str, asyncio.AbstractServer] = {}

@@ -85,7 +85,13 @@ if _typing.TYPE_CHECKING:
         send_message,
     )
     from ._messaging_metrics import MessagingMetrics
-    from ._migrations import migrate_database, upgrade_database
+    from ._migrations import (
+        DatabaseUnavailable,
+        migrate_command,
+        migrate_database,
+        upgrade_database,
+        wait_for_database,
+    )
     from ._tracing_middleware import (
         ATTEMPT_ATTRIBUTE,
         DELAY_ATTRIBUTE,
@@ -126,7 +132,16 @@ _LAZY: dict[str, tuple[str, str]] = {
         ],
         ("_messages", "messaging"),
     ),
-    **dict.fromkeys(["migrate_database", "upgrade_database"], ("_migrations", "database")),
+    **dict.fromkeys(
+        [
+            "DatabaseUnavailable",
+            "migrate_command",
+            "migrate_database",
+            "upgrade_database",
+            "wait_for_database",
+        ],
+        ("_migrations", "database"),
+    ),
     "MessagingMetrics": ("_messaging_metrics", "messaging"),
     **dict.fromkeys(
         [
@@ -183,6 +198,7 @@ __all__ = [
     "BrokerUnavailable",
     "Check",
     "ComponentSettings",
+    "DatabaseUnavailable",
     "EtaIndex",
     "FieldError",
     "FulfilOrder",
@@ -221,6 +237,7 @@ __all__ = [
     "is_sqlite",
     "make_engine",
     "metrics_registry",
+    "migrate_command",
     "migrate_database",
     "pod_of_worker",
     "publish",
@@ -240,6 +257,7 @@ __all__ = [
     "telemetry_enabled",
     "translate_http_error",
     "upgrade_database",
+    "wait_for_database",
     "worker_identity",
     "worker_name",
 ]

@@ -26,6 +26,7 @@ from opentelemetry.sdk._logs.export import (
 from opentelemetry.sdk.resources import Resource
 
 from ._exporters import chosen
+from ._log_records import as_attributes
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +39,10 @@ _handler: logging.Handler | None = None
 
 
 def _exported(record: logging.LogRecord) -> bool:
-    # NOTE: uvicorn's ANSI-coloured copy of its message (the JSON lines drop it too)
-    record.__dict__.pop("color_message", None)
-    return not record.name.startswith(UNEXPORTED_LOGGERS)
+    if record.name.startswith(UNEXPORTED_LOGGERS):
+        return False
+    as_attributes(record)  # NOTE: plumbing dropped, mappings flattened (_log_records.py)
+    return True
 
 
 def _otlp_log_exporter() -> LogRecordExporter:

@@ -16,15 +16,7 @@ from typing import Any
 from opentelemetry import trace
 
 from ._log_export import export_handlers
-
-# Attributes every LogRecord has; anything else was passed with ``extra=`` and is kept.
-_STANDARD_ATTRS = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
-)
-
-
-# uvicorn adds an ANSI-coloured copy of its message; the JSON line has the plain one.
-_DROPPED = frozenset({"color_message"})
+from ._log_records import extra_fields
 
 
 class JsonFormatter(logging.Formatter):
@@ -47,9 +39,7 @@ class JsonFormatter(logging.Formatter):
         if context.is_valid:
             entry["trace_id"] = format(context.trace_id, "032x")
             entry["span_id"] = format(context.span_id, "016x")
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and key not in _DROPPED and not key.startswith("_"):
-                entry[key] = value
+        entry.update(extra_fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -78,6 +68,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel("WARNING")
+    # NOTE: a line per probe says nothing (aiohttp's servers: kopf's, the operator's probes);
+    # Alembic's list of the plugins it sets up, twenty lines each migration
+    for noisy in ("aiohttp.access", "alembic.runtime.plugins"):
+        logging.getLogger(noisy).setLevel("WARNING")
     # NOTE: the libraries' own start and stop lines (Alembic's plugins and steps, uvicorn's
     # "Started server process", Dramatiq's "Shutting down"); `flotilla up` sets WARNING
     # unless --verbose. Their warnings and errors always pass.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flotilla.core import configure_logging, configure_telemetry, serve
+from flotilla.core import configure_logging, configure_telemetry, migrate_command, serve
 
 from ._database import migrate
 from ._settings import InventorySettings
@@ -30,9 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = InventorySettings()
     configure_logging(SERVICE_NAME, settings.log_level)
     if command == "migrate":
-        added = migrate(settings.database_url)
-        print(f"inventory: schema at head, {added} demo products added")
-        return 0
+        return migrate_command(
+            "inventory",
+            lambda: (
+                f"inventory: schema at head, {migrate(settings.database_url)} demo products added"
+            ),
+        )
     configure_telemetry(
         SERVICE_NAME, metrics_port=settings.metrics_port, metrics_host=settings.metrics_host
     )

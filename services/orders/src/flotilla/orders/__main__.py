@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from flotilla.core import configure_logging, configure_telemetry, serve
+from flotilla.core import configure_logging, configure_telemetry, migrate_command, serve
 
 from ._database import migrate
 from ._settings import OrdersSettings
@@ -16,9 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = OrdersSettings()
     if command == "migrate":
         configure_logging("orders-migrate", settings.log_level)
-        migrate(settings.database_url)
-        print("orders: schema at head")
-        return 0
+
+        def upgrade() -> str:
+            migrate(settings.database_url)
+            return "orders: schema at head"
+
+        return migrate_command("orders", upgrade)
     if command == "api":
         configure_logging("orders-api", settings.log_level)
         configure_telemetry(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flotilla.core import configure_logging, configure_telemetry, serve
+from flotilla.core import configure_logging, configure_telemetry, migrate_command, serve
 
 from ._database import migrate
 from ._settings import PaymentsSettings
@@ -21,9 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = PaymentsSettings()
     configure_logging(SERVICE_NAME, settings.log_level)
     if command == "migrate":
-        migrate(settings.database_url)
-        print("payments: schema at head")
-        return 0
+
+        def upgrade() -> str:
+            migrate(settings.database_url)
+            return "payments: schema at head"
+
+        return migrate_command("payments", upgrade)
     configure_telemetry(
         SERVICE_NAME, metrics_port=settings.metrics_port, metrics_host=settings.metrics_host
     )
