@@ -24,6 +24,7 @@ from flotilla.console import ConsoleSettings
 from flotilla.edge import EdgeSettings
 from flotilla.inventory import InventorySettings
 from flotilla.notifications import NotificationsSettings
+from flotilla.operator.kube import OperatorSettings
 from flotilla.orders import OrdersSettings
 from flotilla.payments import PaymentsSettings
 from tests.support.crd import CHART_CRD_PATH, PODMONITOR_CRD_PATH, admission_errors
@@ -72,6 +73,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "NOTIFICATIONS": NotificationsSettings,
     "PAYMENTS": PaymentsSettings,
     "CONSOLE": ConsoleSettings,
+    "OPERATOR": OperatorSettings,
 }
 OTEL = {
     "OTEL_SERVICE_NAME",
@@ -226,9 +228,12 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
         "inventory-database-url": "postgresql+psycopg://u:p@db:5432/inventory",
         "payments-database-url": "postgresql+psycopg://u:p@db:5432/payments",
     }
+    fields = {"metadata.name": "flotilla-operator-7d4b9-x2k4p", "metadata.namespace": "shop"}
     return {
         e["name"]: e["value"]
         if "value" in e
+        else fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        if "fieldRef" in e["valueFrom"]
         else placeholders[e["valueFrom"]["secretKeyRef"]["key"]]
         for e in container["env"]
     }

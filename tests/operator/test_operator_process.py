@@ -71,13 +71,14 @@ async def test_two_replicas_one_acts_and_the_other_takes_over_when_it_goes(
     pods(kmock, "operator-a", "operator-b")
     queue = f"op-{uuid.uuid4().hex[:8]}"
     broker = fill(redis_url, queue, 45)
-    api = {"FLOTILLA_OPERATOR_API_URL": str(kmock.url).rstrip("/"), "POD_NAMESPACE": NS}
-    first_env = {**api, "POD_NAME": "operator-a"}
+    api = {"FLOTILLA_OPERATOR_API_URL": str(kmock.url).rstrip("/")}
+    api["FLOTILLA_OPERATOR_POD_NAMESPACE"] = NS
+    first_env, second_env = (
+        {**api, "FLOTILLA_OPERATOR_POD_NAME": name} for name in ("operator-a", "operator-b")
+    )
     async with operator_process(first_env, "--priority", "200") as first:
         await eventually(lambda: len(peers(kmock)) == 1, timeout_s=20)
-        async with operator_process(
-            {**api, "POD_NAME": "operator-b"}, "--priority", "100"
-        ) as second:
+        async with operator_process(second_env, "--priority", "100") as second:
             # kopf starts paused and resumes only when no live peer has a higher priority
             await eventually(lambda: len(peers(kmock)) == 2, timeout_s=20)
             await answers(lambda: second.get(second.metrics, "/metrics"))

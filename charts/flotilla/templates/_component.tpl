@@ -19,6 +19,11 @@ spec:
   # no replicas here: the WorkerAutoscaler owns them, so `helm upgrade` never undoes it
   {{- end }}
   revisionHistoryLimit: 3
+  # one new pod at a time, the old one kept until it is ready: the connection budget
+  # (_budget.tpl) counts that one pod of surge
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
   selector:
     matchLabels: {{- include "flotilla.selector" (list $root $c.name) | nindent 6 }}
   template:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import random
 import secrets
 import socket
@@ -28,6 +27,7 @@ from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 
 from flotilla.core import configure_logging, configure_telemetry
 
@@ -37,6 +37,7 @@ from ._kube import KubeApi
 from ._probes import serve_probes
 from ._role import ACTIVE, PeeringRole
 from ._session import register_login
+from ._settings import OperatorSettings
 
 logger = logging.getLogger("flotilla.operator")
 
@@ -57,7 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=8080,
         help="GET /healthz (liveness) and /readyz (readiness)",
     )
-    parser.add_argument("--metrics-port", type=int, default=9090, help="GET /metrics; 0: off")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="GET /metrics (default: FLOTILLA_OPERATOR_METRICS_PORT, else 9090); 0: off",
+    )
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument("--peering", default="flotilla-operator", help="KopfPeering name")
     peering.add_argument("--standalone", action="store_true", help="one replica, no peering")
@@ -73,32 +78,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    configure_logging("operator")
+    try:
+        settings = OperatorSettings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = "FLOTILLA_OPERATOR_" + "_".join(str(p) for p in error["loc"]).upper()
+        print(f"flotilla operator: {field}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging("operator", settings.log_level)
     configure_telemetry("operator")
     try:
-        credentials = Credentials(find_api_server())
+        credentials = Credentials(find_api_server(settings=settings))
     except LoginError as exc:
         print(f"flotilla operator: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     logger.info("using the API server %s", credentials.server.describe)
-    asyncio.run(operate(args, credentials))
+    asyncio.run(operate(args, settings, credentials))
 
 
-async def operate(args: argparse.Namespace, credentials: Credentials) -> None:
+async def operate(
+    args: argparse.Namespace, settings: OperatorSettings, credentials: Credentials
+) -> None:
     """kopf, the probes and the role watch, until SIGTERM."""
     registry = kopf.OperatorRegistry()
     metrics = register(registry, lambda: KubeApi(credentials))
     register_login(registry, credentials)
-    if args.metrics_port:
-        start_http_server(args.metrics_port, registry=metrics.registry)
-    settings = kopf.OperatorSettings()
+    port = args.metrics_port if args.metrics_port is not None else settings.metrics_port or 9090
+    if port:
+        start_http_server(port, addr=settings.metrics_host, registry=metrics.registry)
+    tuning = kopf.OperatorSettings()
     # NOTE: no CRD scanning: the operator serves one known resource, and scanning would need
     # cluster-wide list/watch on customresourcedefinitions (least privilege).
-    settings.scanning.disabled = True
-    settings.peering.lifetime = args.peering_lifetime
-    settings.peering.priority = args.priority
-    pod_name = os.environ.get("POD_NAME", "")
-    pod_namespace = os.environ.get("POD_NAMESPACE") or credentials.server.namespace or ""
+    tuning.scanning.disabled = True
+    tuning.peering.lifetime = args.peering_lifetime
+    tuning.peering.priority = args.priority
+    pod_name = settings.pod_name or ""
+    pod_namespace = settings.pod_namespace or credentials.server.namespace or ""
     identity = f"{pod_name or socket.gethostname()}/{secrets.token_hex(3)}"
     if args.standalone:
         peering = None
@@ -118,7 +133,7 @@ async def operate(args: argparse.Namespace, credentials: Credentials) -> None:
     try:
         await kopf.operator(
             registry=registry,
-            settings=settings,
+            settings=tuning,
             namespaces=args.namespace or [],
             clusterwide=args.all_namespaces,
             standalone=args.standalone,

@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from ._settings import OperatorSettings
+
 logger = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -115,22 +117,31 @@ def _pem_files(*pairs: tuple[str | None, str | None]) -> Any:
 
 
 def find_api_server(
-    env: Mapping[str, str] | None = None, *, service_account: Path = SERVICE_ACCOUNT
+    env: Mapping[str, str] | None = None,
+    *,
+    settings: OperatorSettings | None = None,
+    service_account: Path = SERVICE_ACCOUNT,
 ) -> ApiServer:
     """The API server to use, found as the module docstring says.
+
+    Args:
+        env: the environment (``KUBERNETES_SERVICE_*``, ``KUBECONFIG``, ``HOME``).
+        settings: the override (``FLOTILLA_OPERATOR_API_*``); by default read from ``env``.
+        service_account: where the kubelet mounts the pod's service account.
 
     Raises:
         LoginError: none of the three ways is available, or the one chosen is unusable.
     """
     env = os.environ if env is None else env
-    if url := env.get(OVERRIDE, "").strip():
-        token_file = env.get("FLOTILLA_OPERATOR_API_TOKEN_FILE", "").strip()
+    settings = settings if settings is not None else OperatorSettings.from_env(env)
+    if settings.api_url:
+        secret = settings.api_token
         return ApiServer(
-            url=url.rstrip("/"),
+            url=settings.api_url.strip().rstrip("/"),
             source=OVERRIDE,
-            token=env.get("FLOTILLA_OPERATOR_API_TOKEN") or None,
-            token_file=Path(token_file) if token_file else None,
-            ca_file=env.get("FLOTILLA_OPERATOR_API_CA_FILE") or None,
+            token=secret.get_secret_value() if secret else None,
+            token_file=settings.api_token_file,
+            ca_file=str(settings.api_ca_file) if settings.api_ca_file else None,
         )
     host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
     token = service_account / "token"

@@ -77,7 +77,10 @@ class PeeringRole:
     async def run(self) -> None:
         """Follow the peering until cancelled (the first round labels the pod at once)."""
         while True:
-            await self.update()
+            try:
+                await self.update()
+            except Exception:  # NOTE: a background task must not die unseen; next round
+                logger.exception("could not follow the peering role")
             await asyncio.sleep(self.every_s)
 
     async def update(self) -> None:

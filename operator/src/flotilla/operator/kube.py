@@ -10,6 +10,7 @@ from ._kube import KubeApi, KubeError
 from ._metrics import OperatorMetrics
 from ._role import ROLE_LABEL, PeeringRole, acts
 from ._session import kopf_session, register_login, wait_for_login
+from ._settings import OperatorSettings
 
 __all__ = [
     "GROUP",
@@ -22,6 +23,7 @@ __all__ = [
     "KubeError",
     "LoginError",
     "OperatorMetrics",
+    "OperatorSettings",
     "PeeringRole",
     "acts",
     "evaluate",

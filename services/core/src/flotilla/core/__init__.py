@@ -67,8 +67,10 @@ from ._telemetry import (
 if _typing.TYPE_CHECKING:
     from ._brokers import EtaIndex, broker_from_url, broker_holds, broker_kind, eta_index_key
     from ._database import (
+        application_name,
         is_sqlite,
         make_engine,
+        pool_size_for,
         read_only,
         record_db_operations,
         schema_check,
@@ -110,8 +112,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     ),
     **dict.fromkeys(
         [
+            "application_name",
             "is_sqlite",
             "make_engine",
+            "pool_size_for",
             "read_only",
             "record_db_operations",
             "schema_check",
@@ -215,6 +219,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "application_name",
     "async_service_client",
     "broker_from_url",
     "broker_holds",
@@ -240,6 +245,7 @@ __all__ = [
     "migrate_command",
     "migrate_database",
     "pod_of_worker",
+    "pool_size_for",
     "publish",
     "read_only",
     "record_db_operations",

@@ -1,5 +1,12 @@
 """SQLAlchemy engines for SQLite (local) and PostgreSQL (cluster) with the same behaviour.
 
+On PostgreSQL a process never holds more connections than its pool's size, fixed from its own
+concurrency (:func:`pool_size_for`): a thread that finds every connection taken waits for one
+(up to ``POOL_WAIT_S``) instead of opening another, so the sum over every replica at its
+maximum is a number the chart can check against the server's ``max_connections`` (the
+connection budget, charts/flotilla/templates/_budget.tpl). Each connection names its process
+(``application_name``: the service, host and pid) in ``pg_stat_activity``.
+
 SQLite gets WAL (readers never block the writer), a busy timeout, and ``BEGIN IMMEDIATE`` for
 every transaction: a writer takes the write lock when it starts instead of failing with
 ``database is locked`` when it upgrades a read lock, so concurrent requests queue up the way
@@ -10,6 +17,8 @@ SQLite's busy handler, which polls the lock with sleeps of 1 to 100 ms.
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -29,6 +38,21 @@ READ_ONLY = "flotilla_read_only"
 #: SQLite's own lock: then it fails with "database is locked".
 WRITER_WAIT_S = 30.0
 _writer_locks: dict[str, threading.Lock] = {}
+#: How long a thread waits for one of the pool's connections before it fails.
+POOL_WAIT_S = 30.0
+
+
+def pool_size_for(threads: int, *, serves_http: bool) -> int:
+    """The connections a process may hold: one per thread that may hold a transaction (its
+    request or worker threads), one for its background thread (the outbox relay, the
+    reservation sweeper) and, for an HTTP service, one for its readiness check, which runs
+    beside the request threads. The chart's connection budget counts the same."""
+    return threads + (2 if serves_http else 1)
+
+
+def application_name(service: str) -> str:
+    """How a process' connections are named in ``pg_stat_activity`` (at most 63 bytes)."""
+    return f"{service} {socket.gethostname()} {os.getpid()}"[:63]
 
 
 def is_sqlite(url: str | sa.URL) -> bool:
@@ -36,13 +60,17 @@ def is_sqlite(url: str | sa.URL) -> bool:
     return sa.make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 10, trace: bool = True) -> sa.Engine:
+def make_engine(
+    url: str, *, pool_size: int = 2, trace: bool = True, service: str = "flotilla"
+) -> sa.Engine:
     """An engine for ``url``; the parent folder of a SQLite file is created.
 
     Args:
         url: ``sqlite:///var/orders.db`` or ``postgresql+psycopg://user@host/db``.
-        pool_size: connections kept for PostgreSQL.
+        pool_size: the most connections it holds on PostgreSQL (:func:`pool_size_for`);
+            one more is never opened: a caller waits for a free one.
         trace: instrument the engine with OpenTelemetry.
+        service: the name its PostgreSQL connections carry (:func:`application_name`).
     """
     if trace:
         instrument_sqlalchemy()  # NOTE: patches sa.create_engine, so it must come first
@@ -57,7 +85,12 @@ def make_engine(url: str, *, pool_size: int = 10, trace: bool = True) -> sa.Engi
         _sqlite_like_a_server(engine, lock)
     else:
         engine = sa.create_engine(
-            parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            parsed,
+            pool_size=pool_size,
+            max_overflow=0,  # NOTE: the budget's guarantee: never a connection past the pool
+            pool_timeout=POOL_WAIT_S,
+            pool_pre_ping=True,
+            connect_args={"application_name": application_name(service)},
         )
     if trace:
         record_db_operations(engine)

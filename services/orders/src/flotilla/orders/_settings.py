@@ -17,6 +17,9 @@ class OrdersSettings(ComponentSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8001
     database_url: str = "sqlite:///var/orders.db"
+    #: threads that serve requests (sync endpoints and dependencies): each may hold one
+    #: database connection; the pool holds two more (pool_size_for, the chart's budget)
+    request_threads: Annotated[int, Field(ge=1, le=256)] = 8
     broker_url: str = "redis://127.0.0.1:6379/0"
     inventory_url: str = "http://127.0.0.1:8002"
     inventory_timeout_s: Annotated[float, Field(gt=0)] = 2.0
@@ -38,7 +41,8 @@ class OrdersSettings(ComponentSettings):
     outbox_retention_s: Annotated[float, Field(gt=0)] = 86_400.0
     idempotency_key_ttl_s: Annotated[float, Field(gt=0)] = 86_400.0
     relay_batch_size: Annotated[int, Field(gt=0)] = 100
-    worker_threads: Annotated[int, Field(gt=0)] = 8
+    #: orders-worker's threads: each may hold one database connection, its relay one more
+    worker_threads: Annotated[int, Field(gt=0, le=256)] = 8
     #: fulfil_order's Dramatiq options
     fulfil_time_limit_ms: Annotated[int, Field(gt=0)] = 30_000
     fulfil_max_retries: Annotated[int, Field(ge=0)] = 5

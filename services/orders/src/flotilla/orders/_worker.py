@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import dramatiq
 
-from flotilla.core import broker_from_url, make_engine, run_worker, session_factory
+from flotilla.core import (
+    broker_from_url,
+    make_engine,
+    pool_size_for,
+    run_worker,
+    session_factory,
+)
 
 from ._fulfilment import Fulfilment
 from ._inventory import InventoryClient
@@ -19,7 +25,11 @@ def run(settings: OrdersSettings) -> None:
     broker = broker_from_url(settings.broker_url)
     # NOTE: global too, so anything that sends through Dramatiq's default broker uses this one.
     dramatiq.set_broker(broker)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=pool_size_for(settings.worker_threads, serves_http=False),
+        service="orders-worker",
+    )
     sessions = session_factory(engine)
     inventory = InventoryClient(settings.inventory_url, timeout_s=settings.inventory_timeout_s)
     payments = HttpPaymentProvider(settings.payments_url, timeout_s=settings.payments_timeout_s)

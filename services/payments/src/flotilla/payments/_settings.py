@@ -29,6 +29,9 @@ class PaymentsSettings(ComponentSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8003
     database_url: str = "sqlite:///var/payments.db"
+    #: threads that serve requests (sync endpoints and dependencies): each may hold one
+    #: database connection; the pool holds two more (pool_size_for, the chart's budget)
+    request_threads: Annotated[int, Field(ge=1, le=256)] = 8
     latency_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
     failure_rate: Rate = 0.0
     lost_reply_rate: Rate = 0.0

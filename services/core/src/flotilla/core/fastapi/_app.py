@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -134,11 +136,28 @@ def health_router(
     return router
 
 
+def _with_request_threads(lifespan: Any, threads: int) -> Any:
+    """``lifespan``, after it has set the threads that run sync endpoints and dependencies
+    (anyio's default limiter is per event loop: it can only be set once the loop runs)."""
+
+    @asynccontextmanager
+    async def threaded(app: FastAPI) -> AsyncIterator[Any]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        if lifespan is None:
+            yield None
+            return
+        async with lifespan(app) as state:
+            yield state
+
+    return threaded
+
+
 def service_app(
     *,
     title: str,
     checks: Mapping[str, Check] | None = None,
     informational: Mapping[str, Check] | None = None,
+    request_threads: int | None = None,
     **fastapi_options: Any,
 ) -> FastAPI:
     """A FastAPI app with problem answers, health routes and OpenTelemetry instrumentation.
@@ -147,8 +166,14 @@ def service_app(
         title: the OpenAPI title.
         checks: the readiness checks behind ``/readyz``: what the service needs to do its job.
         informational: dependencies ``/readyz`` reports without depending on them.
+        request_threads: the threads that run sync endpoints and dependencies (anyio's
+            default is 40): at most that many requests hold a database connection at once.
         **fastapi_options: passed to :class:`fastapi.FastAPI` (``lifespan``…).
     """
+    if request_threads is not None:
+        fastapi_options["lifespan"] = _with_request_threads(
+            fastapi_options.get("lifespan"), request_threads
+        )
     app = FastAPI(title=title, **fastapi_options)
     app.openapi = problem_openapi(app)  # type: ignore[method-assign]  # FastAPI's documented way
     install_problem_handlers(app)

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from flotilla.core import make_engine, read_only, schema_check, session_factory
+from flotilla.core import make_engine, pool_size_for, read_only, schema_check, session_factory
 from flotilla.core.fastapi import service_app
 
 from .._settings import InventorySettings
@@ -26,7 +26,11 @@ def create_app(settings: InventorySettings | None = None) -> FastAPI:
         settings: the settings; read from the environment when omitted.
     """
     settings = settings or InventorySettings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=pool_size_for(settings.request_threads, serves_http=True),
+        service="inventory-api",
+    )
 
     reader = read_only(engine)
     database = schema_check(engine, Product.sku)
@@ -41,7 +45,12 @@ def create_app(settings: InventorySettings | None = None) -> FastAPI:
         sweeper.stop()
         engine.dispose()
 
-    app = service_app(title="Flotilla inventory", checks={"database": database}, lifespan=lifespan)
+    app = service_app(
+        title="Flotilla inventory",
+        checks={"database": database},
+        lifespan=lifespan,
+        request_threads=settings.request_threads,
+    )
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.sweeper = sweeper

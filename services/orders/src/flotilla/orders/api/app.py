@@ -11,6 +11,7 @@ from flotilla.core import (
     broker_from_url,
     instrument_redis,
     make_engine,
+    pool_size_for,
     read_only,
     session_factory,
 )
@@ -40,7 +41,11 @@ def create_app(
     # NOTE: only here, not in orders-worker, where Dramatiq's polling would make a root span
     # per Redis call; in orders-api Redis calls happen inside a publish span.
     instrument_redis()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=pool_size_for(settings.request_threads, serves_http=True),
+        service="orders-api",
+    )
     sessions = session_factory(engine)
     broker = broker or broker_from_url(settings.broker_url)
     outbox = (
@@ -79,6 +84,7 @@ def create_app(
         # accepted, and the outbox publishes them once it is back.
         checks={"database": partial(database_reachable, engine)},
         informational={"broker": partial(broker_reachable, broker)},
+        request_threads=settings.request_threads,
     )
     app.state.sessions = sessions
     app.state.read_sessions = session_factory(read_only(engine))

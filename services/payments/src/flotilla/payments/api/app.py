@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from flotilla.core import make_engine, read_only, schema_check, session_factory
+from flotilla.core import make_engine, pool_size_for, read_only, schema_check, session_factory
 from flotilla.core.fastapi import service_app
 
 from .._faults import FaultInjector
@@ -26,7 +26,11 @@ def create_app(settings: PaymentsSettings | None = None) -> FastAPI:
         settings: the settings; read from the environment when omitted.
     """
     settings = settings or PaymentsSettings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        pool_size=pool_size_for(settings.request_threads, serves_http=True),
+        service="payments-api",
+    )
     reader = read_only(engine)
     database = schema_check(engine, Charge.id)
 
@@ -39,6 +43,7 @@ def create_app(settings: PaymentsSettings | None = None) -> FastAPI:
         title="Flotilla payments (stand-in provider)",
         checks={"database": database},
         lifespan=lifespan,
+        request_threads=settings.request_threads,
     )
     app.state.sessions = session_factory(engine)
     app.state.read_sessions = session_factory(reader)
