@@ -12,7 +12,7 @@ KIND_CLUSTER ?= flotilla
 IMAGE_TAG ?= 0.1.0
 MEMBERS := edge orders inventory notifications payments console cli operator
 
-.PHONY: help setup run test lint format bench crds browser helm engine base-images images chart-check kind-up kind-load deploy undeploy port-forward
+.PHONY: help setup run test lint format bench crds browser helm engine base-images images chart-check e2e kind-up kind-load deploy undeploy port-forward
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -67,6 +67,11 @@ engine: setup  ## a running Docker Engine: Debian's docker.io installed and dock
 
 chart-check: setup helm crds  ## lint, render (5 value sets), validate (Kubernetes schemas, CRD), scan (checkov) the chart
 	@$(UV) run --frozen pytest -q tests/charts $(PYTEST_ARGS)
+
+e2e: setup helm crds  ## the user's path on the cluster KUBECONFIG names: install, test, scale, fail over, upgrade, uninstall (docs/kubernetes.md)
+	@$(UV) run --frozen python -m tests.cluster.preflight
+	@FLOTILLA_CLUSTER_E2E=1 HELM_ARGS="$(HELM_ARGS)" IMAGE_TAG=$(IMAGE_TAG) E2E_IMAGE_LOADER="$(E2E_IMAGE_LOADER)" \
+		$(UV) run --frozen pytest tests/cluster -p no:cacheprovider -q -s --timeout 1800 $(PYTEST_ARGS)
 
 # --- the kind path (needs kind; it cannot run on the development machine) -----------------
 kind-up:  ## create the kind cluster of k8s/kind-config.yaml (edge :8080, console :8090, Jaeger :16686)

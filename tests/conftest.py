@@ -19,6 +19,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from flotilla.core import configure_telemetry
 from tests.support.services import POSTGRES_URL, RABBITMQ_URL, REDIS_URL, require
 
+#: tests/cluster is `make e2e`'s, against a real cluster: never part of `make test`
+collect_ignore = [] if os.environ.get("FLOTILLA_CLUSTER_E2E") else ["cluster"]
+
 
 @pytest.fixture
 def redis_url() -> str:
