@@ -46,6 +46,9 @@ async def test_the_process_serves_liveness_and_metrics_and_stops_on_sigterm(
     async with operator(kmock) as op:
         alive = await answers(lambda: op.get(op.probes, "/healthz"))
         assert alive.status_code == 200
+        for _ in range(5):  # the kubelet's probes, every few seconds: none of them is logged
+            assert (await op.get(op.probes, "/healthz")).status_code == 200
+            assert (await op.get(op.probes, "/readyz")).status_code == 200
         await create(kmock, autoscaler(queue, redis_url))
         await eventually(lambda: replicas(kmock) == 5, timeout_s=20)
         labels = (("autoscaler", "orders"), ("namespace", NS))
@@ -55,6 +58,7 @@ async def test_the_process_serves_liveness_and_metrics_and_stops_on_sigterm(
         assert desired[labels] == 5
         decisions = await op.samples("flotilla_autoscaler_decisions_total")
         assert decisions[(("action", "scale-up"), *labels)] >= 1
+        assert not op.said("/healthz") and not op.said("/readyz")
         assert await op.stop() == 0
     broker.close()
 
