@@ -4,10 +4,14 @@ transaction can end lets go of (a leak would stop every later writer of the proc
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
+import dramatiq
 import pytest
 import sqlalchemy as sa
+from dramatiq import Worker
+from dramatiq.brokers.stub import StubBroker
 
 from flotilla.core import _database
 from flotilla.core._database import make_engine
@@ -72,3 +76,35 @@ def test_writers_of_many_threads_all_land_and_readers_never_wait_for_them(
         # NOTE: behind the writer lock, this would fail as locked after WRITER_WAIT_S
         with _database.read_only(engine).connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM counts")).scalar_one() == 320
+
+
+def test_a_time_limit_fired_while_an_actor_waits_to_write_leaves_the_lock_to_the_next_writer(
+    engine: sa.Engine,
+) -> None:
+    """Dramatiq's TimeLimit raises an asynchronous exception in the worker thread. Fired while
+    the actor waits for the writer lock, it is raised the moment the lock is handed to it:
+    the lock must go on to the next writer, not stay taken for good (every later write of the
+    process would then wait WRITER_WAIT_S and fail)."""
+    broker = StubBroker()
+    broker.emit_after("process_boot")
+
+    @dramatiq.actor(broker=broker, time_limit=200, max_retries=0)
+    def write_too_late() -> None:
+        _write(engine, 7)
+
+    holder = engine.connect()
+    holder.execute(sa.text("INSERT INTO counts (n) VALUES (5)"))  # holds the writer lock
+    worker = Worker(broker, worker_threads=1, worker_timeout=50)
+    worker.start()
+    try:
+        write_too_late.send()
+        time.sleep(1.8)  # the actor waits for the lock; TimeLimit (checked every 1 s) fires
+        holder.commit()  # the lock goes to the actor, whose pending exception is raised now
+        holder.close()
+        broker.join(write_too_late.queue_name, fail_fast=False)
+        (failed,) = broker.dead_letters
+        _write(engine, 8)  # the next writer gets the lock
+    finally:
+        worker.stop()
+    assert _rows(engine) == [5, 8]
+    assert failed.message_id and failed.options.get("traceback", "").count("TimeLimitExceeded")

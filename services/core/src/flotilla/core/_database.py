@@ -37,7 +37,54 @@ READ_ONLY = "flotilla_read_only"
 #: How long a writer waits for the process's writer lock, as ``PRAGMA busy_timeout`` for
 #: SQLite's own lock: then it fails with "database is locked".
 WRITER_WAIT_S = 30.0
-_writer_locks: dict[str, threading.Lock] = {}
+_writer_locks: dict[str, WriterLock] = {}
+class WriterLock:
+    """The SQLite writers' lock of a process: FIFO, and owned by a token (the connection).
+
+    The thread that hands the lock over records the next owner, so a waiter never has a
+    moment where it holds the lock unrecorded. That matters because Dramatiq's ``TimeLimit``
+    raises an asynchronous exception in a worker thread: with a plain ``Lock``, one raised
+    right after ``acquire`` returned and before the holder was recorded left the lock taken
+    for good, and every later writer of the process waited 30 s and failed. Here the waiter's
+    cleanup calls :meth:`release` with its token, which gives back a lock it was granted as
+    well as a place in the queue it was still waiting in.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._owner: object | None = None
+        self._waiting: dict[object, threading.Event] = {}  # insertion order: FIFO
+
+    def acquire(self, owner: object, timeout: float) -> bool:
+        """Take the lock for ``owner``; False if it is still taken after ``timeout`` s."""
+        with self._guard:
+            if self._owner is None and not self._waiting:
+                self._owner = owner
+                return True
+            granted = self._waiting[owner] = threading.Event()
+        if granted.wait(timeout):
+            return True
+        with self._guard:
+            if self._owner == owner:
+                return True  # handed over just as the wait ended
+            self._waiting.pop(owner, None)
+            return False
+
+    def release(self, owner: object) -> None:
+        """``owner`` is done: its lock goes to the next waiter, or its wait is given up. A
+        no-op for an owner that neither holds nor waits (a reader, a second release)."""
+        with self._guard:
+            if self._owner != owner:
+                self._waiting.pop(owner, None)
+                return
+            if self._waiting:
+                following = next(iter(self._waiting))
+                self._owner = following
+                self._waiting.pop(following).set()
+            else:
+                self._owner = None
+
+
 #: How long a thread waits for one of the pool's connections before it fails.
 POOL_WAIT_S = 30.0
 
@@ -80,7 +127,7 @@ def make_engine(
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
         lock = _writer_locks.setdefault(
-            str(Path(parsed.database or ":memory:").resolve()), threading.Lock()
+            str(Path(parsed.database or ":memory:").resolve()), WriterLock()
         )
         _sqlite_like_a_server(engine, lock)
     else:
@@ -172,7 +219,7 @@ def record_db_operations(engine: sa.Engine) -> None:
             histogram.record(time.perf_counter() - started, labels)
 
 
-def _sqlite_like_a_server(engine: sa.Engine, writers: threading.Lock) -> None:
+def _sqlite_like_a_server(engine: sa.Engine, writers: WriterLock) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # NOTE: let SQLAlchemy, not pysqlite, decide when transactions begin.
@@ -194,20 +241,18 @@ def _sqlite_like_a_server(engine: sa.Engine, writers: threading.Lock) -> None:
         if read_only:
             driver.execute("BEGIN")
             return
-        if not writers.acquire(timeout=WRITER_WAIT_S):
-            raise sqlite3.OperationalError("database is locked (by a writer of this process)")
-        holders[id(driver)] = driver
+        # NOTE: all inside the try: an asynchronous exception (Dramatiq's TimeLimit) may come
+        # at any bytecode, and the lock knows whether this connection was granted it
         try:
+            if not writers.acquire(id(driver), timeout=WRITER_WAIT_S):
+                raise sqlite3.OperationalError("database is locked (by a writer of this process)")
             driver.execute("BEGIN IMMEDIATE")
         except BaseException:
-            _release(driver)
+            writers.release(id(driver))
             raise
 
-    holders: dict[int, Any] = {}
-
     def _release(driver: Any) -> None:
-        if holders.pop(id(driver), None) is not None:
-            writers.release()
+        writers.release(id(driver))
 
     # NOTE: the lock is let go once the transaction is over, whichever way it ends: commit,
     # rollback (the pool's reset on return included) or a closed connection.
