@@ -72,6 +72,8 @@ def balanced_books(
     mails = wait_for_mail(platform, fulfilled)
     missing = [o for o in fulfilled if mails.mailbox[o] != 1]
     assert not missing, f"{len(missing)} orders without exactly one mail"
+    # one SMTP delivery per order: a copy of a confirmation is not mailed again (the ledger)
+    assert mails.duplicates == 0, f"{mails.duplicates} duplicate SMTP deliveries"
     sample = dict(
         random.sample(sorted(placed.traces.items()), min(TRACE_SAMPLE, len(placed.traces)))
     )

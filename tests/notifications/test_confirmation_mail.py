@@ -6,6 +6,8 @@ Everything is real: Redis as the broker, a Dramatiq worker in this process and a
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import dramatiq
@@ -13,7 +15,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from flotilla.core import send_message
+from flotilla.core import broker_from_url, run_worker, send_message
+from flotilla.notifications import MailLedger, NotificationsSettings, declare_actors
 from tests.notifications.conftest import UNKNOWN_MAILBOX, Inbox, SmtpServer, confirmation
 from tests.support.waiting import wait_for
 
@@ -125,3 +128,53 @@ def test_a_mail_the_server_refuses_for_good_is_not_retried(
     assert attempt.status.status_code == StatusCode.ERROR
     assert inbox.recipients_tried == [UNKNOWN_MAILBOX]
     assert inbox.mails == []
+
+
+def test_a_confirmation_published_twice_is_mailed_once(
+    inbox: Inbox, broker: dramatiq.Broker, spans: InMemorySpanExporter
+) -> None:
+    """The relay may publish a confirmation again (its mark failed, or it died between the
+    publish and the mark): two messages for one order, processed side by side by two
+    threads, make one mail; the copy is acknowledged as mailed before."""
+    sent = confirmation()
+    first, second = send_message(broker, sent), send_message(broker, sent)
+    wait_for(lambda: _attempts(spans, first) and _attempts(spans, second), timeout_s=20)
+    wait_for(
+        lambda: any(
+            (a.attributes or {}).get("flotilla.mail.already_sent")
+            for a in _attempts(spans, first) + _attempts(spans, second)
+        ),
+        timeout_s=20,
+    )
+    assert len(inbox.mails) == 1
+    assert inbox.mails[0]["Message-ID"] == f"<order-{sent.order_id}@flotilla.local>"
+
+
+def test_a_claim_left_by_a_dead_worker_runs_out_and_the_mail_goes_out_once(
+    inbox: Inbox, settings: NotificationsSettings, redis_url: str
+) -> None:
+    """A worker killed after it claimed an order and before it mailed leaves a claim; the
+    redelivered copy waits (retried) until the claim runs out, then mails it, once."""
+    ledger = MailLedger(settings.ledger, claim_s=1.5)
+    broker = broker_from_url(settings.broker_url)
+    declare_actors(broker, settings, ledger=ledger)
+    sent = confirmation()
+    assert ledger.claim(str(sent.order_id))  # the worker that died
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=run_worker,
+        args=(broker,),
+        kwargs={"queues": ["notifications"], "threads": 1, "drain_timeout_s": 5, "stop": stop},
+        daemon=True,
+    )
+    worker.start()
+    try:
+        send_message(broker, sent)
+        wait_for(lambda: inbox.mails, timeout_s=30)
+        send_message(broker, sent)  # and one more copy, later: mailed before
+        time.sleep(2)
+    finally:
+        stop.set()
+        worker.join(15)
+    assert len(inbox.mails) == 1
+    assert ledger.claim(str(sent.order_id)) is None  # marked sent

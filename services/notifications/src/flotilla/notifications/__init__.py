@@ -1,5 +1,6 @@
 """notifications-worker: mails order confirmations over SMTP."""
 
+from ._ledger import LedgerUnavailable, MailInProgress, MailLedger
 from ._mail import (
     MailRejected,
     MailUndeliverable,
@@ -11,6 +12,9 @@ from ._settings import NotificationsSettings
 from .actors import MalformedConfirmation, declare_actors
 
 __all__ = [
+    "LedgerUnavailable",
+    "MailInProgress",
+    "MailLedger",
     "MailRejected",
     "MailUndeliverable",
     "MalformedConfirmation",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from flotilla.core import ComponentSettings, component_config
 
@@ -19,6 +19,9 @@ class NotificationsSettings(ComponentSettings):
     model_config = component_config("NOTIFICATIONS")
 
     broker_url: str = "redis://127.0.0.1:6379/0"
+    #: the Redis where each order's mail is claimed and marked sent (mailed once); by
+    #: default the broker's, when the broker is Redis
+    ledger_url: str | None = None
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=1025, ge=1, le=65535)
     smtp_username: str | None = None
@@ -30,3 +33,17 @@ class NotificationsSettings(ComponentSettings):
     max_retries: int = Field(default=20, ge=0)
     retry_min_backoff_ms: int = Field(default=500, ge=1)
     retry_max_backoff_ms: int = Field(default=60_000, ge=1)
+
+    @model_validator(mode="after")
+    def _a_ledger(self) -> NotificationsSettings:
+        if self.ledger_url is None and not self.broker_url.startswith(("redis://", "rediss://")):
+            raise ValueError(
+                "FLOTILLA_NOTIFICATIONS_LEDGER_URL: a Redis URL is needed to mail each order "
+                "once when the broker is not Redis"
+            )
+        return self
+
+    @property
+    def ledger(self) -> str:
+        """The Redis of the mail ledger."""
+        return self.ledger_url or self.broker_url

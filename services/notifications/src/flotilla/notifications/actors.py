@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from flotilla.core import OrderConfirmation
 
+from ._ledger import MailInProgress, MailLedger
 from ._mail import MailRejected, MailUndeliverable, compose_confirmation, send_mail
 from ._settings import NotificationsSettings
 
@@ -22,20 +23,31 @@ class MalformedConfirmation(ValueError):
 
 
 def declare_actors(
-    broker: dramatiq.Broker, settings: NotificationsSettings
+    broker: dramatiq.Broker, settings: NotificationsSettings, ledger: MailLedger | None = None
 ) -> dramatiq.Actor[Any, Any]:
     """Declare ``send_order_confirmation`` on queue ``notifications`` of ``broker``.
 
-    Only :class:`MailUndeliverable` is retried, with exponential backoff; a malformed payload
-    or a mail the server refuses for good fails at once and lands in the dead-letter queue.
+    Each order is mailed once (``_ledger.py``): a copy of a confirmation already mailed is
+    acknowledged without a mail. Only :class:`MailUndeliverable` (the ledger's Redis away
+    included) and :class:`MailInProgress` are retried, with exponential backoff; a malformed
+    payload or a mail the server refuses for good fails at once and lands in the dead-letter
+    queue.
+
+    Args:
+        broker: the broker.
+        settings: the settings.
+        ledger: the mail ledger (by default on ``settings.ledger``).
 
     Returns:
         The actor.
     """
+    time_limit_ms = max(60_000, int(settings.smtp_timeout_s * 4_000))
+    ledger = ledger or MailLedger(settings.ledger, claim_s=time_limit_ms / 1000)
 
     def retry_only_delivery_failures(retries: int, exc: BaseException) -> bool:
         # NOTE: a malformed payload never becomes valid; retrying it would only clog the queue.
-        return isinstance(exc, MailUndeliverable) and retries < settings.max_retries
+        retryable = isinstance(exc, MailUndeliverable | MailInProgress)
+        return retryable and retries < settings.max_retries
 
     @dramatiq.actor(
         broker=broker,
@@ -44,7 +56,7 @@ def declare_actors(
         retry_when=retry_only_delivery_failures,
         min_backoff=settings.retry_min_backoff_ms,
         max_backoff=settings.retry_max_backoff_ms,
-        time_limit=max(60_000, int(settings.smtp_timeout_s * 4_000)),
+        time_limit=time_limit_ms,
     )
     def send_order_confirmation(payload: dict[str, Any]) -> None:
         try:
@@ -55,22 +67,35 @@ def declare_actors(
                 extra={"errors": exc.errors(include_url=False, include_input=False)},
             )
             raise MalformedConfirmation(str(exc)) from exc
-        trace.get_current_span().set_attribute("flotilla.order.id", str(confirmation.order_id))
+        order_id = str(confirmation.order_id)
+        span = trace.get_current_span()
+        span.set_attribute("flotilla.order.id", order_id)
+        claim = ledger.claim(order_id)
+        span.set_attribute("flotilla.mail.already_sent", claim is None)
+        if claim is None:
+            logger.info("confirmation mailed before; not again", extra={"order_id": order_id})
+            return
         mail = compose_confirmation(confirmation, sender=settings.mail_from)
         try:
             send_mail(mail, settings)
         except MailRejected:
+            ledger.give_back(order_id, claim)
             logger.error(
-                "the SMTP server refused the confirmation; giving up",
-                extra={"order_id": str(confirmation.order_id)},
+                "the SMTP server refused the confirmation; giving up", extra={"order_id": order_id}
             )
             raise
         except MailUndeliverable as exc:
+            ledger.give_back(order_id, claim)
             logger.warning(
                 "confirmation not delivered, will retry",
-                extra={"order_id": str(confirmation.order_id), "reason": str(exc)},
+                extra={"order_id": order_id, "reason": str(exc)},
             )
             raise
-        logger.info("confirmation sent", extra={"order_id": str(confirmation.order_id)})
+        except BaseException:  # the time limit, a bug: the next copy may try at once
+            ledger.give_back(order_id, claim)
+            raise
+        if not ledger.sent(order_id):
+            logger.warning("confirmation sent, but not marked so", extra={"order_id": order_id})
+        logger.info("confirmation sent", extra={"order_id": order_id})
 
     return send_order_confirmation
