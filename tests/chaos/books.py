@@ -162,6 +162,13 @@ def charges(platform: FlotillaUp) -> dict[str, int]:
     return ledger
 
 
+def dropped_spans(platform: FlotillaUp) -> int:
+    """Spans the platform's processes dropped in the last hour (their exporters' queues were
+    full), as they said it to the console."""
+    shown = httpx.get(f"{platform.console}/api/services", params={"minutes": 60}, timeout=30)
+    return sum(shown.json()["dropped_spans"].values())
+
+
 @dataclass(frozen=True)
 class Mail:
     mailbox: collections.Counter[str]  # order id → mails in the mailbox (one file each)

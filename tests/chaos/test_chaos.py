@@ -25,6 +25,7 @@ from tests.chaos.books import (
     Placed,
     charges,
     check_traces,
+    dropped_spans,
     kill,
     place_orders,
     results_line,
@@ -100,6 +101,7 @@ def balanced_books(
         "broken_traces": len(traces.broken),
         "split_traces": len(traces.split),
         "traces_with_spans_lost_to_sigkill": traces.with_lost_spans,
+        "spans_dropped": dropped_spans(platform),
         **extra,
     }
     print(results_line(name, **counts))

@@ -162,6 +162,9 @@ class Performance:
     window_s: int
     services: list[ServiceStats]
     queues: list[QueueStats]
+    #: spans each service's processes dropped (their exporter's queue was full), from the log
+    #: lines they say it with (``spans.dropped``); their traces have holes
+    dropped_spans: dict[str, int]
 
 
 # -- the figures ---------------------------------------------------------------------------
@@ -287,6 +290,14 @@ def _busiest_first(route: RouteStats) -> tuple[bool, int, str]:
     return (route.operation == OTHER_ROUTES, -route.requests, route.operation or "")
 
 
+#: The spans each service said it dropped in the window (flotilla.core._span_drops).
+_DROPPED = """
+SELECT service, SUM(CAST(json_extract(attributes, '$."spans.dropped"') AS INTEGER))
+FROM logs WHERE time_ns >= ? AND body LIKE 'spans dropped%'
+GROUP BY service
+"""
+
+
 def performance(connection: sqlite3.Connection, *, since_ns: int, window_s: int) -> Performance:
     """The figures of every entry span that started since ``since_ns``."""
     routes: dict[str, dict[str, _Group]] = defaultdict(lambda: defaultdict(_Group))
@@ -339,4 +350,9 @@ def performance(connection: sqlite3.Connection, *, since_ns: int, window_s: int)
             )
             for queue, group in sorted(queues.items(), key=lambda q: (q[0] == OTHER_QUEUES, q[0]))
         ],
+        dropped_spans={
+            service: int(count)
+            for service, count in connection.execute(_DROPPED, (since_ns,))
+            if count
+        },
     )

@@ -38,6 +38,8 @@ READ_ONLY = "flotilla_read_only"
 #: SQLite's own lock: then it fails with "database is locked".
 WRITER_WAIT_S = 30.0
 _writer_locks: dict[str, WriterLock] = {}
+
+
 class WriterLock:
     """The SQLite writers' lock of a process: FIFO, and owned by a token (the connection).
 

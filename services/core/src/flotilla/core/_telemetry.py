@@ -19,7 +19,6 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
@@ -28,11 +27,13 @@ from opentelemetry.sdk.trace.export import (
 from ._exporters import chosen
 from ._log_export import configure_log_export, flush_logs, shutdown_logs
 from ._metrics import configure_metrics, flush_metrics, prefer_stable_semconv
+from ._span_drops import REPORT_EVERY_S, CountingBatchSpanProcessor, DropReporter
 
 logger = logging.getLogger(__name__)
 
 _provider: TracerProvider | None = None
 _extra_exporters: list[SpanExporter] = []
+_drops: DropReporter | None = None
 
 
 def telemetry_enabled() -> bool:
@@ -85,7 +86,7 @@ def configure_telemetry(
     Returns:
         The provider, or ``None`` when ``OTEL_SDK_DISABLED=true``.
     """
-    global _provider
+    global _provider, _drops
     if not telemetry_enabled():
         return None
     prefer_stable_semconv()
@@ -96,15 +97,17 @@ def configure_telemetry(
         return _provider
     resource = _service_resource(default_service_name)
     provider = TracerProvider(resource=resource)
-    for each in _exporters():
-        provider.add_span_processor(BatchSpanProcessor(each))
+    configure_metrics(resource, port=metrics_port, host=metrics_host)
+    batching = [CountingBatchSpanProcessor(each) for each in _exporters()]
+    for processor in batching:
+        provider.add_span_processor(processor)
     if exporter is not None:
         _extra_exporters.append(exporter)
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _provider = provider
-    configure_metrics(resource, port=metrics_port, host=metrics_host)
     configure_log_export(resource)
+    _drops = DropReporter(batching, REPORT_EVERY_S) if batching else None
     atexit.register(shutdown_telemetry)
     return provider
 
@@ -117,13 +120,18 @@ def flush_telemetry(timeout_ms: int = 5000) -> None:
     """
     if _provider is not None:
         _provider.force_flush(timeout_ms)
+    if _drops is not None:
+        _drops.report()
     flush_logs(timeout_ms)
     flush_metrics()
 
 
 def shutdown_telemetry() -> None:
     """Flush and stop the exporters (called at exit and on graceful shutdown)."""
-    global _provider
+    global _provider, _drops
+    if _drops is not None:
+        _drops.stop()  # NOTE: before the log export ends, so its last line goes out
+        _drops = None
     if _provider is not None:
         _provider.shutdown()
         _provider = None
