@@ -8,13 +8,12 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Header, Path, Query, Response
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from flotilla.core import FulfilOrder, ProblemError, UpstreamError
+from flotilla.core import ProblemError
 from flotilla.core.fastapi import ServiceRouter
 
-from ... import _orders
+from ... import _orders, _placing
 from ..._inventory import StockRefused
 from ...models import Order, OrderStatus
 from ...schemas import OrderIn, OrderOut, OrderPage
@@ -117,13 +116,8 @@ def place_order(
     caller: Caller,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> OrderOut:
-    """Reserve stock, store the order with its outbox row, answer 202 Accepted.
-
-    A reserve whose answer does not come is tried again with the same reference (inventory
-    answers the first reservation); if none answers, whatever may be held for the order is
-    released. Every failure after a successful reserve releases it; a crash in between is
-    covered by the reservation's expiry.
-    """
+    """Reserve stock, store the order with its outbox row, answer 202 Accepted
+    (``flotilla.orders._placing``: the saga and its failures)."""
     payload = body.model_dump(mode="json")
     body_hash = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     ttl_s = settings.idempotency_key_ttl_s
@@ -135,62 +129,52 @@ def place_order(
         if replayed is not None:
             return replayed
 
-    order_id = str(uuid.uuid4())
+    def look(order_id: str) -> Order | None:
+        with Session(reader.get_bind()) as fresh:  # NOTE: a new connection: the write one broke
+            return _orders.get_order(session=fresh, order_id=order_id)
+
     try:
-        reservation = inventory.reserve(
-            reference=order_id, items=payload["items"], attempts=settings.reserve_attempts
+        order = _placing.place_order(
+            session=session,
+            look=look,
+            inventory=inventory,
+            client_id=caller.client_id,
+            payload=payload,
+            idempotency_key=idempotency_key,
+            body_hash=body_hash,
+            key_ttl_s=ttl_s,
+            reserve_attempts=settings.reserve_attempts,
         )
     except StockRefused as refused:
         raise _stock_problem(refused) from None
-    except UpstreamError as exc:
-        # NOTE: a try may have reserved although its answer never came.
-        _release_quietly(inventory, reference=order_id)
+    except _placing.InventoryUnavailable as exc:
         raise _inventory_unavailable(exc) from exc
-    try:
-        if idempotency_key is not None:
-            # NOTE: an expired key is forgotten for good before it is used again.
-            _orders.forget_expired_key(
-                session=session,
-                client_id=caller.client_id,
-                key=idempotency_key,
-                made_before=_orders.utcnow() - timedelta(seconds=ttl_s),
-            )
-        order = _orders.create_order(
-            session=session,
-            order_id=order_id,
-            client_id=caller.client_id,
-            customer_email=payload["customer_email"],
-            items=payload["items"],
-            reservation_id=reservation.id,
-            amount_cents=reservation.amount_cents,
-            announce=FulfilOrder(order_id=uuid.UUID(order_id)),
-            idempotency_key=idempotency_key,
-            body_hash=body_hash,
-        )
-        session.commit()
-    except Exception as exc:
-        # NOTE: never keep stock held for an order that was not stored.
-        session.rollback()
-        _release_quietly(inventory, reservation_id=reservation.id)
-        if isinstance(exc, IntegrityError) and idempotency_key is not None:
-            # NOTE: a concurrent request with the same key won; answer as if we came second
-            # (a read begun now: the first one's snapshot was taken before that commit).
-            replayed = _replay(
-                reader, response, caller.client_id, idempotency_key, body_hash, ttl_s
-            )
-            if replayed is not None:
-                return replayed
-        raise
+    except _placing.OutcomeUnknown as exc:
+        raise ProblemError(
+            503,
+            "Order outcome unknown",
+            "the database lost the answer to storing the order; retry with the same "
+            "Idempotency-Key to learn whether it was stored",
+            slug="outcome-unknown",
+            headers={"Retry-After": "2"},
+            dependency="database",
+        ) from exc
+    except _placing.KeyTaken:
+        # NOTE: a concurrent request with the same key won; answer as if we came second
+        # (a read begun now: the first one's snapshot was taken before that commit).
+        assert idempotency_key is not None
+        replayed = _replay(reader, response, caller.client_id, idempotency_key, body_hash, ttl_s)
+        if replayed is None:
+            raise
+        return replayed
     if relay is not None:
         relay.wake()
-    logger.info(
-        "order accepted", extra={"order": order_id, "amount_cents": reservation.amount_cents}
-    )
+    logger.info("order accepted", extra={"order": order.id, "amount_cents": order.amount_cents})
     response.headers["Location"] = f"/orders/{order.id}"
     return _out(order)
 
 
-def _inventory_unavailable(exc: UpstreamError) -> ProblemError:
+def _inventory_unavailable(exc: Exception) -> ProblemError:
     return ProblemError(
         503,
         "Inventory unavailable",
@@ -199,22 +183,6 @@ def _inventory_unavailable(exc: UpstreamError) -> ProblemError:
         headers={"Retry-After": "2"},
         dependency="inventory-api",
     )
-
-
-def _release_quietly(
-    inventory: Inventory, *, reservation_id: str | None = None, reference: str | None = None
-) -> None:
-    """Give the stock back now if inventory answers; its expiry gives it back otherwise."""
-    try:
-        if reservation_id is not None:
-            inventory.settle(reservation_id=reservation_id, action="release")
-        elif reference is not None:
-            inventory.release_reference(reference)
-    except Exception:
-        logger.warning(
-            "could not release; the reservation's expiry will",
-            extra={"reservation": reservation_id, "reference": reference},
-        )
 
 
 @router.get("", responses={401: {"description": "no X-Client-Id: not called through the edge"}})
@@ -292,7 +260,7 @@ def cancel_order(
         raise _not_cancellable(order_id, order.status)
     session.commit()
     session.refresh(order)
-    _release_quietly(inventory, reservation_id=order.reservation_id)
+    _placing.release_quietly(inventory, reservation_id=order.reservation_id)
     return _out(order)
 
 
