@@ -2,6 +2,7 @@
 
     uv run python bench/depth.py                      # 100 and 1,000,000 delayed messages
     uv run python bench/depth.py --delayed 100 20000 1000000
+    uv run python bench/depth.py --plain 100000       # a plain Dramatiq producer's backlog
 
 For each backlog, a throwaway Redis is filled in Dramatiq's layout: as many ready messages as
 delayed ones up to 20,000, and the delayed ones half due and half for later, each with its
@@ -11,6 +12,10 @@ the index) and the previous script, which decoded every delayed message's JSON f
 (kept here for the comparison). "Blocks others" is the script's own run time inside Redis,
 from its SLOWLOG: Redis runs one command at a time, so every other client (the edge's rate
 limit, the brokers) waits that long behind a read. The worst of the rounds is shown.
+
+``--plain N``: N delayed messages (all due) from a producer without the index, and the reads
+it takes the reader to index them itself, a page at a time: how many reads, and the longest
+any single Redis command of a read ran (what other clients waited behind it).
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ return due
 """
 
 
-def fill(client: redis.Redis[bytes], delayed: int) -> None:
+def fill(client: redis.Redis[bytes], delayed: int, *, indexed: bool = True) -> None:
     now = int(time.time() * 1000)
     ready = min(delayed, 20_000)
     pipe = client.pipeline(transaction=False)
@@ -68,13 +73,14 @@ def fill(client: redis.Redis[bytes], delayed: int) -> None:
             pipe.execute()
     for i in range(delayed):
         mid = uuid.uuid4().hex
-        eta = now - 1000 if i % 2 == 0 else now + 3_600_000
+        eta = now - 1000 if i % 2 == 0 or not indexed else now + 3_600_000
         body = {"queue_name": f"{QUEUE}.DQ", "actor_name": "fulfil_order", "args": [i],
                 "kwargs": {}, "options": {"eta": eta}, "message_id": mid,
                 "message_timestamp": now}  # fmt: skip
         pipe.rpush(f"{NS}:{QUEUE}.DQ", mid)
         pipe.hset(f"{NS}:{QUEUE}.DQ.msgs", mid, json.dumps(body))
-        pipe.zadd(eta_index_key(NS, f"{QUEUE}.DQ"), {mid: eta})
+        if indexed:
+            pipe.zadd(eta_index_key(NS, f"{QUEUE}.DQ"), {mid: eta})
         if i % 5000 == 4999:
             pipe.execute()
     pipe.execute()
@@ -116,11 +122,47 @@ def measure(delayed: int, rounds: int) -> dict[str, float]:
     return results
 
 
+def measure_plain(delayed: int) -> None:
+    """Index a plain producer's backlog read by read; print each read's figures."""
+    with throwaway_redis() as server:
+        client = redis.Redis.from_url(server.url, socket_timeout=300)
+        fill(client, delayed, indexed=False)
+        reader = RedisDepthReader(f"{server.url}?namespace={NS}")
+        client.config_set("slowlog-log-slower-than", 0)
+        client.config_set("slowlog-max-len", 1000)
+        reads, longest, total_ms = 0, 0.0, 0.0
+        while True:
+            client.slowlog_reset()
+            started = time.perf_counter()
+            reading = reader.read([QUEUE])
+            total_ms += (time.perf_counter() - started) * 1000
+            reads += 1
+            entries = [
+                e
+                for e in client.slowlog_get(1000)
+                if not e["command"].upper().startswith(b"SLOWLOG")
+            ]
+            longest = max([longest, *(float(e["duration"]) / 1000 for e in entries)])
+            if reading.note is None:
+                break
+        print("\n| plain delayed, all due | reads to count them all | due counted | "
+              "longest Redis command of any read | mean read |")  # fmt: skip
+        print("|---:|---:|---:|---:|---:|")
+        print(f"| {delayed:,} | {reads} | {reading.depth.delayed_due:,} | {longest:.2f} ms | "
+              f"{total_ms / reads:.2f} ms |")  # fmt: skip
+        reader.close()
+        client.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--delayed", type=int, nargs="+", default=[100, 1_000_000])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--plain", type=int, help="a plain producer's backlog instead")
     args = parser.parse_args()
+    if args.plain:
+        measure_plain(args.plain)
+        return 0
     rows = []
     for count in args.delayed:
         print(f"filling {count:,} delayed messages", flush=True)

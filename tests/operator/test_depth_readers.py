@@ -81,14 +81,17 @@ def test_a_delayed_message_leaves_the_eta_index_when_a_worker_has_run_it(
         worker.stop()
 
 
-def test_delayed_messages_of_a_broker_without_the_index_are_named_in_the_note(
+def test_due_messages_of_a_plain_dramatiq_producer_are_counted_a_bounded_page_a_read(
     redis_url: str, queue: str
 ) -> None:
-    """A plain Dramatiq producer (no flotilla.core broker) keeps no etas: the reader does not
-    guess (decoding every message is what made reads grow with the backlog); it says so."""
+    """Another team's service enqueues with plain Dramatiq (no eta index): its delayed
+    messages that are due count too. The reader indexes them itself, at most INDEX_PAGES
+    pages of INDEX_BATCH a read, so 6,000 of them are all counted within a few reads and no
+    read looks at more than its pages; an hour-long one is indexed but not due."""
     from dramatiq.brokers.redis import RedisBroker
 
     from flotilla.core import redis_namespace
+    from flotilla.operator._depth import INDEX_BATCH, INDEX_PAGES
 
     clean, namespace = redis_namespace(redis_url)
     plain = RedisBroker(url=clean, namespace=namespace)
@@ -97,12 +100,25 @@ def test_delayed_messages_of_a_broker_without_the_index_are_named_in_the_note(
     def later() -> None: ...
 
     try:
-        later.send_with_options(delay=1)
-        later.send_with_options(delay=1)
+        for _ in range(6000):
+            later.send_with_options(delay=1)
+        later.send_with_options(delay=3_600_000)
         time.sleep(0.05)
-        reading = RedisDepthReader(redis_url).read([queue])
-        assert reading.depth.delayed_due == 0
-        assert reading.note is not None and reading.note.startswith("2 delayed messages")
+        reader = RedisDepthReader(redis_url)
+        first = reader.read([queue])
+        assert first.note is not None and "not indexed yet" in first.note
+        readings, pages = [first], [reader.pages]
+        while readings[-1].depth.delayed_due < 6000:
+            readings.append(reader.read([queue]))
+            pages.append(reader.pages)
+            assert len(readings) <= 10, [r.depth for r in readings]
+        per_read = [b - a for a, b in zip([0, *pages], pages, strict=False)]
+        assert max(per_read) <= INDEX_PAGES  # bounded pages of INDEX_BATCH, never the backlog
+        assert len(readings) >= 6001 // (INDEX_BATCH * INDEX_PAGES * 2)
+        assert readings[-1].depth.delayed_due == 6000  # the hour-long one is not due
+        while reader.read([queue]).note is not None:  # the last page, then nothing to say
+            assert reader.indexed <= 6001
+        assert reader.read([queue]).depth.delayed_due == 6000
     finally:
         plain.close()
 

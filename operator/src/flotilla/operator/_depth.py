@@ -8,8 +8,12 @@ Redis (Dramatiq's RedisBroker layout, namespace ``dramatiq`` by default):
 - delayed and due: messages of ``{queue}.DQ`` (waiting in its list, or held by a worker until
   their eta) whose ``eta`` has passed, counted in the sorted set ``{queue}.DQ.etas`` that the
   platform's brokers keep (``flotilla.core.EtaIndex``) with one ``ZCOUNT``: a read costs the
-  same for 100 and for 1,000,000 delayed messages and never decodes one. Delayed messages
-  from a broker without the index are reported in the reading's note, not counted as due.
+  same for 100 and for 1,000,000 delayed messages. Delayed messages from a producer without
+  the index (another team's service on plain Dramatiq) are indexed by the reader itself, at
+  most ``INDEX_PAGES`` pages of ``INDEX_BATCH`` a read (``HSCAN`` pages of ``.DQ.msgs``,
+  their etas added with ``ZADD NX``), so a large backlog of them is counted over a few reads
+  while no single command blocks Redis for more than a small page; until then the reading's
+  note says how many wait.
 One Lua script reads all of it atomically in one round trip.
 
 RabbitMQ: ready and unacknowledged counts from the management API when it answers; otherwise
@@ -22,8 +26,10 @@ the operator can make Kubernetes remove idle pods first when it scales in.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -90,6 +96,13 @@ def _per_pod(pairs: list[tuple[str, int]]) -> dict[str, int]:
     return held
 
 
+#: a page of delayed messages looked at to index those a producer left unindexed (one HSCAN
+#: of about this many entries: about 1.3 ms inside Redis, bench/depth.py --plain)
+INDEX_BATCH = 250
+#: pages one read may index at most: each command stays small, a read's work stays bounded
+INDEX_PAGES = 8
+
+
 class RedisDepthReader:
     """Depth of Dramatiq queues on Redis (``redis://host:port/db[?namespace=…]``)."""
 
@@ -99,6 +112,39 @@ class RedisDepthReader:
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self._script = self.client.register_script(_REDIS_DEPTH)
         self._held = self.client.register_script(_REDIS_HELD)
+        self._cursors: dict[str, int] = {}  # queue -> where its next HSCAN page starts
+        self.indexed = 0  # etas this reader added (delayed messages of plain producers)
+        self.pages = 0  # HSCAN pages it read to find them
+
+    def _index_some(self, queues: list[str], unindexed: int) -> int:
+        """Index up to INDEX_PAGES pages of the queues' delayed messages; how many it added."""
+        added = 0
+        for _ in range(INDEX_PAGES):
+            added += sum(self._index_page(queue) for queue in queues)
+            if added >= unindexed or all(self._cursors.get(q, 0) == 0 for q in queues):
+                break  # NOTE: all placed, or a whole pass over every queue is done
+        return added
+
+    def _index_page(self, queue: str) -> int:
+        """Index the etas of one page of ``queue``'s delayed messages; how many it added."""
+        prefix = f"{self.namespace}:{queue}.DQ"
+        cursor, page = self.client.hscan(
+            f"{prefix}.msgs", self._cursors.get(queue, 0), count=INDEX_BATCH
+        )
+        self._cursors[queue] = int(cursor)
+        self.pages += 1
+        etas: dict[str, int] = {}
+        for body in page.values():
+            try:
+                message = json.loads(body)
+                etas[str(message["message_id"])] = int(message["options"]["eta"])
+            except (ValueError, KeyError, TypeError):
+                continue  # NOTE: not a JSON Dramatiq message with an eta: nothing to place
+        # NOTE: NX: an eta the platform's brokers indexed already stays as it is
+        mapping: Any = etas  # redis' stubs type the mapping narrower than it takes
+        added = int(self.client.zadd(f"{prefix}.etas", mapping, nx=True)) if etas else 0
+        self.indexed += added
+        return added
 
     def in_flight_by_pod(self, queues: list[str]) -> dict[str, int]:
         """Unacknowledged messages of ``queues`` held by each live worker's pod.
@@ -120,17 +166,19 @@ class RedisDepthReader:
     def read(self, queues: list[str]) -> DepthReading:
         """Raises DepthUnavailable when Redis cannot be read."""
         now_ms = int(time.time() * 1000)
+        args = [self.namespace, now_ms, self.heartbeat_timeout_ms, *queues]
         try:
-            ready, due, in_flight, unindexed = self._script(
-                args=[self.namespace, now_ms, self.heartbeat_timeout_ms, *queues]
-            )
+            ready, due, in_flight, unindexed = self._script(args=args)
+            if int(unindexed) and self._index_some(queues, int(unindexed)):
+                ready, due, in_flight, unindexed = self._script(args=args)
         except (redis.RedisError, OSError) as exc:
             raise DepthUnavailable(f"redis: {exc}") from exc
         note = None
         if int(unindexed):
             note = (
-                f"{int(unindexed)} delayed messages have no eta in the index (sent by a broker "
-                "without flotilla.core's EtaIndex): not counted as due"
+                f"{int(unindexed)} delayed messages not indexed yet (sent without "
+                f"flotilla.core's EtaIndex): up to {INDEX_BATCH * INDEX_PAGES} are indexed a "
+                "read, and counted once indexed"
             )
         depth = QueueDepth(ready=int(ready), delayed_due=int(due), in_flight=int(in_flight))
         return DepthReading(depth, note)
