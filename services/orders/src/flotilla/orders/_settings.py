@@ -42,6 +42,12 @@ class OrdersSettings(ComponentSettings):
     idempotency_key_ttl_s: Annotated[float, Field(gt=0)] = 86_400.0
     relay_batch_size: Annotated[int, Field(gt=0)] = 100
     #: orders-worker's threads: each may hold one database connection, its relay one more
+    #: back-pressure (``_admission.py``): orders-api answers 503 + Retry-After while the
+    #: orders queue's oldest ready message has waited longer than this (0: never), far below
+    #: inventory's reservation hold (600 s), so no accepted order outwaits its stock
+    admission_max_wait_s: Annotated[float, Field(ge=0)] = 30.0
+    #: ... or while the queue holds more than this many orders (0: no depth limit)
+    admission_max_depth: Annotated[int, Field(ge=0)] = 0
     worker_threads: Annotated[int, Field(gt=0, le=256)] = 8
     #: fulfil_order's Dramatiq options
     fulfil_time_limit_ms: Annotated[int, Field(gt=0)] = 30_000

@@ -8,6 +8,7 @@ import dramatiq
 from fastapi import FastAPI
 
 from flotilla.core import (
+    FulfilOrder,
     broker_from_url,
     instrument_redis,
     make_engine,
@@ -17,6 +18,7 @@ from flotilla.core import (
 )
 from flotilla.core.fastapi import service_app
 
+from .._admission import Admission
 from .._inventory import InventoryClient
 from .._outbox import Housekeeping, OutboxRelay
 from .._readiness import broker_reachable, database_reachable
@@ -66,12 +68,20 @@ def create_app(
         else None
     )
     inventory = InventoryClient(settings.inventory_url, timeout_s=settings.inventory_timeout_s)
+    admission = Admission(
+        broker,
+        queue=FulfilOrder.queue,
+        max_wait_s=settings.admission_max_wait_s,
+        max_depth=settings.admission_max_depth,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if outbox is not None:
             outbox.start()
+        admission.start()
         yield
+        admission.stop()
         if outbox is not None:
             outbox.stop()
         inventory.close()
@@ -90,6 +100,7 @@ def create_app(
     app.state.read_sessions = session_factory(read_only(engine))
     app.state.inventory = inventory
     app.state.relay = outbox
+    app.state.admission = admission
     app.state.settings = settings
     app.include_router(orders.router)
     return app

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from flotilla.core import OPERATOR_SCOPE, ProblemError
 from flotilla.core.fastapi import db_session, read_session
 
+from .._admission import Admission
 from .._inventory import InventoryClient
 from .._outbox import OutboxRelay
 from .._settings import OrdersSettings
@@ -22,6 +23,11 @@ def _inventory(request: Request) -> InventoryClient:
 def _relay(request: Request) -> OutboxRelay | None:
     relay: OutboxRelay | None = request.app.state.relay
     return relay
+
+
+def _admission(request: Request) -> Admission:
+    admission: Admission = request.app.state.admission
+    return admission
 
 
 def _settings(request: Request) -> OrdersSettings:
@@ -70,4 +76,5 @@ ReadSession = Annotated[Session, Depends(read_session)]
 Inventory = Annotated[InventoryClient, Depends(_inventory)]
 Relay = Annotated[OutboxRelay | None, Depends(_relay)]
 Settings = Annotated[OrdersSettings, Depends(_settings)]
+Admit = Annotated[Admission, Depends(_admission)]
 Caller = Annotated[CallerIdentity, Depends(_caller)]

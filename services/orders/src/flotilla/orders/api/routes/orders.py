@@ -17,9 +17,11 @@ from ... import _orders, _placing
 from ..._inventory import StockRefused
 from ...models import Order, OrderStatus
 from ...schemas import OrderIn, OrderOut, OrderPage
-from ..deps import Caller, DbSession, Inventory, ReadSession, Relay, Settings
+from ..deps import Admit, Caller, DbSession, Inventory, ReadSession, Relay, Settings
 
 logger = logging.getLogger(__name__)
+#: what a refused order's caller is asked to wait (the autoscaler adds workers meanwhile)
+RETRY_BACKLOGGED_S = 5
 router = ServiceRouter(prefix="/orders", tags=["orders"], behind_edge=True)
 
 
@@ -102,7 +104,10 @@ def _replay(
         401: {"description": "no X-Client-Id: not called through the edge"},
         409: {"description": "not enough stock for a line"},
         422: {"description": "invalid order, unknown product or reused Idempotency-Key"},
-        503: {"description": "inventory unavailable (see Retry-After)"},
+        503: {
+            "description": "inventory unavailable, or the workers too far behind "
+            "(see Retry-After): nothing was reserved"
+        },
     },
 )
 def place_order(
@@ -114,10 +119,12 @@ def place_order(
     settings: Settings,
     response: Response,
     caller: Caller,
+    admission: Admit,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> OrderOut:
     """Reserve stock, store the order with its outbox row, answer 202 Accepted
-    (``flotilla.orders._placing``: the saga and its failures)."""
+    (``flotilla.orders._placing``: the saga and its failures); 503 while the workers are too
+    far behind (``flotilla.orders._admission``), before anything is reserved."""
     payload = body.model_dump(mode="json")
     body_hash = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     ttl_s = settings.idempotency_key_ttl_s
@@ -128,6 +135,15 @@ def place_order(
         reader.rollback()
         if replayed is not None:
             return replayed
+    if refusal := admission.refusal():
+        raise ProblemError(
+            503,
+            "Orders backlogged",
+            f"{refusal}; nothing was reserved, retry later with the same Idempotency-Key",
+            slug="orders-backlogged",
+            headers={"Retry-After": str(RETRY_BACKLOGGED_S)},
+            dependency="orders-worker",
+        )
 
     def look(order_id: str) -> Order | None:
         with Session(reader.get_bind()) as fresh:  # NOTE: a new connection: the write one broke
