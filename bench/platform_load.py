@@ -3,6 +3,7 @@
     uv run python bench/platform_load.py                      # every variant, 4 and 32 connections
     uv run python bench/platform_load.py --seconds 60 --connections 32 --variants traced-sqlite
     uv run python bench/platform_load.py --rounds 3           # medians of 3 loads per count
+    uv run python bench/platform_load.py --sustainable        # the sustainable rate
 
 Each variant starts its own ``flotilla up`` on free ports (a throwaway Redis, fresh databases)
 and drives it with ``wrk`` (Debian's package) posting orders with a unique ``Idempotency-Key``
@@ -67,7 +68,7 @@ function setup(thread)
   thread:set("id", tostring(math.random(1, 1000000000)))
 end
 function init(args)
-  prefix = "bench-" .. id .. "-"
+  prefix = "bench-RUN_ID-" .. id .. "-"
 end
 function request()
   counter = counter + 1
@@ -154,6 +155,8 @@ class Sampler:
 
     def __init__(self, platform: FlotillaUp) -> None:
         self.platform, self.times_ms = platform, []
+        self.placed = 0  # orders it placed that were accepted
+        self.traces: list[str] = []  # their trace ids
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -172,6 +175,8 @@ class Sampler:
                 answer = client.post("/api/orders", json=ORDER)
                 if answer.status_code != 202:
                     continue
+                self.placed += 1
+                self.traces.append(answer.headers.get("X-Trace-Id", ""))
                 took = _ms_to_fulfilled(client, answer.json()["id"], started, 60, 0.01)
                 if took is not None:
                     self.times_ms.append(took)
@@ -318,6 +323,12 @@ def _spans(platform: FlotillaUp) -> int:
 
 
 def _wrk(platform: FlotillaUp, connections: int, seconds: float, script: Path) -> dict[str, Any]:
+    # NOTE: a fresh prefix for the Idempotency-Keys of every run: Lua's unseeded random ids
+    # repeat from one wrk to the next, and a repeated key is a replay, not a new order (the
+    # figures before 2026-12-06 counted replays as accepted orders)
+    this_run = script.with_suffix(".run.lua")
+    this_run.write_text(script.read_text().replace("RUN_ID", uuid.uuid4().hex))
+    script = this_run
     done = subprocess.run(
         ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds:.0f}s", "--latency",
          "--timeout", "10s", "-s", str(script), platform.edge],
@@ -536,7 +547,12 @@ def table(runs: list[Run]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--seconds", type=float, help="per load (default 20; --sustainable: 60)")
+    parser.add_argument(
+        "--sustainable", action="store_true",
+        help="find the highest rate completed as fast as accepted (bench/sustainable.py)",
+    )  # fmt: skip
+    parser.add_argument("--start-rate", type=float, default=10, help="--sustainable's first rate")
     parser.add_argument(
         "--rounds", type=int, default=1,
         help="load each connection count this many times on the same platform; medians shown",
@@ -556,6 +572,17 @@ def main() -> int:
     if not shutil.which("wrk"):
         print("bench: wrk is missing: apt-get install wrk", file=sys.stderr)
         return 1
+    if args.sustainable:
+        from bench.sustainable import find, report
+
+        variants = [v for v in args.variants if v.startswith("traced")] or args.variants
+        findings = []
+        for variant in variants:
+            with tempfile.TemporaryDirectory(prefix="flotilla-bench-") as folder:
+                findings.append(find(variant, args.seconds or 60, args.start_rate, Path(folder)))
+        print("\n" + report(findings))
+        return 0
+    args.seconds = args.seconds or 20
     runs: list[Run] = []
     for variant in args.variants:
         print(f"{variant}: starting the platform", flush=True)
