@@ -59,7 +59,6 @@ from ._telemetry import (
     instrument_fastapi,
     instrument_httpx,
     instrument_redis,
-    instrument_sqlalchemy,
     shutdown_telemetry,
     telemetry_enabled,
 )
@@ -72,7 +71,6 @@ if _typing.TYPE_CHECKING:
         make_engine,
         pool_size_for,
         read_only,
-        record_db_operations,
         schema_check,
         session_factory,
     )
@@ -94,6 +92,7 @@ if _typing.TYPE_CHECKING:
         upgrade_database,
         wait_for_database,
     )
+    from ._statements import record_db_operations
     from ._tracing_middleware import (
         ATTEMPT_ATTRIBUTE,
         DELAY_ATTRIBUTE,
@@ -117,7 +116,6 @@ _LAZY: dict[str, tuple[str, str]] = {
             "make_engine",
             "pool_size_for",
             "read_only",
-            "record_db_operations",
             "schema_check",
             "session_factory",
         ],
@@ -136,6 +134,7 @@ _LAZY: dict[str, tuple[str, str]] = {
         ],
         ("_messages", "messaging"),
     ),
+    "record_db_operations": ("_statements", "database"),
     **dict.fromkeys(
         [
             "DatabaseUnavailable",
@@ -238,7 +237,6 @@ __all__ = [
     "instrument_fastapi",
     "instrument_httpx",
     "instrument_redis",
-    "instrument_sqlalchemy",
     "is_sqlite",
     "make_engine",
     "metrics_registry",

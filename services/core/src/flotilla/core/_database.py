@@ -23,7 +23,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from ._telemetry import instrument_sqlalchemy, telemetry_enabled
+from ._statements import record_db_operations
 
 READ_ONLY = "flotilla_read_only"
 #: How long a writer waits for the process's writer lock, as ``PRAGMA busy_timeout`` for
@@ -118,11 +117,10 @@ def make_engine(
         url: ``sqlite:///var/orders.db`` or ``postgresql+psycopg://user@host/db``.
         pool_size: the most connections it holds on PostgreSQL (:func:`pool_size_for`);
             one more is never opened: a caller waits for a free one.
-        trace: instrument the engine with OpenTelemetry.
+        trace: record its statements (``_statements.py``: the current span's attributes,
+            a span of their own when slow or failed, the duration metric).
         service: the name its PostgreSQL connections carry (:func:`application_name`).
     """
-    if trace:
-        instrument_sqlalchemy()  # NOTE: patches sa.create_engine, so it must come first
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -144,81 +142,6 @@ def make_engine(
     if trace:
         record_db_operations(engine)
     return engine
-
-
-#: The first keyword of a statement, as ``db.operation.name``; any other is ``OTHER``, so the
-#: metric's labels stay a small, fixed set.
-_OPERATIONS = frozenset(
-    {"SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK", "WITH", "PRAGMA"}
-)
-
-
-def _operation_of(statement: str) -> str:
-    word = statement.lstrip()[:10].split(None, 1)
-    name = word[0].upper() if word else ""
-    return name if name in _OPERATIONS else "OTHER"
-
-
-@cache
-def _operation_duration() -> Any:
-    """The process's one ``db.client.operation.duration`` (every engine records into it: one
-    instrument, so a scrape has one series per label set)."""
-    from opentelemetry import metrics
-
-    from ._metrics import DURATION_BUCKETS
-
-    return metrics.get_meter("flotilla.core.database").create_histogram(
-        "db.client.operation.duration",
-        unit="s",
-        description="Duration of database client operations.",
-        explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
-    )
-
-
-def record_db_operations(engine: sa.Engine) -> None:
-    """Record ``db.client.operation.duration`` (seconds) for every statement ``engine`` runs:
-    by ``db.system.name``, ``db.namespace`` (the database: a SQLite file's name without its
-    suffix), ``db.operation.name`` and ``error.type`` for a statement that failed."""
-    if not telemetry_enabled():
-        return
-    histogram = _operation_duration()
-    system = {"postgresql": "postgresql", "sqlite": "sqlite"}.get(
-        engine.url.get_backend_name(), "other_sql"
-    )
-    database = engine.url.database or ""
-    namespace = Path(database).stem if system == "sqlite" else database
-    started_key = "flotilla_db_started"
-
-    def attributes(statement: str) -> dict[str, str]:
-        return {
-            "db.system.name": system,
-            "db.namespace": namespace,
-            "db.operation.name": _operation_of(statement),
-        }
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def before(
-        _conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool
-    ) -> None:
-        setattr(context, started_key, time.perf_counter())
-
-    @event.listens_for(engine, "after_cursor_execute")
-    def after(
-        _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
-    ) -> None:
-        started = getattr(context, started_key, None)
-        if started is not None:
-            histogram.record(time.perf_counter() - started, attributes(statement))
-
-    @event.listens_for(engine, "handle_error")
-    def failed(error: Any) -> None:
-        started = getattr(error.execution_context, started_key, None)
-        if started is not None and error.statement is not None:
-            labels = {
-                **attributes(error.statement),
-                "error.type": type(error.original_exception).__name__,
-            }
-            histogram.record(time.perf_counter() - started, labels)
 
 
 def _sqlite_like_a_server(engine: sa.Engine, writers: WriterLock) -> None:

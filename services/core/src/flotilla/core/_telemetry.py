@@ -162,22 +162,6 @@ def instrument_redis() -> None:
             instrumentor.instrument()
 
 
-def instrument_sqlalchemy() -> None:
-    """Trace the statements of every SQLAlchemy engine created from now on."""
-    if telemetry_enabled():
-        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-
-        instrumentor = SQLAlchemyInstrumentor()
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument()
-            # PERF: statements only: the instrumentation also makes a "connect" span per pool
-            # checkout (8 an order, 14 % of its spans), which says nothing a reader needs.
-            from opentelemetry.instrumentation.utils import unwrap
-            from sqlalchemy.engine import Engine
-
-            unwrap(Engine, "connect")
-
-
 def instrument_fastapi(app: Any) -> None:
     """Trace a FastAPI app's requests (server spans, context extracted from headers)."""
     if telemetry_enabled():
