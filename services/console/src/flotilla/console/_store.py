@@ -14,19 +14,18 @@ import json
 import sqlite3
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import _decisions, _performance
+from . import _decisions, _performance, _trace_index
 from ._decisions import Decision, PoolView
 from ._otlp import SpanRecord
 from ._otlp_logs import LEVELS, LogLine
 from ._performance import Performance
-from ._summary import SpanOutline, TraceOutline, summarise_trace
+from ._summary import TraceOutline
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS spans (
@@ -41,7 +40,8 @@ CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
 CREATE TABLE IF NOT EXISTS traces (
     trace_id TEXT PRIMARY KEY, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
     span_count INTEGER NOT NULL, error INTEGER NOT NULL,
-    root_service TEXT NOT NULL, root_name TEXT NOT NULL, services TEXT NOT NULL
+    root_service TEXT NOT NULL, root_name TEXT NOT NULL, services TEXT NOT NULL,
+    root_span_id TEXT, root_parent_span_id TEXT
 );
 CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
 CREATE TABLE IF NOT EXISTS trace_services (
@@ -176,12 +176,18 @@ class SpanStore:
             (version,) = connection.execute("PRAGMA user_version").fetchone()
             if version >= SCHEMA_VERSION:
                 return
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(traces)")}
+            if "root_span_id" not in columns:
+                # Version 4 keeps each row's root, so exports merge into it (_trace_index.py);
+                # a row without one is rebuilt when its trace is next touched.
+                connection.execute("ALTER TABLE traces ADD COLUMN root_span_id TEXT")
+                connection.execute("ALTER TABLE traces ADD COLUMN root_parent_span_id TEXT")
             if version < 2:
                 # Version 1 stored spans only; their trace summaries are built once here.
                 trace_ids = [
                     row[0] for row in connection.execute("SELECT DISTINCT trace_id FROM spans")
                 ]
-                self._refresh_summaries(connection, trace_ids)
+                _trace_index.rebuild_rows(connection, trace_ids)
             # Version 3 added the logs and entries tables (created above); the stored spans'
             # entries are filed once here.
             _performance.backfill(connection)
@@ -225,11 +231,12 @@ class SpanStore:
         ]
         with self._transaction() as connection:
             _decisions.insert(connection, decisions)
+            stored = _trace_index.stored_keys(connection, kept)
             connection.executemany(
                 "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
             )
             _performance.insert(connection, kept)
-            self._refresh_summaries(connection, list(dict.fromkeys(s.trace_id for s in kept)))
+            _trace_index.refresh(connection, kept, stored)
         self._count_export(len(spans))
 
     def add_logs(self, *, lines: Sequence[LogLine]) -> None:
@@ -261,41 +268,6 @@ class SpanStore:
             or self._records_since_prune >= self._prune_after_records
         ):
             self.prune()
-
-    def _refresh_summaries(self, connection: sqlite3.Connection, trace_ids: list[str]) -> None:
-        for chunk in _chunks(trace_ids):
-            outlines: dict[str, list[SpanOutline]] = defaultdict(list)
-            for trace_id, *fields in connection.execute(
-                "SELECT trace_id, span_id, parent_span_id, name, service, start_ns, end_ns, "  # noqa: S608  # only placeholders vary
-                f"status FROM spans WHERE trace_id IN ({_marks(chunk)})",
-                chunk,
-            ):
-                outlines[trace_id].append(SpanOutline(*fields))
-            summaries = [summarise_trace(t, spans) for t, spans in outlines.items()]
-            connection.executemany(
-                f"INSERT OR REPLACE INTO traces ({_TRACE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",  # noqa: S608  # fixed names
-                [
-                    (
-                        t.trace_id,
-                        t.root_service,
-                        t.root_name,
-                        t.start,
-                        t.end,
-                        t.span_count,
-                        json.dumps(t.services),
-                        int(t.error),
-                    )
-                    for t in summaries
-                ],
-            )
-            connection.execute(
-                f"DELETE FROM trace_services WHERE trace_id IN ({_marks(chunk)})",  # noqa: S608  # only placeholders vary
-                chunk,
-            )
-            connection.executemany(
-                "INSERT INTO trace_services VALUES (?,?,?)",
-                [(t.trace_id, service, t.start) for t in summaries for service in t.services],
-            )
 
     def prune(self, *, now_ns: int | None = None) -> int:
         """Drop whole traces that are too old or beyond the span budget, oldest first; and
