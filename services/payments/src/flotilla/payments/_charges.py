@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .models import Charge
@@ -60,29 +61,37 @@ def charge(
 ) -> Outcome:
     """Charge once per ``key``: a new charge, or the one made before for this key.
 
+    PERF: one statement for a new charge (``INSERT … ON CONFLICT DO NOTHING RETURNING``, which
+    also settles a race between two requests with the key); a read and a count only on replay.
+
     Raises:
         KeyReused: the key was used before with another request.
-        sqlalchemy.exc.IntegrityError: a concurrent request with the same key won the race
-            (the caller rolls back and answers with :func:`replay`).
     """
     wanted = request_hash(order_id, amount_cents, currency)
+    values = {
+        "id": f"ch_{uuid.uuid4().hex}",
+        "idempotency_key": key,
+        "request_hash": wanted,
+        "order_id": order_id,
+        "amount_cents": amount_cents,
+        "currency": currency,
+        "status": "succeeded",
+        "created_at": datetime.now(UTC),
+        "replays": 0,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    made = session.execute(
+        insert(Charge)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Charge.id)
+    ).first()
+    if made is not None:
+        return Outcome(Charge(**values), created=True)
     existing = find_by_key(session=session, key=key)
-    if existing is not None:
-        return replay(session=session, charge=existing, wanted_hash=wanted)
-    made = Charge(
-        id=f"ch_{uuid.uuid4().hex}",
-        idempotency_key=key,
-        request_hash=wanted,
-        order_id=order_id,
-        amount_cents=amount_cents,
-        currency=currency,
-        status="succeeded",
-        created_at=datetime.now(UTC),
-        replays=0,
-    )
-    session.add(made)
-    session.flush()
-    return Outcome(made, created=True)
+    assert existing is not None  # NOTE: the conflict was on this key
+    return replay(session=session, charge=existing, wanted_hash=wanted)
 
 
 def refund(*, session: Session, charge_id: str) -> Charge | None:

@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from opentelemetry import trace
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from flotilla.core import ProblemError
@@ -55,25 +54,16 @@ def _charge(session: Session, key: str, body: ChargeIn) -> _charges.Outcome:
 
 
 def _charge_in_transaction(session: Session, key: str, body: ChargeIn) -> _charges.Outcome:
-    try:
-        outcome = _charges.charge(
-            session=session,
-            key=key,
-            order_id=body.order_id,
-            amount_cents=body.amount_cents,
-            currency=body.currency,
-        )
-        session.commit()
-    except IntegrityError:
-        # NOTE: a concurrent request with the same key made the charge first; ours is its
-        # replay (PostgreSQL; SQLite's BEGIN IMMEDIATE made them take turns already).
-        session.rollback()
-        existing = _charges.find_by_key(session=session, key=key)
-        if existing is None:
-            raise
-        wanted = _charges.request_hash(body.order_id, body.amount_cents, body.currency)
-        outcome = _charges.replay(session=session, charge=existing, wanted_hash=wanted)
-        session.commit()
+    # NOTE: a concurrent request with the same key is settled by the insert's ON CONFLICT:
+    # whichever commits second reads the first one's charge as its replay
+    outcome = _charges.charge(
+        session=session,
+        key=key,
+        order_id=body.order_id,
+        amount_cents=body.amount_cents,
+        currency=body.currency,
+    )
+    session.commit()
     return outcome
 
 
