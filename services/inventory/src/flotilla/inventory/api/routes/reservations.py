@@ -81,40 +81,35 @@ def create_reservation(
 
     Idempotent by ``reference``: asking again with the same items answers the same
     reservation (200; a caller whose first try timed out finds it); other items are a 409
-    problem naming the reference.
+    problem naming the reference. PERF: the new reservation is tried first (three statements
+    for one sku); the reference's earlier one is looked up only when that fails.
     """
-    existing = _same(session, body)
-    if existing is not None:
-        response.status_code = 200
-        return _out(existing)
     lines = [(line.sku, line.quantity) for line in body.items]
     ttl_s = request.app.state.settings.reservation_ttl_s
     try:
         view = _stock.reserve(session=session, reference=body.reference, lines=lines, ttl_s=ttl_s)
         session.commit()
-    except _stock.UnknownSku as exc:
-        session.rollback()
-        raise ProblemError(
-            422,
-            "Unknown product",
-            str(exc),
-            slug="unknown-sku",
-            field=f"items.{exc.index}.sku",
-            sku=exc.sku,
-        ) from exc
-    except _stock.InsufficientStock as exc:
-        session.rollback()
-        raise _short(exc) from exc
-    except IntegrityError:
-        # NOTE: on PostgreSQL a concurrent request with the same reference can win the race
-        # (SQLite's BEGIN IMMEDIATE serializes them); our stock changes rolled back, so
-        # answer the reservation the winner made.
+    except (_stock.StockError, IntegrityError) as exc:
+        # NOTE: the reference may hold its reservation already (a retry whose first answer
+        # was lost, or a concurrent twin that won): that one is the answer, whatever the
+        # stock says now; our own stock changes rolled back.
         session.rollback()
         existing = _same(session, body)
-        if existing is None:
-            raise
-        response.status_code = 200
-        return _out(existing)
+        if existing is not None:
+            response.status_code = 200
+            return _out(existing)
+        if isinstance(exc, _stock.UnknownSku):
+            raise ProblemError(
+                422,
+                "Unknown product",
+                str(exc),
+                slug="unknown-sku",
+                field=f"items.{exc.index}.sku",
+                sku=exc.sku,
+            ) from exc
+        if isinstance(exc, _stock.InsufficientStock):
+            raise _short(exc) from exc
+        raise
     logger.info(
         "stock reserved",
         extra={"reservation": view.id, "reference": body.reference, "lines": len(lines)},
