@@ -263,16 +263,43 @@ def test_a_cancelled_order_is_never_fulfilled_nor_charged(platform: Platform) ->
     assert platform.charges()["charges"] == 0
 
 
-def test_an_order_whose_hold_was_released_fails_without_a_charge(platform: Platform) -> None:
-    """The reservation was given back before any worker came (by hand, say)."""
+def test_a_hold_with_time_to_spare_is_not_renewed_and_one_that_may_lapse_is(
+    platform: Platform, spans: InMemorySpanExporter
+) -> None:
+    """The worker renews the reservation only when it could lapse before the charge and the
+    commit (it ends within the claim's lease): most orders go without that HTTP hop."""
+    first = platform.api.post("/orders", json=ORDER).json()
+    spans.clear()
+    assert platform.fulfilment.fulfil(uuid.UUID(first["id"]), attempt="a") == "fulfilled"
+    paths = [str((s.attributes or {}).get("url.full", "")) for s in spans.get_finished_spans()]
+    assert not [p for p in paths if p.endswith("/renew")]
+    assert any(p.endswith("/commit") for p in paths)
+    # an order whose hold ends sooner than the claim's lease (a long queue): renewed first
+    second = platform.api.post("/orders", json=ORDER).json()
+    platform.fulfilment.claim_lease_s = 10_000.0
+    spans.clear()
+    assert platform.fulfilment.fulfil(uuid.UUID(second["id"]), attempt="b") == "fulfilled"
+    paths = [str((s.attributes or {}).get("url.full", "")) for s in spans.get_finished_spans()]
+    assert [p for p in paths if p.endswith("/renew")]
+
+
+def test_an_order_whose_hold_was_released_fails_and_its_charge_is_refunded(
+    platform: Platform,
+) -> None:
+    """The reservation was given back before any worker came (by hand, say). The worker does
+    not ask inventory before it charges while the hold has time left (a renew per order cost
+    an HTTP hop), so it finds out at the commit: the order fails and the charge is refunded."""
     before = platform.stock()
     order = platform.api.post("/orders", json=ORDER).json()
     released = platform.inventory.post(f"/reservations/{order['reservation_id']}/release")
     assert released.status_code == 200
     assert platform.fulfilment.fulfil(uuid.UUID(order["id"]), attempt="m") == "failed"
     failed = platform.api.get(f"/orders/{order['id']}").json()
-    assert failed["failure_reason"] == "the reservation was released before fulfilment"
-    assert platform.charges()["charges"] == 0
+    assert failed["failure_reason"] == (
+        "the reservation was released before its commit; 1 charge(s) refunded"
+    )
+    ledger = platform.charges()
+    assert (ledger["charges"], ledger["refunds"]) == (1, 1)
     assert platform.stock() == before
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ class Reservation:
     id: str
     status: str
     amount_cents: int
+    expires_at: datetime | None = None  # until when the stock is held
 
 
 #: The statuses of a reservation whose units are back on the shelf.
@@ -82,7 +84,13 @@ class InventoryClient:
                 answer = self._call("POST", "/reservations", body)
                 if answer.status_code in (200, 201):
                     made = answer.json()
-                    return Reservation(made["id"], made["status"], int(made["amount_cents"]))
+                    expires = made.get("expires_at")
+                    return Reservation(
+                        made["id"],
+                        made["status"],
+                        int(made["amount_cents"]),
+                        datetime.fromisoformat(expires) if expires else None,
+                    )
                 if answer.status_code in (404, 409, 422):
                     raise StockRefused(answer.status_code, answer.json())
                 raise UpstreamError(f"inventory answered {answer.status_code}")

@@ -96,6 +96,7 @@ def create_order(
     announce: QueueMessage,
     idempotency_key: str | None,
     body_hash: str,
+    reservation_expires_at: datetime | None = None,
 ) -> Order:
     """Insert an accepted order, its outbox row and its idempotency key."""
     now = utcnow()
@@ -106,6 +107,7 @@ def create_order(
         items=items,
         status="accepted",
         reservation_id=reservation_id,
+        reservation_expires_at=reservation_expires_at,
         amount_cents=amount_cents,
         created_at=now,
         updated_at=now,
@@ -189,6 +191,7 @@ def transition(
     reason: str | None = None,
     announce: QueueMessage | None = None,
     from_: tuple[str, ...] = ("accepted",),
+    payment_id: str | None = None,
 ) -> bool:
     """Move the order to ``to`` if it is in one of ``from_``; False when it was not.
 
@@ -197,6 +200,8 @@ def transition(
     ``fulfilling`` drops the claim.
     """
     values: dict[str, Any] = {"status": to, "updated_at": utcnow()}
+    if payment_id is not None:
+        values["payment_id"] = payment_id
     if reason is not None:
         values["failure_reason"] = reason[:500]
     if to != "fulfilling":
@@ -210,8 +215,22 @@ def transition(
     return moved
 
 
-def claim(*, session: Session, order_id: str, attempt: str, lease_s: float) -> bool:
-    """Claim the order for a fulfilment attempt before any side effect; True if it is ours.
+@dataclass(frozen=True)
+class Claimed:
+    """What a fulfilment attempt needs of the order it claimed."""
+
+    id: str
+    reservation_id: str
+    reservation_expires_at: datetime | None
+    email: str
+    items: list[dict[str, Any]]
+    amount_cents: int
+    payment_id: str | None
+
+
+def claim(*, session: Session, order_id: str, attempt: str, lease_s: float) -> Claimed | None:
+    """Claim the order for a fulfilment attempt before any side effect: the order if it is
+    ours, None if not (PERF: the claim and the read are one ``UPDATE … RETURNING``).
 
     An ``accepted`` order is claimed by the first attempt that asks. A ``fulfilling`` one
     only by the same message (a retry, or the redelivery of a message whose worker died) or
@@ -219,7 +238,7 @@ def claim(*, session: Session, order_id: str, attempt: str, lease_s: float) -> b
     runs beside the attempt that holds the order.
     """
     now = utcnow()
-    changed = session.execute(
+    row = session.execute(
         sa.update(Order)
         .where(
             Order.id == order_id,
@@ -240,8 +259,23 @@ def claim(*, session: Session, order_id: str, attempt: str, lease_s: float) -> b
             claim_expires_at=now + timedelta(seconds=lease_s),
             updated_at=now,
         )
-    )
-    return bool(changed.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+        .returning(
+            Order.id,
+            Order.reservation_id,
+            Order.reservation_expires_at,
+            Order.customer_email,
+            Order.items,
+            Order.amount_cents,
+            Order.payment_id,
+        )
+    ).first()
+    if row is None:
+        return None
+    order, reservation, expires, email, items, amount, payment = row
+    return Claimed(
+        str(order), str(reservation), as_utc(expires) if expires else None, str(email),
+        list(items), int(amount), payment,
+    )  # fmt: skip
 
 
 def record_payment(*, session: Session, order_id: str, payment_id: str) -> None:

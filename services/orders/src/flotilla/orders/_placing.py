@@ -103,6 +103,7 @@ def place_order(
             items=payload["items"],
             reservation_id=reservation.id,
             amount_cents=reservation.amount_cents,
+            reservation_expires_at=reservation.expires_at,
             announce=FulfilOrder(order_id=uuid.UUID(order_id)),
             idempotency_key=idempotency_key,
             body_hash=body_hash,

@@ -25,6 +25,10 @@ class Order(Base):
     items: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(sa.String(16), index=True)
     reservation_id: Mapped[str] = mapped_column(sa.String(36))
+    #: until when inventory holds its stock (as inventory answered the reserve; NULL: unknown)
+    reservation_expires_at: Mapped[datetime | None] = mapped_column(
+        sa.DateTime(timezone=True), nullable=True
+    )
     amount_cents: Mapped[int] = mapped_column(sa.Integer, default=0)
     failure_reason: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), index=True)
