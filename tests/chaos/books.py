@@ -173,16 +173,50 @@ def dropped_spans(platform: FlotillaUp) -> int:
 class Mail:
     mailbox: collections.Counter[str]  # order id → mails in the mailbox (one file each)
     deliveries: int  # SMTP deliveries, duplicates included
-    duplicates: int
+    duplicated: frozenset[str]  # orders delivered more than once
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.duplicated)
+
+
+def _order_of(filed: str) -> str:
+    return filed.removeprefix("order-").split("@")[0]
 
 
 def mail(platform: FlotillaUp) -> Mail:
     folder = platform.var_dir / "mail"
     mailbox = collections.Counter[str]()
     for filed in folder.glob("order-*.eml"):
-        mailbox[filed.name.removeprefix("order-").split("@")[0]] += 1
+        mailbox[_order_of(filed.name)] += 1
     log = (folder / "deliveries.log").read_text().splitlines() if folder.exists() else []
-    return Mail(mailbox, len(log), sum(1 for line in log if " duplicate " in line))
+    duplicated = frozenset(_order_of(line.split()[-1]) for line in log if " duplicate " in line)
+    return Mail(mailbox, len(log), duplicated)
+
+
+def mailed_but_unmarked(platform: FlotillaUp, worker: str, pid: int) -> set[str]:
+    """Orders a SIGKILLed notifications worker (``worker``, process ``pid``) had claimed in the
+    mail ledger and the sink had already accepted: the worker died between the server's 250
+    and its ``sent`` mark, the one instant in which the next copy mails again (no SMTP client
+    can ask the server whether a mail arrived; ``flotilla.notifications._ledger``)."""
+    import redis
+
+    from flotilla.notifications import MailLedger
+
+    ledger = MailLedger(platform.redis_url, claim_s=60)
+    holder = f"sending {worker} {pid} ".encode()
+    try:
+        claimed = [
+            key.decode().removeprefix(ledger.prefix)
+            for key in ledger.redis.scan_iter(match=ledger.prefix + "*", count=1000)
+            if (ledger.redis.get(key) or b"").startswith(holder)
+        ]
+    except redis.RedisError:
+        return set()
+    finally:
+        ledger.close()
+    filed = mail(platform).mailbox
+    return {order for order in claimed if filed[order]}
 
 
 def wait_for_mail(platform: FlotillaUp, orders: list[str], timeout_s: float = 120) -> Mail:

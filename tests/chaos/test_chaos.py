@@ -27,6 +27,7 @@ from tests.chaos.books import (
     check_traces,
     dropped_spans,
     kill,
+    mailed_but_unmarked,
     place_orders,
     results_line,
     stock,
@@ -51,9 +52,15 @@ def balanced_books(
     *,
     name: str,
     sigkilled: list[str] | None = None,
+    mailed_unmarked: set[str] | frozenset[str] = frozenset(),
     **extra: object,
 ) -> dict[str, Any]:
-    """Check the invariants every chaos test shares; returns the numbers it counted."""
+    """Check the invariants every chaos test shares; returns the numbers it counted.
+
+    ``mailed_unmarked``: orders whose notifications worker was SIGKILLed after the SMTP
+    server accepted their mail and before the ledger's ``sent`` mark
+    (:func:`~tests.chaos.books.mailed_but_unmarked`); only these may be mailed twice.
+    """
     assert not placed.gave_up, f"{len(placed.gave_up)} orders never accepted"
     keys = len(placed.orders)
     orders = wait_until_settled(platform, keys)
@@ -73,8 +80,10 @@ def balanced_books(
     mails = wait_for_mail(platform, fulfilled)
     missing = [o for o in fulfilled if mails.mailbox[o] != 1]
     assert not missing, f"{len(missing)} orders without exactly one mail"
-    # one SMTP delivery per order: a copy of a confirmation is not mailed again (the ledger)
-    assert mails.duplicates == 0, f"{mails.duplicates} duplicate SMTP deliveries"
+    # one SMTP delivery per order: a copy of a confirmation is not mailed again (the ledger),
+    # except where a worker was killed in the instant between the server's 250 and the mark
+    unexplained = sorted(mails.duplicated - set(mailed_unmarked))
+    assert not unexplained, f"{len(unexplained)} duplicate SMTP deliveries: {unexplained[:5]}"
     sample = dict(
         random.sample(sorted(placed.traces.items()), min(TRACE_SAMPLE, len(placed.traces)))
     )
@@ -96,6 +105,7 @@ def balanced_books(
         "refunds": ledger["refunds"],
         "mails": sum(mails.mailbox.values()),
         "smtp_duplicate_deliveries": mails.duplicates,
+        "workers_killed_between_250_and_mark": len(mailed_unmarked),
         "leaked_reservations": shelf.held_reservations,
         "traces_checked": traces.checked,
         "broken_traces": len(traces.broken),
@@ -124,6 +134,7 @@ def test_random_workers_sigkilled_every_few_seconds_lose_and_double_nothing(
     before = stock(platform).available
     stop = threading.Event()
     killed: list[str] = []
+    mailed_unmarked: set[str] = set()
 
     def killer() -> None:
         while not stop.wait(3):
@@ -132,6 +143,9 @@ def test_random_workers_sigkilled_every_few_seconds_lose_and_double_nothing(
                 name = random.choice(sorted(workers))
                 if kill(workers[name]):
                     killed.append(name)
+                    if name.startswith("notifications-worker"):
+                        time.sleep(0.2)  # NOTE: gone; its claims stay as it left them
+                        mailed_unmarked.update(mailed_but_unmarked(platform, name, workers[name]))
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
@@ -149,6 +163,7 @@ def test_random_workers_sigkilled_every_few_seconds_lose_and_double_nothing(
         before,
         name="workers-sigkilled",
         sigkilled=killed,
+        mailed_unmarked=mailed_unmarked,
         workers_killed=len(killed),
     )
     assert len(killed) >= 10

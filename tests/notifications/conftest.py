@@ -6,6 +6,7 @@ thread, consuming the ``notifications`` queue of a real Redis under a fresh name
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Iterator
@@ -95,22 +96,32 @@ def settings(redis_url: str, smtp: SmtpServer) -> NotificationsSettings:
     )
 
 
+@contextlib.contextmanager
+def worker_on(broker: dramatiq.Broker, *, threads: int = 2) -> Iterator[dramatiq.Broker]:
+    """``run_worker`` consuming ``notifications`` of ``broker`` in a thread, stopped on exit."""
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=run_worker,
+        args=(broker,),
+        kwargs={"queues": ["notifications"], "threads": threads, "drain_timeout_s": 5}
+        | {"stop": stop},
+        daemon=True,
+    )
+    worker.start()
+    try:
+        yield broker
+    finally:
+        stop.set()
+        worker.join(15)
+
+
 @pytest.fixture
 def broker(settings: NotificationsSettings) -> Iterator[dramatiq.Broker]:
     """A worker consuming ``notifications`` in this process; yields its broker."""
     broker = broker_from_url(settings.broker_url)
     declare_actors(broker, settings)
-    stop = threading.Event()
-    worker = threading.Thread(
-        target=run_worker,
-        args=(broker,),
-        kwargs={"queues": ["notifications"], "threads": 2, "drain_timeout_s": 5, "stop": stop},
-        daemon=True,
-    )
-    worker.start()
-    yield broker
-    stop.set()
-    worker.join(15)
+    with worker_on(broker):
+        yield broker
 
 
 def confirmation(email: str = "ada@example.com") -> OrderConfirmation:

@@ -6,7 +6,6 @@ Everything is real: Redis as the broker, a Dramatiq worker in this process and a
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -15,9 +14,15 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from flotilla.core import broker_from_url, run_worker, send_message
+from flotilla.core import broker_from_url, send_message
 from flotilla.notifications import MailLedger, NotificationsSettings, declare_actors
-from tests.notifications.conftest import UNKNOWN_MAILBOX, Inbox, SmtpServer, confirmation
+from tests.notifications.conftest import (
+    UNKNOWN_MAILBOX,
+    Inbox,
+    SmtpServer,
+    confirmation,
+    worker_on,
+)
 from tests.support.waiting import wait_for
 
 
@@ -160,21 +165,43 @@ def test_a_claim_left_by_a_dead_worker_runs_out_and_the_mail_goes_out_once(
     declare_actors(broker, settings, ledger=ledger)
     sent = confirmation()
     assert ledger.claim(str(sent.order_id))  # the worker that died
-    stop = threading.Event()
-    worker = threading.Thread(
-        target=run_worker,
-        args=(broker,),
-        kwargs={"queues": ["notifications"], "threads": 1, "drain_timeout_s": 5, "stop": stop},
-        daemon=True,
-    )
-    worker.start()
-    try:
+    with worker_on(broker, threads=1):
         send_message(broker, sent)
         wait_for(lambda: inbox.mails, timeout_s=30)
         send_message(broker, sent)  # and one more copy, later: mailed before
         time.sleep(2)
-    finally:
-        stop.set()
-        worker.join(15)
     assert len(inbox.mails) == 1
+    assert ledger.claim(str(sent.order_id)) is None  # marked sent
+
+
+class _ShutsDownAtQuit(Inbox):
+    """Accepts every mail, then answers the goodbye as a server shutting down does."""
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        return "421 4.3.2 shutting down"
+
+
+def test_a_failed_goodbye_after_the_server_took_the_mail_mails_once(
+    settings: NotificationsSettings, spans: InMemorySpanExporter
+) -> None:
+    """The server answered 250 to the mail's data, then 421 to ``QUIT``:
+    the mail is the server's, so it is marked sent and not retried (a retry would mail it
+    again)."""
+    server = SmtpServer(settings.smtp_port)
+    server.inbox = _ShutsDownAtQuit()
+    server.start()
+    try:
+        broker = broker_from_url(settings.broker_url)
+        declare_actors(broker, settings)
+        with worker_on(broker, threads=1):
+            sent = confirmation()
+            message_id = send_message(broker, sent)
+            wait_for(lambda: server.inbox.mails and _attempts(spans, message_id), timeout_s=20)
+            time.sleep(1.5)  # NOTE: longer than the retry's 100 ms backoff
+    finally:
+        server.stop()
+    (attempt,) = _attempts(spans, message_id)
+    assert attempt.status.status_code != StatusCode.ERROR
+    assert len(server.inbox.mails) == 1
+    ledger = MailLedger(settings.ledger, claim_s=1)
     assert ledger.claim(str(sent.order_id)) is None  # marked sent

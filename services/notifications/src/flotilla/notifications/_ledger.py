@@ -14,6 +14,7 @@ the server's 250 and the ``sent`` mark: the ``Message-ID`` is the same for every
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -60,7 +61,9 @@ class MailLedger:
             LedgerUnavailable: Redis did not answer.
         """
         key = self.prefix + order_id
-        token = f"sending {worker_name()} {uuid.uuid4().hex}".encode()
+        # NOTE: the holder's name and pid say whose claim it is (a claim a SIGKILLed worker
+        # left can be told from its restarted successor's)
+        token = f"sending {worker_name()} {os.getpid()} {uuid.uuid4().hex}".encode()
         try:
             if self.redis.set(key, token, nx=True, px=self.claim_ms):
                 return token

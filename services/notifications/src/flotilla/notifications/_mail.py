@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import smtplib
 import ssl
+from collections.abc import Callable
 from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
@@ -93,11 +94,22 @@ def _translate(exc: Exception, where: str) -> MailUndeliverable | MailRejected:
     return MailUndeliverable(f"{where}: {type(exc).__name__}: {exc}")
 
 
-def send_mail(mail: EmailMessage, settings: NotificationsSettings) -> None:
+def send_mail(
+    mail: EmailMessage,
+    settings: NotificationsSettings,
+    *,
+    accepted: Callable[[], object] | None = None,
+) -> None:
     """Hand ``mail`` to the configured SMTP server, inside a CLIENT span ``smtp.send``.
 
+    ``accepted`` is called the moment the server has answered 250 to the mail's data, before
+    the goodbye (``QUIT``): from then on the mail is the server's, so the mail ledger marks it
+    sent at once, and a connection that breaks during the goodbye is no failure (retrying
+    would mail it again).
+
     Raises:
-        MailUndeliverable: connection refused, timeout, dropped connection, or a 4xx answer.
+        MailUndeliverable: connection refused, timeout, dropped connection, or a 4xx answer,
+            each before the server accepted the mail.
         MailRejected: a 5xx answer (the mail itself is refused).
     """
     recipients = getaddresses(mail.get_all("To", []) + mail.get_all("Cc", []))
@@ -110,15 +122,23 @@ def send_mail(mail: EmailMessage, settings: NotificationsSettings) -> None:
             "server.port": settings.smtp_port,
             "email.recipient_count": len(recipients),
         },
-    ):
+    ) as span:
+        smtp = smtplib.SMTP(timeout=settings.smtp_timeout_s)
         try:
-            with smtplib.SMTP(
-                settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s
-            ) as smtp:
-                if settings.smtp_starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if settings.smtp_username and settings.smtp_password:
-                    smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
-                smtp.send_message(mail)
+            smtp.connect(settings.smtp_host, settings.smtp_port)
+            if settings.smtp_starttls:
+                smtp.starttls(context=ssl.create_default_context())
+            if settings.smtp_username and settings.smtp_password:
+                smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
+            smtp.send_message(mail)
         except (OSError, smtplib.SMTPException) as exc:
+            smtp.close()
             raise _translate(exc, where) from exc
+        if accepted is not None:
+            accepted()
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException) as exc:
+            # NOTE: the server has the mail; only the goodbye was lost
+            span.add_event("smtp.quit_failed", {"exception.message": str(exc)})
+            smtp.close()

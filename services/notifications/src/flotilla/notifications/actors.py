@@ -76,8 +76,11 @@ def declare_actors(
             logger.info("confirmation mailed before; not again", extra={"order_id": order_id})
             return
         mail = compose_confirmation(confirmation, sender=settings.mail_from)
+        marked: list[bool] = []
         try:
-            send_mail(mail, settings)
+            # NOTE: marked sent the moment the server has it (before the goodbye): the window
+            # in which a killed worker leaves a mailed order unmarked is one Redis round trip
+            send_mail(mail, settings, accepted=lambda: marked.append(ledger.sent(order_id)))
         except MailRejected:
             ledger.give_back(order_id, claim)
             logger.error(
@@ -94,7 +97,7 @@ def declare_actors(
         except BaseException:  # the time limit, a bug: the next copy may try at once
             ledger.give_back(order_id, claim)
             raise
-        if not ledger.sent(order_id):
+        if not all(marked):
             logger.warning("confirmation sent, but not marked so", extra={"order_id": order_id})
         logger.info("confirmation sent", extra={"order_id": order_id})
 
