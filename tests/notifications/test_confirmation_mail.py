@@ -15,7 +15,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from flotilla.core import broker_from_url, send_message
-from flotilla.notifications import MailLedger, NotificationsSettings, declare_actors
+from flotilla.notifications import (
+    LedgerUnavailable,
+    MailLedger,
+    NotificationsSettings,
+    declare_actors,
+)
 from tests.notifications.conftest import (
     UNKNOWN_MAILBOX,
     Inbox,
@@ -205,3 +210,33 @@ def test_a_failed_goodbye_after_the_server_took_the_mail_mails_once(
     assert len(server.inbox.mails) == 1
     ledger = MailLedger(settings.ledger, claim_s=1)
     assert ledger.claim(str(sent.order_id)) is None  # marked sent
+
+
+class _AnswerLostOnce(MailLedger):
+    """The ledger's Redis runs the first claim, and the connection breaks before its answer
+    comes back (a Redis stopped at that moment): a network fault this test cannot make Redis
+    produce on cue, so the ledger raises it right after the claim ran."""
+
+    lost = False
+
+    def claim(self, order_id: str, message_id: str | None = None) -> bytes | None:
+        made = super().claim(order_id, message_id)
+        if not self.lost:
+            self.lost = True
+            raise LedgerUnavailable("the mail ledger did not answer: connection lost")
+        return made
+
+
+def test_a_claim_whose_answer_was_lost_is_the_retrys_own_and_the_mail_goes_out_at_once(
+    inbox: Inbox, settings: NotificationsSettings, spans: InMemorySpanExporter
+) -> None:
+    """The retry of the message finds the claim its own first try made (same message id) and
+    mails, rather than waiting for the claim's minute to run out."""
+    ledger = _AnswerLostOnce(settings.ledger, claim_s=60)
+    broker = broker_from_url(settings.broker_url)
+    declare_actors(broker, settings, ledger=ledger)
+    with worker_on(broker, threads=1):
+        message_id = send_message(broker, confirmation())
+        wait_for(lambda: inbox.mails, timeout_s=20)  # NOTE: far less than the claim's 60 s
+    assert len(inbox.mails) == 1
+    assert len(_failed(_attempts(spans, message_id))) == 1  # the try whose answer was lost

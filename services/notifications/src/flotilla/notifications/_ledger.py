@@ -53,8 +53,13 @@ class MailLedger:
         self.claim_ms = int(claim_s * 1000)
         self._give_back = self.redis.register_script(_GIVE_BACK)
 
-    def claim(self, order_id: str) -> bytes | None:
+    def claim(self, order_id: str, message_id: str | None = None) -> bytes | None:
         """This worker's claim on mailing the order, or None when it was mailed already.
+
+        ``message_id``, the queue message's id, is the same for each retry of one message:
+        a retry finds a claim an earlier try of its own made (the ``SET`` ran, but its answer
+        was lost with the connection) as its own, instead of waiting for it to run out. Two
+        copies of a confirmation are two messages.
 
         Raises:
             MailInProgress: another worker is mailing it now.
@@ -63,7 +68,8 @@ class MailLedger:
         key = self.prefix + order_id
         # NOTE: the holder's name and pid say whose claim it is (a claim a SIGKILLed worker
         # left can be told from its restarted successor's)
-        token = f"sending {worker_name()} {os.getpid()} {uuid.uuid4().hex}".encode()
+        attempt = message_id or uuid.uuid4().hex
+        token = f"sending {worker_name()} {os.getpid()} {attempt}".encode()
         try:
             if self.redis.set(key, token, nx=True, px=self.claim_ms):
                 return token
@@ -72,6 +78,8 @@ class MailLedger:
             raise LedgerUnavailable(f"the mail ledger did not answer: {exc}") from exc
         if state == SENT:
             return None
+        if state == token:
+            return token
         raise MailInProgress(f"order {order_id} is being mailed by another worker")
 
     def sent(self, order_id: str) -> bool:

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 from opentelemetry import trace
 from pydantic import ValidationError
 
@@ -70,7 +71,8 @@ def declare_actors(
         order_id = str(confirmation.order_id)
         span = trace.get_current_span()
         span.set_attribute("flotilla.order.id", order_id)
-        claim = ledger.claim(order_id)
+        message = CurrentMessage.get_current_message()
+        claim = ledger.claim(order_id, message.message_id if message else None)
         span.set_attribute("flotilla.mail.already_sent", claim is None)
         if claim is None:
             logger.info("confirmation mailed before; not again", extra={"order_id": order_id})
