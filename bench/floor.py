@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._floor_server import MODES, serve_reservations
 from bench._support import free_port, service, trace_to_encode_and_drop, wait_http
 
 REDIS_URL = os.environ.get("FLOTILLA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -65,54 +65,6 @@ RECIPE = {
     "Dramatiq message (send + process)": 2,  # fulfil_order, send_order_confirmation
     "span received by the console": 43,
 }
-
-
-class Line(BaseModel):
-    sku: str
-    quantity: int
-
-
-class Reservation(BaseModel):
-    reference: str
-    lines: list[Line]
-
-
-def serve_reservations(mode: str, port: int) -> None:
-    """A FastAPI service with one endpoint shaped like inventory-api's reserve (validated
-    body in, model out), as ``def`` or ``async def``."""
-    from fastapi import FastAPI
-
-    from flotilla.core import instrument_fastapi, serve
-
-    trace_to_encode_and_drop("floor-api")
-    # NOTE: "def" and "async" as the services are today (contrib's instrumentation; FastAPI's
-    # own telemetry left at its default, which then only checks for contrib's each request);
-    # "contrib-only": FastAPI's own switched off; "native": FastAPI's own OpenTelemetry
-    # support instead of contrib's, one span a request as theirs.
-    off = {"tracing": False, "metrics": False, "logs": False}
-    native = {"tracing": True, "operation_spans": False, "metrics": False, "logs": False}
-    telemetry = {"contrib-only": off, "native": native}.get(mode)
-    app = FastAPI(telemetry=telemetry)  # type: ignore[arg-type]
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    if mode != "async":
-
-        @app.post("/reservations", status_code=201)
-        def reserve(body: Reservation) -> Reservation:
-            return body
-
-    else:
-
-        @app.post("/reservations", status_code=201)
-        async def reserve_async(body: Reservation) -> Reservation:
-            return body
-
-    if mode != "native":
-        instrument_fastapi(app)
-    serve(app, host="127.0.0.1", port=port)
 
 
 def _cpu_of(pid: int) -> float:
@@ -142,14 +94,20 @@ def _threaded(n: int, step: Callable[[int], None]) -> None:
 
 
 def measure_http(mode: str, n: int) -> dict[str, float]:
+    """A server of ``mode`` and the platform's client (threads, as the sync services call);
+    mode "async-client": the "async" server called by the platform's async client
+    (``async_service_client``, as many calls at once as the threads)."""
     from flotilla.core import service_client
 
     trace_to_encode_and_drop("floor-client")
     port = free_port()
-    argv = [sys.executable, __file__, "--serve", mode, "--port", str(port)]
+    serve_mode = "async" if mode == "async-client" else mode
+    argv = [sys.executable, __file__, "--serve", serve_mode, "--port", str(port)]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
+        if mode == "async-client":
+            return _measure_async_client(f"http://127.0.0.1:{port}", server.pid, n)
         client = service_client(f"http://127.0.0.1:{port}")
 
         def post(_: int) -> None:
@@ -165,6 +123,33 @@ def measure_http(mode: str, n: int) -> dict[str, float]:
         server.terminate()
         server.wait(30)
     return {"server": server_ms, "client": client_ms}
+
+
+def _measure_async_client(url: str, server_pid: int, n: int) -> dict[str, float]:
+    import asyncio
+
+    from flotilla.core import async_service_client
+
+    async def run() -> dict[str, float]:
+        async with async_service_client(url) as client:
+
+            async def posts(count: int) -> None:
+                async def one(k: int) -> None:
+                    for _ in range(k, count, CLIENT_THREADS):
+                        answer = await client.post("/reservations", json=RESERVATION)
+                        answer.raise_for_status()
+
+                await asyncio.gather(*(one(k) for k in range(CLIENT_THREADS)))
+
+            await posts(200)
+            server_before, client_before = _cpu_of(server_pid), time.process_time()
+            await posts(n)
+            return {
+                "server": (_cpu_of(server_pid) - server_before) * 1000 / n,
+                "client": (time.process_time() - client_before) * 1000 / n,
+            }
+
+    return asyncio.run(run())
 
 
 class Base(DeclarativeBase):
@@ -298,6 +283,9 @@ BLOCKS: dict[str, Callable[[int], dict[str, float]]] = {
     "http-async": lambda n: measure_http("async", n),
     "http-contrib-only": lambda n: measure_http("contrib-only", n),
     "http-native": lambda n: measure_http("native", n),
+    "http-def-deps": lambda n: measure_http("def-deps", n),
+    "http-async-deps": lambda n: measure_http("async-deps", n),
+    "http-async-client": lambda n: measure_http("async-client", n),
     "sqlite": measure_sqlite,
     "dramatiq": measure_dramatiq,
 }
@@ -318,9 +306,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="operations per block and variant")
     parser.add_argument("--rounds", type=int, default=3, help="medians of this many runs")
     parser.add_argument("--block", choices=sorted(BLOCKS), help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--serve", choices=["def", "async", "contrib-only", "native"], help=argparse.SUPPRESS
-    )
+    parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -354,7 +340,14 @@ def main() -> None:
         ("HTTP request, server (async def endpoint)", "http-async", "server"),
         ("HTTP request, server (FastAPI's own telemetry off)", "http-contrib-only", "server"),
         ("HTTP request, server (FastAPI's own telemetry, not contrib's)", "http-native", "server"),
+        ("HTTP request, server (def endpoint, 6 def dependencies)", "http-def-deps", "server"),
+        (
+            "HTTP request, server (async endpoint, 6 async dependencies)",
+            "http-async-deps",
+            "server",
+        ),
         ("HTTP request, client", "http-def", "client"),
+        ("HTTP request, client (async)", "http-async-client", "client"),
         ("SQLite write transaction (ORM)", "sqlite", "orm_write"),
         ("SQL statement more in a transaction (ORM)", "sqlite", "statement"),
         ("SQLite write transaction (Core)", "sqlite", "core_write"),

@@ -10,13 +10,13 @@ from .._settings import ConsoleSettings
 from .._store import SpanStore
 
 
-def span_store(request: Request) -> SpanStore:
+async def span_store(request: Request) -> SpanStore:
     """The app's span store (one per app, shared by every request)."""
     store: SpanStore = request.app.state.store
     return store
 
 
-def console_settings(request: Request) -> ConsoleSettings:
+async def console_settings(request: Request) -> ConsoleSettings:
     """The settings the app was created with."""
     settings: ConsoleSettings = request.app.state.settings
     return settings

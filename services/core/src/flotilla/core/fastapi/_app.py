@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
+from anyio.lowlevel import RunVar
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -182,15 +183,43 @@ def service_app(
     return app
 
 
-def db_session(request: Request) -> Iterator[Session]:
+#: threads that roll back what a request left open (their own, so a rollback never waits
+#: for a request thread while the request threads wait for its connection)
+_CLOSERS: RunVar[anyio.CapacityLimiter] = RunVar("flotilla_session_closers")
+
+
+def _closers() -> anyio.CapacityLimiter:
+    try:
+        return _CLOSERS.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(4)
+        _CLOSERS.set(limiter)
+        return limiter
+
+
+@asynccontextmanager
+async def _request_session(factory: sessionmaker[Session]) -> AsyncIterator[Session]:
+    """A session for one request, made and closed on the event loop: making one does no I/O
+    (it connects at its first statement), nor does closing one whose transaction the
+    endpoint ended. Only a transaction left open is rolled back on a thread. So a request's
+    sessions cost no thread-pool hops (a ``def`` dependency costs two: ``bench/floor.py``)."""
+    session = factory()
+    try:
+        yield session
+    finally:
+        if session.in_transaction():
+            await anyio.to_thread.run_sync(session.close, limiter=_closers())
+        else:
+            session.close()
+
+
+async def db_session(request: Request) -> AsyncIterator[Session]:
     """A session from ``app.state.sessions`` for one request (writes allowed)."""
-    factory: sessionmaker[Session] = request.app.state.sessions
-    with factory() as session:
+    async with _request_session(request.app.state.sessions) as session:
         yield session
 
 
-def read_session(request: Request) -> Iterator[Session]:
+async def read_session(request: Request) -> AsyncIterator[Session]:
     """A session from ``app.state.read_sessions`` for one request that only reads."""
-    factory: sessionmaker[Session] = request.app.state.read_sessions
-    with factory() as session:
+    async with _request_session(request.app.state.read_sessions) as session:
         yield session

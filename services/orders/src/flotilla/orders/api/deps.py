@@ -15,22 +15,22 @@ from .._outbox import OutboxRelay
 from .._settings import OrdersSettings
 
 
-def _inventory(request: Request) -> InventoryClient:
+async def _inventory(request: Request) -> InventoryClient:
     client: InventoryClient = request.app.state.inventory
     return client
 
 
-def _relay(request: Request) -> OutboxRelay | None:
+async def _relay(request: Request) -> OutboxRelay | None:
     relay: OutboxRelay | None = request.app.state.relay
     return relay
 
 
-def _admission(request: Request) -> Admission:
+async def _admission(request: Request) -> Admission:
     admission: Admission = request.app.state.admission
     return admission
 
 
-def _settings(request: Request) -> OrdersSettings:
+async def _settings(request: Request) -> OrdersSettings:
     settings: OrdersSettings = request.app.state.settings
     return settings
 
@@ -50,7 +50,7 @@ class CallerIdentity:
         return self.is_operator or owner == self.client_id
 
 
-def _caller(
+async def _caller(
     x_client_id: Annotated[
         str | None,
         # NOTE: not in the OpenAPI document: the edge sets it and a client never can

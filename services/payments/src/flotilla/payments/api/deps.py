@@ -12,7 +12,7 @@ from flotilla.core.fastapi import db_session, read_session
 from .._faults import FaultInjector
 
 
-def _faults(request: Request) -> FaultInjector:
+async def _faults(request: Request) -> FaultInjector:
     injector: FaultInjector = request.app.state.faults
     return injector
 
