@@ -165,9 +165,18 @@ def test_an_accepted_order_is_fulfilled_charged_once_and_confirmed_in_one_trace(
     for parent, child in itertools.pairwise(chain):
         assert child.context.trace_id == request.context.trace_id
         assert child.parent is not None and child.parent.span_id == parent.context.span_id
-    payment = by_name["payment.charge"]
-    assert payment.parent is not None
-    assert payment.parent.span_id == by_name["process orders"].context.span_id
+    charged = dict(by_name["process orders"].attributes or {})
+    assert charged["payments.idempotency_key"] == f"order-{order['id']}"
+    assert charged["payments.charge.id"] == charge["id"]
+    assert charged["payments.replayed"] is False
+    charge_call = next(
+        s
+        for s in finished
+        if s.kind.name == "CLIENT"
+        and str((s.attributes or {}).get("url.full")).endswith("/charges")
+    )
+    assert charge_call.parent is not None
+    assert charge_call.parent.span_id == by_name["process orders"].context.span_id
     provider = next(s for s in finished if s.name == "POST /charges" and s.kind.name == "SERVER")
     assert provider.context.trace_id == request.context.trace_id  # the provider's side, too
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SimpleSpanProcessor,
@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from ._exporters import chosen
+from ._folding import FoldingProcessor
 from ._log_export import configure_log_export, flush_logs, shutdown_logs
 from ._metrics import configure_metrics, flush_metrics, prefer_stable_semconv
 from ._span_drops import REPORT_EVERY_S, CountingBatchSpanProcessor, DropReporter
@@ -32,6 +33,8 @@ from ._span_drops import REPORT_EVERY_S, CountingBatchSpanProcessor, DropReporte
 logger = logging.getLogger(__name__)
 
 _provider: TracerProvider | None = None
+#: the span processors of ``_provider`` (a Redis span that is not folded goes to each)
+_processors: list[SpanProcessor] = []
 _extra_exporters: list[SpanExporter] = []
 _drops: DropReporter | None = None
 
@@ -65,6 +68,12 @@ def _exporters() -> list[SpanExporter]:
     )
 
 
+def _add_processor(provider: TracerProvider, processor: SpanProcessor) -> None:
+    """Add ``processor`` to ``provider``; the folded Redis spans that are kept go to it too."""
+    provider.add_span_processor(processor)
+    _processors.append(processor)
+
+
 def configure_telemetry(
     default_service_name: str,
     *,
@@ -93,17 +102,17 @@ def configure_telemetry(
     if _provider is not None:
         if exporter is not None and all(exporter is not e for e in _extra_exporters):
             _extra_exporters.append(exporter)
-            _provider.add_span_processor(SimpleSpanProcessor(exporter))
+            _add_processor(_provider, SimpleSpanProcessor(exporter))
         return _provider
     resource = _service_resource(default_service_name)
     provider = TracerProvider(resource=resource)
     configure_metrics(resource, port=metrics_port, host=metrics_host)
     batching = [CountingBatchSpanProcessor(each) for each in _exporters()]
     for processor in batching:
-        provider.add_span_processor(processor)
+        _add_processor(provider, processor)
     if exporter is not None:
         _extra_exporters.append(exporter)
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        _add_processor(provider, SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _provider = provider
     configure_log_export(resource)
@@ -136,6 +145,7 @@ def shutdown_telemetry() -> None:
         _provider.shutdown()
         _provider = None
         _extra_exporters.clear()
+        _processors.clear()
     shutdown_logs()
     flush_metrics()  # NOTE: the meter provider shuts itself down at exit
 
@@ -152,14 +162,20 @@ def instrument_httpx() -> None:
 
 
 def instrument_redis() -> None:
-    """Trace every redis-py command of this process."""
+    """Trace every redis-py command of this process, folded into the span it ran under
+    unless it was slow or failed (:mod:`flotilla.core._folding`)."""
     if telemetry_enabled():
         prefer_stable_semconv()
         from opentelemetry.instrumentation.redis import RedisInstrumentor
 
         instrumentor = RedisInstrumentor()
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            return
+        # NOTE: configure_telemetry comes first in a process; a test may instrument before it
+        resource = _provider.resource if _provider else _service_resource("flotilla")
+        folding = TracerProvider(resource=resource)
+        folding.add_span_processor(FoldingProcessor(lambda: _processors))
+        instrumentor.instrument(tracer_provider=folding)
 
 
 def instrument_fastapi(app: Any) -> None:

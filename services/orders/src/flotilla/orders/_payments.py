@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import httpx
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
 from flotilla.core import UpstreamError, service_client, translate_http_error
 
@@ -78,21 +77,20 @@ class HttpPaymentProvider:
             PaymentRefused: the provider refused the charge for good.
         """
         key = charge_key(order_id)
-        with tracer.start_as_current_span(
-            "payment.charge",
-            kind=SpanKind.INTERNAL,
-            attributes={"flotilla.order.id": order_id, "payments.idempotency_key": key},
-        ) as span:
-            answer = self._call(
-                "POST",
-                "/charges",
-                json={"order_id": order_id, "amount_cents": amount_cents},
-                headers={"Idempotency-Key": key},
-            )
-            body = answer.json()
-            replayed = answer.headers.get("Idempotent-Replayed") == "true"
-            span.set_attributes({"payments.charge.id": body["id"], "payments.replayed": replayed})
-            return Charge(body["id"], body["status"], replayed)
+        # NOTE: what the charge was, on the span it runs under (the message's): its HTTP call
+        # has a span of its own, and a span around that one only added a span per order
+        span = trace.get_current_span()
+        span.set_attribute("payments.idempotency_key", key)
+        answer = self._call(
+            "POST",
+            "/charges",
+            json={"order_id": order_id, "amount_cents": amount_cents},
+            headers={"Idempotency-Key": key},
+        )
+        body = answer.json()
+        replayed = answer.headers.get("Idempotent-Replayed") == "true"
+        span.set_attributes({"payments.charge.id": body["id"], "payments.replayed": replayed})
+        return Charge(body["id"], body["status"], replayed)
 
     def refund_order(self, *, order_id: str) -> list[Charge]:
         """Refund every charge the provider holds for the order (idempotent).
