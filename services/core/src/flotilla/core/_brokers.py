@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage, default_middleware
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from ._broker_urls import (
     BLOCKED_TIMEOUT_S,
@@ -215,9 +216,12 @@ class _PlatformRedis:
         """Wake one consumer waiting on ``queue`` (best effort: consumers also poll)."""
         key = self.doorbell_key(queue)
         try:
-            self.client.pipeline(transaction=False).lpush(key, 1).ltrim(
-                key, 0, DOORBELL_RINGS - 1
-            ).execute()
+            # NOTE: the doorbell is the broker's own bookkeeping, rung after the PRODUCER span
+            # ended: a span of its own in every order's trace would say only that it rang
+            with suppress_instrumentation():
+                self.client.pipeline(transaction=False).lpush(key, 1).ltrim(
+                    key, 0, DOORBELL_RINGS - 1
+                ).execute()
         except Exception as exc:  # redis errors and OSError: the message itself is enqueued
             logger.debug("could not ring %s: %s", key, exc)
 

@@ -134,18 +134,28 @@ class TraceContextMiddleware(dramatiq.Middleware):
         fresh: dict[str, str] = {}
         inject(fresh, context=trace.set_span_in_context(span))
         message.options[TRACE_CONTEXT_OPTION] = fresh
-        self._pending().append(span)
+        # NOTE: current while the broker enqueues, so its Redis commands are the span's (and
+        # fold into it: _folding.py), not children of a context stored long ago
+        token = otel_context.attach(trace.set_span_in_context(span))
+        self._pending().append((span, token))
+
+    def _ended_enqueue(self) -> Any:
+        pending = self._pending()
+        entry = pending.pop() if pending else None
+        if entry is None:
+            return None
+        span, token = entry
+        otel_context.detach(token)
+        return span
 
     def after_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
-        pending = self._pending()
-        span = pending.pop() if pending else None
+        span = self._ended_enqueue()
         if span is not None:
             span.end()
 
     def abandon_enqueue(self, message: Any, error: BaseException) -> None:
         """End the producer span of an enqueue that raised (Dramatiq has no hook for it)."""
-        pending = self._pending()
-        span = pending.pop() if pending else None
+        span = self._ended_enqueue()
         if span is not None:
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))
