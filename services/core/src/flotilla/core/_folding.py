@@ -20,6 +20,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
+from ._slowness import slow_statement_s
+
 OPERATIONS_ATTRIBUTE = "redis.client.operations"
 OPERATIONS_TIME_ATTRIBUTE = "redis.client.operations.duration_ms"
 
@@ -45,8 +47,6 @@ class FoldingProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         parent = self._parents.pop(span.context.span_id, None)
-        from ._statements import slow_statement_s  # NOTE: it imports _telemetry, which imports us
-
         took_ns = (span.end_time or 0) - (span.start_time or 0)
         if (
             parent is not None

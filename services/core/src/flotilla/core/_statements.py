@@ -12,7 +12,6 @@ its own too, with its text, timed as it ran; every statement is in the
 
 from __future__ import annotations
 
-import os
 import time
 from functools import cache
 from pathlib import Path
@@ -23,11 +22,16 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import event
 
+from ._slowness import DEFAULT_SLOW_STATEMENT_MS, SLOW_STATEMENT_VARIABLE, slow_statement_s
 from ._telemetry import telemetry_enabled
 
-#: a statement at least this slow (milliseconds) gets a span of its own
-SLOW_STATEMENT_VARIABLE = "FLOTILLA_DB_SLOW_STATEMENT_MS"
-DEFAULT_SLOW_STATEMENT_MS = 50.0
+__all__ = [
+    "DEFAULT_SLOW_STATEMENT_MS",
+    "SLOW_STATEMENT_VARIABLE",
+    "record_db_operations",
+    "slow_statement_s",
+]
+
 #: what a statement adds to the span it ran under
 OPERATIONS_ATTRIBUTE = "db.client.operations"
 OPERATIONS_TIME_ATTRIBUTE = "db.client.operations.duration_ms"
@@ -45,15 +49,6 @@ def _operation_of(statement: str) -> str:
     word = statement.lstrip()[:10].split(None, 1)
     name = word[0].upper() if word else ""
     return name if name in _OPERATIONS else "OTHER"
-
-
-def slow_statement_s() -> float:
-    """The slowness that earns a statement its own span, in seconds (from the environment)."""
-    raw = os.environ.get(SLOW_STATEMENT_VARIABLE, "").strip()
-    try:
-        return float(raw) / 1000 if raw else DEFAULT_SLOW_STATEMENT_MS / 1000
-    except ValueError:
-        return DEFAULT_SLOW_STATEMENT_MS / 1000
 
 
 @cache
