@@ -56,10 +56,10 @@ class MailLedger:
     def claim(self, order_id: str, message_id: str | None = None) -> bytes | None:
         """This worker's claim on mailing the order, or None when it was mailed already.
 
-        ``message_id``, the queue message's id, is the same for each retry of one message:
-        a retry finds a claim an earlier try of its own made (the ``SET`` ran, but its answer
-        was lost with the connection) as its own, instead of waiting for it to run out. Two
-        copies of a confirmation are two messages.
+        ``message_id``, the queue message's id, is the same for each retry and redelivery of
+        one message: a claim made for it (by an earlier try whose answer was lost with the
+        connection, or by a worker that died with it) is taken over at once instead of
+        waiting for its lease to run out. Two copies of a confirmation are two messages.
 
         Raises:
             MailInProgress: another worker is mailing it now.
@@ -78,7 +78,14 @@ class MailLedger:
             raise LedgerUnavailable(f"the mail ledger did not answer: {exc}") from exc
         if state == SENT:
             return None
-        if state == token:
+        if message_id is not None and state is not None and state.endswith(f" {attempt}".encode()):
+            # NOTE: a claim made for this very message: by an earlier try of this process
+            # whose answer was lost, or by a worker that died (Dramatiq delivers a message
+            # again only once its worker is gone): it is ours now, without its lease's wait
+            try:
+                self.redis.set(key, token, px=self.claim_ms)
+            except Exception as exc:
+                raise LedgerUnavailable(f"the mail ledger did not answer: {exc}") from exc
             return token
         raise MailInProgress(f"order {order_id} is being mailed by another worker")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import dramatiq
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from flotilla.core import OrderConfirmation
 
-from ._ledger import MailInProgress, MailLedger
+from ._ledger import LedgerUnavailable, MailInProgress, MailLedger
 from ._mail import MailRejected, MailUndeliverable, compose_confirmation, send_mail
 from ._settings import NotificationsSettings
 
@@ -21,6 +22,27 @@ logger = logging.getLogger(__name__)
 
 class MalformedConfirmation(ValueError):
     """The message is not a valid :class:`~flotilla.core.OrderConfirmation`."""
+
+
+#: how long an attempt waits for the ledger's Redis to answer before it fails (and is retried)
+LEDGER_PATIENCE_S = 30.0
+
+
+def _claim_riding_out(ledger: MailLedger, order_id: str, message_id: str | None) -> bytes | None:
+    """The ledger's claim, asked again with backoff while its Redis does not answer (for up
+    to ``LEDGER_PATIENCE_S``). The ledger's Redis is usually the broker's: failing the message
+    then makes Dramatiq enqueue its retry into a Redis that is down, which a blip of a few
+    seconds should not cost; the message waits in this worker instead (unacknowledged: if
+    the worker dies, it is delivered again)."""
+    deadline, pause = time.monotonic() + LEDGER_PATIENCE_S, 0.2
+    while True:
+        try:
+            return ledger.claim(order_id, message_id)
+        except LedgerUnavailable:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def declare_actors(
@@ -72,7 +94,7 @@ def declare_actors(
         span = trace.get_current_span()
         span.set_attribute("flotilla.order.id", order_id)
         message = CurrentMessage.get_current_message()
-        claim = ledger.claim(order_id, message.message_id if message else None)
+        claim = _claim_riding_out(ledger, order_id, message.message_id if message else None)
         span.set_attribute("flotilla.mail.already_sent", claim is None)
         if claim is None:
             logger.info("confirmation mailed before; not again", extra={"order_id": order_id})
