@@ -20,7 +20,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from ._slowness import slow_statement_s
+from ._slowness import add_to_span, slow_statement_s
 
 OPERATIONS_ATTRIBUTE = "redis.client.operations"
 OPERATIONS_TIME_ATTRIBUTE = "redis.client.operations.duration_ms"
@@ -54,10 +54,12 @@ class FoldingProcessor(SpanProcessor):
             and span.status.status_code is not StatusCode.ERROR
             and took_ns < slow_statement_s() * 1e9
         ):
-            seen = getattr(parent, "attributes", None) or {}
-            parent.set_attribute(OPERATIONS_ATTRIBUTE, int(seen.get(OPERATIONS_ATTRIBUTE, 0)) + 1)
-            total = float(seen.get(OPERATIONS_TIME_ATTRIBUTE, 0.0)) + took_ns / 1e6
-            parent.set_attribute(OPERATIONS_TIME_ATTRIBUTE, round(total, 3))
+            add_to_span(
+                parent,
+                count=OPERATIONS_ATTRIBUTE,
+                total_ms=OPERATIONS_TIME_ATTRIBUTE,
+                seconds=took_ns / 1e9,
+            )
             return
         for processor in self._forward():
             processor.on_end(span)

@@ -22,7 +22,12 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import event
 
-from ._slowness import DEFAULT_SLOW_STATEMENT_MS, SLOW_STATEMENT_VARIABLE, slow_statement_s
+from ._slowness import (
+    DEFAULT_SLOW_STATEMENT_MS,
+    SLOW_STATEMENT_VARIABLE,
+    add_to_span,
+    slow_statement_s,
+)
 from ._telemetry import telemetry_enabled
 
 __all__ = [
@@ -67,16 +72,6 @@ def _operation_duration() -> Any:
     )
 
 
-def _add_to_current_span(seconds: float) -> None:
-    span = trace.get_current_span()
-    if not span.is_recording():
-        return
-    seen = getattr(span, "attributes", None) or {}
-    span.set_attribute(OPERATIONS_ATTRIBUTE, int(seen.get(OPERATIONS_ATTRIBUTE, 0)) + 1)
-    total = float(seen.get(OPERATIONS_TIME_ATTRIBUTE, 0.0)) + seconds * 1000
-    span.set_attribute(OPERATIONS_TIME_ATTRIBUTE, round(total, 3))
-
-
 def record_db_operations(engine: sa.Engine) -> None:
     """Record every statement ``engine`` runs as the module docstring says: metric labels
     ``db.system.name``, ``db.namespace`` (the database: a SQLite file's name without its
@@ -104,7 +99,12 @@ def record_db_operations(engine: sa.Engine) -> None:
         if error is not None:
             labels["error.type"] = type(error).__name__
         histogram.record(seconds, labels)
-        _add_to_current_span(seconds)
+        add_to_span(
+            trace.get_current_span(),
+            count=OPERATIONS_ATTRIBUTE,
+            total_ms=OPERATIONS_TIME_ATTRIBUTE,
+            seconds=seconds,
+        )
         if error is None and seconds < slow_s:
             return
         # NOTE: a span of its own, started when the statement did and as long as it ran
