@@ -37,6 +37,7 @@ from flotilla.orders import (
     HttpPaymentProvider,
     InventoryClient,
     OrdersActors,
+    OutboxRelay,
     PaymentUnavailable,
     create_app,
     declare_actors,
@@ -85,8 +86,11 @@ def make_platform(
     inventory = InventoryClient(inventory_url)
     provider = HttpPaymentProvider(payments_url)
     sessions = session_factory(engine)
+    # NOTE: the worker's relay: it marks the confirmations the actors publish
+    relay = OutboxRelay(sessions=sessions, broker=broker, interval_s=0.2)
+    relay.start()
     fulfilment = Fulfilment(
-        sessions=sessions, inventory=inventory, payments=provider, broker=broker, claim_lease_s=1.0
+        sessions=sessions, inventory=inventory, payments=provider, relay=relay, claim_lease_s=1.0
     )
     actors = declare_actors(broker, fulfilment, settings)
     confirmations: list[OrderConfirmation] = []
@@ -101,6 +105,7 @@ def make_platform(
         httpx.Client(base_url=payments_url) as payments,
     ):
         yield Platform(api, broker, fulfilment, actors, stock, payments, confirmations, sessions)
+    relay.stop()
     inventory.close()
     provider.close()
     engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from flotilla.core import FulfilOrder, broker_from_url, make_engine, session_factory
+from flotilla.orders import _orders as orders
 from flotilla.orders import create_app, migrate, prune_history, redrive_stalled_orders
 from tests.orders.conftest import Orders, orders_client, orders_settings, outbox_rows
 from tests.support.redis_server import ThrowawayRedis
@@ -158,21 +160,74 @@ def test_only_orders_still_accepted_are_announced_again(orders: Orders, database
 
 
 def test_a_hanging_broker_never_holds_up_an_order(database_url: str, inventory_url: str) -> None:
-    """The relay is stuck publishing to a broker that accepts and never answers: orders are
-    still accepted meanwhile, because the relay holds no transaction (on SQLite: no write
-    lock) while it waits on the network."""
+    """The broker accepts connections and never answers: orders are still accepted
+    meanwhile, because their messages are published by the relay's publisher thread after the
+    commit, not by the request, and the relay holds no transaction (on SQLite: no write lock)
+    while it waits on the network."""
     migrate(database_url)
     with silent_server() as hung:
         settings = orders_settings(database_url, inventory_url, f"redis://127.0.0.1:{hung.port}/0")
         with orders_client(create_app(settings)) as api:
             first = api.post("/orders", json=ORDER)
             relay = api.app.state.relay  # type: ignore[attr-defined]
-            wait_for(lambda: hung.received)  # the relay is now waiting on the silent broker
-            stuck_at = relay.rounds
+            wait_for(lambda: hung.received)  # the publisher is now waiting on the silent broker
             later = [api.post("/orders", json=ORDER) for _ in range(3)]
-            still_stuck = relay.rounds == stuck_at
+            still_stuck = relay.handled == 0
+            rows = outbox_rows(database_url)
     assert [a.status_code for a in (first, *later)] == [202] * 4
-    assert still_stuck, "the orders were only accepted once the relay gave up"
+    assert still_stuck, "the orders were only accepted once the publisher gave up"
+    assert [row["published_at"] for row in rows] == [None] * 4
+
+
+def test_an_orders_message_is_published_at_once_and_the_rows_are_marked_together(
+    database_url: str, inventory_url: str, redis_url: str
+) -> None:
+    """The request hands its FulfilOrder to the publisher thread, which publishes it at once
+    (the polling relay never claims the row: one attempt each); the rows are marked published
+    many in one transaction (here all five, at the relay's stop: one ``published_at``)."""
+    migrate(database_url)
+    with orders_client(create_app(orders_settings(database_url, inventory_url, redis_url))) as api:
+        relay = api.app.state.relay  # type: ignore[attr-defined]
+        relay.MARK_EVERY_S = 3600.0  # NOTE: nothing is marked before the stop
+        placed = sorted(api.post("/orders", json=ORDER).json()["id"] for _ in range(5))
+        wait_for(lambda: queued_order_ids(redis_url) == placed)
+        unmarked = outbox_rows(database_url)
+    rows = outbox_rows(database_url)
+    assert [row["published_at"] for row in unmarked] == [None] * 5
+    assert len({row["published_at"] for row in rows}) == 1 and rows[0]["published_at"]
+    assert [row["attempts"] for row in rows] == [1] * 5
+    assert queued_order_ids(redis_url) == placed  # once each: the polling took none of them
+
+
+def test_a_row_whose_writer_died_before_publishing_it_is_published_by_the_relay(
+    database_url: str, inventory_url: str, redis_url: str
+) -> None:
+    """A writer committed its row, claimed for itself, and died before publishing it: once
+    the claim runs out, the polling relay publishes it (a second attempt), once."""
+    migrate(database_url)
+    order_id = str(uuid.uuid4())
+    engine = make_engine(database_url)
+    try:
+        with session_factory(engine).begin() as session:
+            orders.create_order(
+                session=session,
+                order_id=order_id,
+                client_id="key:shop",
+                customer_email="ada@example.com",
+                items=ORDER["items"],  # type: ignore[arg-type]
+                reservation_id="r-1",
+                amount_cents=100,
+                announce=FulfilOrder(order_id=uuid.UUID(order_id)),
+                idempotency_key=None,
+                body_hash="-",
+                writer_lease_s=0.5,
+            )
+    finally:
+        engine.dispose()
+    with orders_client(create_app(orders_settings(database_url, inventory_url, redis_url))):
+        wait_for(lambda: outbox_rows(database_url)[0]["published_at"])
+    assert [row["attempts"] for row in outbox_rows(database_url)] == [2]
+    assert queued_order_ids(redis_url) == [order_id]
 
 
 def test_published_rows_and_expired_keys_are_pruned_and_an_expired_key_is_new_again(

@@ -18,7 +18,8 @@ Effects happen once, whatever is retried, redelivered or killed half-way:
    three writes in inventory for nearly every order).
 4. **Fulfilled and announced in one transaction**: the ``fulfilling → fulfilled`` update
    (with the charge's id) and the confirmation's outbox row commit together, and only one
-   attempt's update can win, so there is exactly one confirmation.
+   attempt's update can win, so there is exactly one confirmation. It is published right
+   after the commit (the outbox relay only marks it, or publishes it if that failed).
 
 No database transaction is open during a call to inventory or the provider (SQLite has one
 writer: a slow provider must not stall every request).
@@ -29,15 +30,14 @@ from __future__ import annotations
 import logging
 import uuid
 
-import dramatiq
 from opentelemetry import trace
 from sqlalchemy.orm import Session, sessionmaker
 
-from flotilla.core import BrokerUnavailable, OrderConfirmation, OrderLine
+from flotilla.core import OrderConfirmation, OrderLine
 
 from . import _orders
 from ._inventory import InventoryClient, ReservationGone
-from ._outbox import publish_pending
+from ._outbox import OutboxRelay
 from ._payments import PaymentProvider
 
 logger = logging.getLogger(__name__)
@@ -56,11 +56,11 @@ class Fulfilment:
         sessions: sessionmaker[Session],
         inventory: InventoryClient,
         payments: PaymentProvider,
-        broker: dramatiq.Broker,
+        relay: OutboxRelay,
         claim_lease_s: float = 40.0,
     ) -> None:
         self.sessions, self.inventory, self.payments = sessions, inventory, payments
-        self.broker, self.claim_lease_s = broker, claim_lease_s
+        self.relay, self.claim_lease_s = relay, claim_lease_s
 
     def _claim(self, order_id: str, attempt: str) -> _orders.Claimed | str:
         """The order, claimed for ``attempt``; or its status when this attempt may not act."""
@@ -137,18 +137,21 @@ class Fulfilment:
                 session=session,
                 order_id=order.id,
                 to="fulfilled",
-                announce=confirmation,
                 from_=("accepted", "fulfilling"),
                 payment_id=payment_id,
             )
-            status = "fulfilled" if moved else self._status(session, order.id)
-        if moved:
-            try:
-                publish_pending(sessions=self.sessions, broker=self.broker)
-            except BrokerUnavailable:
-                logger.warning(
-                    "confirmation left in the outbox for the relay", extra={"order": order.id}
+            outbox = (
+                _orders.add_outbox(
+                    session=session,
+                    message=confirmation,
+                    writer_lease_s=self.relay.WRITER_LEASE_S,
                 )
+                if moved
+                else None
+            )
+            status = "fulfilled" if moved else self._status(session, order.id)
+        if outbox is not None:
+            self.relay.publish_now(confirmation, outbox)
         return status
 
     def _give_up(self, order: _orders.Claimed, reason: str) -> str:

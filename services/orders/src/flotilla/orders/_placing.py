@@ -1,5 +1,6 @@
 """Placing an order (``POST /orders``): reserve the stock, then store the order, its
-Idempotency-Key and its outbox row in one transaction.
+Idempotency-Key and its outbox row in one transaction, and publish its ``FulfilOrder`` right
+after the commit (the outbox relay publishes it only if that fails).
 
 The saga keeps two promises: stock is never held for an order that was not stored, and an
 order that was stored keeps its stock. Every failure after a successful reserve releases it
@@ -26,6 +27,7 @@ from flotilla.core import FulfilOrder, UpstreamError
 
 from . import _orders
 from ._inventory import InventoryClient
+from ._outbox import OutboxRelay
 from .models import Order
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ def place_order(
     body_hash: str,
     key_ttl_s: float,
     reserve_attempts: int,
+    relay: OutboxRelay | None,
 ) -> Order:
     """Reserve, then store; the stored order.
 
@@ -69,6 +72,8 @@ def place_order(
         body_hash: the request's hash, stored with the key.
         key_ttl_s: how long keys are remembered (an expired one is forgotten first).
         reserve_attempts: tries of a reserve whose answer did not come.
+        relay: this process's outbox relay, which marks the row once the message is
+            published here; None: the row waits for a relay of another process.
 
     Raises:
         StockRefused: inventory refused the lines (not enough, unknown product).
@@ -86,6 +91,7 @@ def place_order(
         release_quietly(inventory, reference=order_id)
         raise InventoryUnavailable(str(exc)) from exc
     committing = False
+    announce = FulfilOrder(order_id=uuid.UUID(order_id))
     try:
         if idempotency_key is not None:
             # NOTE: an expired key is forgotten for good before it is used again.
@@ -95,7 +101,7 @@ def place_order(
                 key=idempotency_key,
                 made_before=_orders.utcnow() - timedelta(seconds=key_ttl_s),
             )
-        order = _orders.create_order(
+        order, outbox = _orders.create_order(
             session=session,
             order_id=order_id,
             client_id=client_id,
@@ -104,9 +110,10 @@ def place_order(
             reservation_id=reservation.id,
             amount_cents=reservation.amount_cents,
             reservation_expires_at=reservation.expires_at,
-            announce=FulfilOrder(order_id=uuid.UUID(order_id)),
+            announce=announce,
             idempotency_key=idempotency_key,
             body_hash=body_hash,
+            writer_lease_s=None if relay is None else relay.WRITER_LEASE_S,
         )
         committing = True
         session.commit()
@@ -123,6 +130,8 @@ def place_order(
         if isinstance(exc, IntegrityError) and idempotency_key is not None:
             raise KeyTaken(idempotency_key) from exc
         raise
+    if relay is not None:
+        relay.publish_now(announce, outbox)
     return order
 
 

@@ -33,22 +33,22 @@ def run(settings: OrdersSettings) -> None:
     sessions = session_factory(engine)
     inventory = InventoryClient(settings.inventory_url, timeout_s=settings.inventory_timeout_s)
     payments = HttpPaymentProvider(settings.payments_url, timeout_s=settings.payments_timeout_s)
-    fulfilment = Fulfilment(
-        sessions=sessions,
-        inventory=inventory,
-        payments=payments,
-        broker=broker,
-        claim_lease_s=settings.claim_lease_s,
-    )
-    declare_actors(broker, fulfilment, settings)
     # NOTE: the worker relays too, so a confirmation left behind by a broker blip goes out
-    # even when no orders-api runs.
+    # even when no orders-api runs; it also marks the confirmations the actors publish.
     relay = OutboxRelay(
         sessions=sessions,
         broker=broker,
         interval_s=max(settings.relay_interval_ms / 1000, 1.0),
         outage_interval_s=settings.relay_outage_interval_ms / 1000,
     )
+    fulfilment = Fulfilment(
+        sessions=sessions,
+        inventory=inventory,
+        payments=payments,
+        relay=relay,
+        claim_lease_s=settings.claim_lease_s,
+    )
+    declare_actors(broker, fulfilment, settings)
     relay.start()
     try:
         run_worker(broker, queues=["orders"], threads=settings.worker_threads)

@@ -160,6 +160,7 @@ def place_order(
             body_hash=body_hash,
             key_ttl_s=ttl_s,
             reserve_attempts=settings.reserve_attempts,
+            relay=relay,
         )
     except StockRefused as refused:
         raise _stock_problem(refused) from None
@@ -183,8 +184,6 @@ def place_order(
         if replayed is None:
             raise
         return replayed
-    if relay is not None:
-        relay.wake()
     logger.info("order accepted", extra={"order": order.id, "amount_cents": order.amount_cents})
     response.headers["Location"] = f"/orders/{order.id}"
     return _out(order)
