@@ -1,6 +1,6 @@
 """The least an order can cost: the blocks an order is built of, one at a time, in CPU ms.
 
-    uv run python bench/floor.py [--n 3000] [--rounds 3]
+    uv run python bench/floor.py [--n 3000] [--rounds 3] [--only pg-]
 
 An order through the platform is a handful of kinds of work, each repeated: HTTP requests
 between FastAPI services (server and client side), SQLite transactions through the
@@ -15,7 +15,10 @@ exporter that encodes them to OTLP protobuf and drops the bytes (no network).
 Variants side by side: tracing on and off; a ``def`` endpoint (FastAPI runs it on its thread
 pool) and an ``async def`` one, both traced by contrib's FastAPI instrumentation as the
 services are; the ``def`` one with FastAPI's own telemetry switched off, and traced by
-FastAPI's own OpenTelemetry support instead of contrib's; an ORM insert and a Core insert.
+FastAPI's own OpenTelemetry support instead of contrib's; an ORM insert and a Core insert;
+a PostgreSQL transaction and read through psycopg on threads (as the services run) and through
+the async drivers psycopg-async and asyncpg on one event loop. ``--only`` measures the blocks
+whose name starts with it (``pg-``: the drivers alone) and skips the recipe.
 
 Then the order's recipe (how many of each block one order uses, counted in an order's trace:
 ``bench/platform_load.py --idle 1`` prints it) times each block's cost gives the floor of the
@@ -47,6 +50,12 @@ from bench._floor_server import MODES, serve_reservations
 from bench._support import free_port, service, trace_to_encode_and_drop, wait_http
 
 REDIS_URL = os.environ.get("FLOTILLA_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get(
+    "FLOTILLA_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+#: the PostgreSQL drivers compared: the services' (psycopg, sync, on threads) and two async
+#: ones through SQLAlchemy's asyncio extension (psycopg's own async mode, and asyncpg)
+PG_DRIVERS = ("psycopg", "psycopg-async", "asyncpg")
 CLIENT_THREADS = 4
 RESERVATION = {"reference": "order-1", "lines": [{"sku": "FLT-DRYBAG", "quantity": 1}]}
 
@@ -212,6 +221,99 @@ def measure_sqlite(n: int) -> dict[str, float]:
     return result
 
 
+def measure_postgres(driver: str, n: int) -> dict[str, float]:
+    """An ORM write transaction and an ORM read on PostgreSQL through ``driver``
+    (:data:`PG_DRIVERS`), ``CLIENT_THREADS`` at once: threads for psycopg, tasks on one event
+    loop for the async drivers. Only this process's CPU is counted (the server's backends do
+    the same work for every driver, save asyncpg's prepared statements). Statements are
+    recorded on every engine as ``make_engine`` records them (``record_db_operations``)."""
+    from flotilla.core import make_engine, session_factory
+    from flotilla.core._statements import record_db_operations
+
+    trace_to_encode_and_drop("floor-postgres")
+    table = f"floor_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {table} (id text PRIMARY KEY, status text,"
+                                   " amount_cents integer)"))  # fmt: skip
+    rows = sa.Table(table, sa.MetaData(), sa.Column("id", sa.String, primary_key=True),
+                    sa.Column("status", sa.String), sa.Column("amount_cents", sa.Integer))  # fmt: skip
+
+    class PgRow(Base):
+        __table__ = rows
+
+    ids = [str(uuid.uuid4()) for _ in range(n + 200)]
+    traced = os.environ.get("OTEL_SDK_DISABLED") != "true"
+    try:
+        if driver == "psycopg":
+            engine = make_engine(POSTGRES_URL, pool_size=CLIENT_THREADS, trace=traced)
+            sessions = session_factory(engine)
+
+            def write(i: int) -> None:
+                with sessions.begin() as session:
+                    session.add(PgRow(id=ids[i], status="accepted", amount_cents=i))
+
+            def read(i: int) -> None:
+                with sessions() as session:
+                    assert session.get(PgRow, ids[i]) is not None
+
+            result = {}
+            for name, step in {"write": write, "read": read}.items():
+                _threaded(200, lambda i, step=step: step(n + i))  # type: ignore[misc]
+                before = time.process_time()
+                _threaded(n, step)
+                result[name] = (time.process_time() - before) * 1000 / n
+            engine.dispose()
+            return result
+        return _measure_async_postgres(driver, PgRow, ids, n, traced, record_db_operations)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP TABLE {table}"))
+        admin.dispose()
+
+
+def _measure_async_postgres(
+    driver: str, row: Any, ids: list[str], n: int, traced: bool, record: Callable[[Any], None]
+) -> dict[str, float]:
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    url = sa.make_url(POSTGRES_URL).set(drivername=f"postgresql+{driver.removesuffix('-async')}")
+
+    async def run() -> dict[str, float]:
+        engine = create_async_engine(url, pool_size=CLIENT_THREADS, max_overflow=0)
+        if traced:
+            record(engine.sync_engine)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+        async def write(i: int) -> None:
+            async with sessions.begin() as session:
+                session.add(row(id=ids[i], status="accepted", amount_cents=i))
+
+        async def read(i: int) -> None:
+            async with sessions() as session:
+                assert await session.get(row, ids[i]) is not None
+
+        async def spread(count: int, offset: int, step: Callable[[int], Any]) -> None:
+            async def one(k: int) -> None:
+                for i in range(k, count, CLIENT_THREADS):
+                    await step(offset + i)
+
+            await asyncio.gather(*(one(k) for k in range(CLIENT_THREADS)))
+
+        result = {}
+        for name, step in {"write": write, "read": read}.items():
+            await spread(200, n, step)
+            before = time.process_time()
+            await spread(n, 0, step)
+            result[name] = (time.process_time() - before) * 1000 / n
+        await engine.dispose()
+        return result
+
+    return asyncio.run(run())
+
+
 def measure_dramatiq(n: int) -> dict[str, float]:
     import dramatiq
     from dramatiq import Worker
@@ -287,6 +389,7 @@ BLOCKS: dict[str, Callable[[int], dict[str, float]]] = {
     "http-async-deps": lambda n: measure_http("async-deps", n),
     "http-async-client": lambda n: measure_http("async-client", n),
     "sqlite": measure_sqlite,
+    **{f"pg-{driver}": (lambda n, d=driver: measure_postgres(d, n)) for driver in PG_DRIVERS},
     "dramatiq": measure_dramatiq,
 }
 
@@ -305,6 +408,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="operations per block and variant")
     parser.add_argument("--rounds", type=int, default=3, help="medians of this many runs")
+    parser.add_argument("--only", default="", help="measure the blocks named so (e.g. pg-)")
     parser.add_argument("--block", choices=sorted(BLOCKS), help=argparse.SUPPRESS)
     parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -320,17 +424,23 @@ def main() -> None:
     from rich.progress import Progress
 
     runs: dict[tuple[str, bool], list[dict[str, float]]] = {}
-    steps = [(block, traced) for block in BLOCKS for traced in (True, False)]
+    chosen = [block for block in BLOCKS if block.startswith(args.only)]
+    if not chosen:
+        raise SystemExit(f"bench/floor.py: no block starts with {args.only!r}; blocks: "
+                         f"{', '.join(BLOCKS)}")  # fmt: skip
+    whole = len(chosen) == len(BLOCKS)
+    steps = [(block, traced) for block in chosen for traced in (True, False)]
     with Progress(transient=True) as progress:
-        task = progress.add_task("measuring blocks", total=len(steps) * args.rounds + 1)
+        task = progress.add_task("measuring blocks", total=len(steps) * args.rounds + whole)
         for _ in range(args.rounds):
             for block, traced in steps:
                 progress.update(task, description=f"{block}, tracing {'on' if traced else 'off'}")
                 runs.setdefault((block, traced), []).append(_run_block(block, traced, args.n))
                 progress.advance(task)
-        progress.update(task, description="console ingest")
-        console_ms = measure_console(args.n)["span"]
-        progress.advance(task)
+        if whole:
+            progress.update(task, description="console ingest")
+            console_ms = measure_console(args.n)["span"]
+            progress.advance(task)
 
     def median(block: str, traced: bool, key: str) -> float:
         return statistics.median(run[key] for run in runs[(block, traced)])
@@ -352,16 +462,19 @@ def main() -> None:
         ("SQL statement more in a transaction (ORM)", "sqlite", "statement"),
         ("SQLite write transaction (Core)", "sqlite", "core_write"),
         ("SQLite read (ORM)", "sqlite", "read"),
+        ("PostgreSQL write transaction (ORM, psycopg, threads)", "pg-psycopg", "write"),
+        ("PostgreSQL write transaction (ORM, psycopg async)", "pg-psycopg-async", "write"),
+        ("PostgreSQL write transaction (ORM, asyncpg)", "pg-asyncpg", "write"),
+        ("PostgreSQL read (ORM, psycopg, threads)", "pg-psycopg", "read"),
+        ("PostgreSQL read (ORM, psycopg async)", "pg-psycopg-async", "read"),
+        ("PostgreSQL read (ORM, asyncpg)", "pg-asyncpg", "read"),
         ("Dramatiq message, send", "dramatiq", "send"),
         ("Dramatiq message, process", "dramatiq", "process"),
     ]
+    rows = [row for row in rows if row[1] in chosen]
     costs: dict[str, tuple[float, float]] = {
         name: (median(block, True, key), median(block, False, key)) for name, block, key in rows
     }
-    send, process = costs["Dramatiq message, send"], costs["Dramatiq message, process"]
-    costs["Dramatiq message (send + process)"] = (send[0] + process[0], send[1] + process[1])
-    costs["span received by the console"] = (console_ms, 0.0)
-
     out = Console(width=140)
     out.print(f"CPU ms per operation, medians of {args.rounds} runs of {args.n} each\n")
     print("| block | traced | untraced | traced ÷ untraced |")
@@ -369,6 +482,12 @@ def main() -> None:
     for name, _block, _key in rows:
         on, off = costs[name]
         print(f"| {name} | {on:.3f} | {off:.3f} | {on / off:.2f}x |")
+    if not whole:
+        return
+    send, process = costs["Dramatiq message, send"], costs["Dramatiq message, process"]
+    costs["Dramatiq message (send + process)"] = (send[0] + process[0], send[1] + process[1])
+    costs["span received by the console"] = (console_ms, 0.0)
+
     print(f"| span received by the console | {console_ms:.3f} | — | — |")
     print("\nOne order's recipe (counted in its trace) times each block's cost:\n")
     print("| block | per order | traced, ms | untraced, ms |")
