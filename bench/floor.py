@@ -17,7 +17,8 @@ pool) and an ``async def`` one, both traced by contrib's FastAPI instrumentation
 services are; the ``def`` one with FastAPI's own telemetry switched off, and traced by
 FastAPI's own OpenTelemetry support instead of contrib's; an ORM insert and a Core insert;
 a PostgreSQL transaction and read through psycopg on threads (as the services run) and through
-the async drivers psycopg-async and asyncpg on one event loop. ``--only`` measures the blocks
+the async drivers psycopg-async and asyncpg on one event loop; a Dramatiq message processed
+by a ``def`` actor and by an ``async def`` one. ``--only`` measures the blocks
 whose name starts with it (``pg-``: the drivers alone) and skips the recipe.
 
 Then the order's recipe (how many of each block one order uses, counted in an order's trace:
@@ -29,6 +30,7 @@ two cores (2,000 CPU ms/s).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -236,8 +238,13 @@ def measure_postgres(driver: str, n: int) -> dict[str, float]:
     with admin.begin() as connection:
         connection.execute(sa.text(f"CREATE TABLE {table} (id text PRIMARY KEY, status text,"
                                    " amount_cents integer)"))  # fmt: skip
-    rows = sa.Table(table, sa.MetaData(), sa.Column("id", sa.String, primary_key=True),
-                    sa.Column("status", sa.String), sa.Column("amount_cents", sa.Integer))  # fmt: skip
+    rows = sa.Table(
+        table,
+        sa.MetaData(),
+        sa.Column("id", sa.String, primary_key=True),
+        sa.Column("status", sa.String),
+        sa.Column("amount_cents", sa.Integer),
+    )
 
     class PgRow(Base):
         __table__ = rows
@@ -314,9 +321,13 @@ def _measure_async_postgres(
     return asyncio.run(run())
 
 
-def measure_dramatiq(n: int) -> dict[str, float]:
+def measure_dramatiq(n: int, *, asynchronous: bool = False) -> dict[str, float]:
+    """Messages sent, then processed by a worker of 8 threads; ``asynchronous``: the actor is
+    an ``async def`` (Dramatiq's AsyncIO middleware runs it on its event loop thread, and the
+    worker thread waits for it)."""
     import dramatiq
     from dramatiq import Worker
+    from dramatiq.middleware import AsyncIO
 
     from flotilla.core import broker_from_url
 
@@ -325,12 +336,24 @@ def measure_dramatiq(n: int) -> dict[str, float]:
     broker = broker_from_url(f"{REDIS_URL}?namespace=floor-{uuid.uuid4().hex[:8]}", tracing=traced)
     remaining, done, lock = [n], threading.Event(), threading.Lock()
 
-    @dramatiq.actor(broker=broker, queue_name="floor", max_retries=0)
-    def noop(i: int) -> None:
+    def count() -> None:
         with lock:
             remaining[0] -= 1
             if remaining[0] == 0:
                 done.set()
+
+    if asynchronous:
+        broker.add_middleware(AsyncIO())
+
+        @dramatiq.actor(broker=broker, queue_name="floor", max_retries=0)
+        async def noop(i: int) -> None:
+            count()
+
+    else:
+
+        @dramatiq.actor(broker=broker, queue_name="floor", max_retries=0)
+        def noop(i: int) -> None:
+            count()
 
     before = time.process_time()
     for i in range(n):
@@ -389,8 +412,9 @@ BLOCKS: dict[str, Callable[[int], dict[str, float]]] = {
     "http-async-deps": lambda n: measure_http("async-deps", n),
     "http-async-client": lambda n: measure_http("async-client", n),
     "sqlite": measure_sqlite,
-    **{f"pg-{driver}": (lambda n, d=driver: measure_postgres(d, n)) for driver in PG_DRIVERS},
+    **{f"pg-{driver}": functools.partial(measure_postgres, driver) for driver in PG_DRIVERS},
     "dramatiq": measure_dramatiq,
+    "dramatiq-async": lambda n: measure_dramatiq(n, asynchronous=True),
 }
 
 
@@ -470,6 +494,7 @@ def main() -> None:
         ("PostgreSQL read (ORM, asyncpg)", "pg-asyncpg", "read"),
         ("Dramatiq message, send", "dramatiq", "send"),
         ("Dramatiq message, process", "dramatiq", "process"),
+        ("Dramatiq message, process (async actor)", "dramatiq-async", "process"),
     ]
     rows = [row for row in rows if row[1] in chosen]
     costs: dict[str, tuple[float, float]] = {
