@@ -62,6 +62,42 @@ def test_a_slow_command_and_a_failed_one_get_spans_of_their_own(
     assert dict(by_name["request"].attributes or {})["redis.client.operations"] == 1  # the SET
 
 
+def test_a_script_redis_had_not_loaded_is_no_failure(
+    spans: InMemorySpanExporter, client: redis.Redis, redis_url: str
+) -> None:
+    """The first call of a script on a fresh (or restarted) Redis answers NOSCRIPT, and
+    redis-py loads the script and calls it again: both calls fold, nothing is red (before, the
+    first order of every fresh platform had a red EVALSHA span in its trace)."""
+    key = f"{redis_namespace(redis_url)[1]}:n"
+    script = client.register_script("return redis.call('INCR', KEYS[1])")
+    client.script_flush()
+    spans.clear()
+    with trace.get_tracer("test").start_as_current_span("request"):
+        assert script(keys=[key]) == 1
+    (request,) = spans.get_finished_spans()
+    assert dict(request.attributes or {})["redis.client.operations"] == 3  # EVALSHA, LOAD, EVALSHA
+
+
+def test_a_script_redis_had_not_loaded_folds_however_long_it_took(
+    spans: InMemorySpanExporter,
+    client: redis.Redis,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first call of a process also opens its connection, so its NOSCRIPT answer can be
+    slower than the slow-command threshold: it still folds, and nothing is red."""
+    key = f"{redis_namespace(redis_url)[1]}:n"
+    script = client.register_script("return redis.call('INCR', KEYS[1])")
+    client.script_flush()
+    spans.clear()
+    monkeypatch.setenv(_statements.SLOW_STATEMENT_VARIABLE, "0")  # every command is "slow"
+    with trace.get_tracer("test").start_as_current_span("request"):
+        assert script(keys=[key]) == 1
+    finished = spans.get_finished_spans()
+    assert sorted(span.name for span in finished) == ["EVALSHA", "SCRIPT LOAD", "request"]
+    assert [span.name for span in finished if span.status.status_code is StatusCode.ERROR] == []
+
+
 def test_a_command_under_no_span_is_a_span_of_its_own(
     spans: InMemorySpanExporter, client: redis.Redis, redis_url: str
 ) -> None:

@@ -7,7 +7,11 @@ a tracer provider of its own, whose one processor folds each command that ended 
 faster than ``FLOTILLA_DB_SLOW_STATEMENT_MS`` into its parent span: ``redis.client.operations``
 (how many ran under it) and ``redis.client.operations.duration_ms`` (their time together).
 A slow or failed command, or one with no live parent, is handed to the process's own span
-processors and exported as before.
+processors and exported as before. A ``NOSCRIPT`` answer is not a failure here: it is how
+redis-py learns that a script must be loaded (the first call after a start, or after Redis
+restarted) before it sends it again, so it always folds (however long it took: the first
+call of a process also opens its connection); the red span it made was in the first order's
+trace on every fresh platform.
 """
 
 from __future__ import annotations
@@ -24,6 +28,12 @@ from ._slowness import add_to_span, slow_statement_s
 
 OPERATIONS_ATTRIBUTE = "redis.client.operations"
 OPERATIONS_TIME_ATTRIBUTE = "redis.client.operations.duration_ms"
+#: the start of the status of a span whose script Redis did not have (redis-py loads it, retries)
+_SCRIPT_NOT_LOADED = "NoScriptError"
+
+
+def _script_not_loaded(span: ReadableSpan) -> bool:
+    return (span.status.description or "").startswith(_SCRIPT_NOT_LOADED)
 
 
 class FoldingProcessor(SpanProcessor):
@@ -51,8 +61,13 @@ class FoldingProcessor(SpanProcessor):
         if (
             parent is not None
             and parent.is_recording()
-            and span.status.status_code is not StatusCode.ERROR
-            and took_ns < slow_statement_s() * 1e9
+            and (
+                _script_not_loaded(span)  # NOTE: however long: a first call opens the connection
+                or (
+                    span.status.status_code is not StatusCode.ERROR
+                    and took_ns < slow_statement_s() * 1e9
+                )
+            )
         ):
             add_to_span(
                 parent,
