@@ -230,21 +230,12 @@ def measure_postgres(driver: str, n: int) -> dict[str, float]:
     the same work for every driver, save asyncpg's prepared statements). Statements are
     recorded on every engine as ``make_engine`` records them (``record_db_operations``)."""
     from flotilla.core import make_engine, session_factory
-    from flotilla.core._statements import record_db_operations
 
     trace_to_encode_and_drop("floor-postgres")
-    table = f"floor_{uuid.uuid4().hex[:8]}"
+    # NOTE: Row's table under a name of this run's own, on the shared server
+    rows = Row.__table__.to_metadata(sa.MetaData(), name=f"floor_{uuid.uuid4().hex[:8]}")
     admin = sa.create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE TABLE {table} (id text PRIMARY KEY, status text,"
-                                   " amount_cents integer)"))  # fmt: skip
-    rows = sa.Table(
-        table,
-        sa.MetaData(),
-        sa.Column("id", sa.String, primary_key=True),
-        sa.Column("status", sa.String),
-        sa.Column("amount_cents", sa.Integer),
-    )
+    rows.create(admin)
 
     class PgRow(Base):
         __table__ = rows
@@ -272,26 +263,27 @@ def measure_postgres(driver: str, n: int) -> dict[str, float]:
                 result[name] = (time.process_time() - before) * 1000 / n
             engine.dispose()
             return result
-        return _measure_async_postgres(driver, PgRow, ids, n, traced, record_db_operations)
+        return _measure_async_postgres(driver, PgRow, ids, n, traced)
     finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP TABLE {table}"))
+        rows.drop(admin)
         admin.dispose()
 
 
 def _measure_async_postgres(
-    driver: str, row: Any, ids: list[str], n: int, traced: bool, record: Callable[[Any], None]
+    driver: str, row: Any, ids: list[str], n: int, traced: bool
 ) -> dict[str, float]:
     import asyncio
 
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from flotilla.core._statements import record_db_operations
 
     url = sa.make_url(POSTGRES_URL).set(drivername=f"postgresql+{driver.removesuffix('-async')}")
 
     async def run() -> dict[str, float]:
         engine = create_async_engine(url, pool_size=CLIENT_THREADS, max_overflow=0)
         if traced:
-            record(engine.sync_engine)
+            record_db_operations(engine.sync_engine)
         sessions = async_sessionmaker(engine, expire_on_commit=False)
 
         async def write(i: int) -> None:

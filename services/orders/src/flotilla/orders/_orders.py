@@ -56,14 +56,15 @@ def add_outbox(
     it only when the writer has not marked it within the lease (it died in between).
     """
     carrier = current_context() if context is None else context
-    lease = None if writer_lease_s is None else utcnow() + timedelta(seconds=writer_lease_s)
+    now = utcnow()
+    lease = None if writer_lease_s is None else now + timedelta(seconds=writer_lease_s)
     payload = message.model_dump(mode="json")
     row = OutboxMessage(
         queue=message.queue,
         actor=message.actor,
         payload=payload,
         trace_context=carrier,
-        created_at=utcnow(),
+        created_at=now,
         attempts=0 if lease is None else 1,
         claimed_until=lease,
     )

@@ -288,10 +288,6 @@ class OutboxRelay:
         self._thread.start()
         self._publisher.start()
 
-    def wake(self) -> None:
-        """Publish now instead of at the next tick (a new order was just stored)."""
-        self._wake.set()
-
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
