@@ -189,7 +189,9 @@ def mail(platform: FlotillaUp) -> Mail:
     mailbox = collections.Counter[str]()
     for filed in folder.glob("order-*.eml"):
         mailbox[_order_of(filed.name)] += 1
-    log = (folder / "deliveries.log").read_text().splitlines() if folder.exists() else []
+    # NOTE: the sink makes its folder when it starts and its log at the first delivery
+    deliveries = folder / "deliveries.log"
+    log = deliveries.read_text().splitlines() if deliveries.exists() else []
     duplicated = frozenset(_order_of(line.split()[-1]) for line in log if " duplicate " in line)
     return Mail(mailbox, len(log), duplicated)
 

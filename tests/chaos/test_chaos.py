@@ -135,8 +135,15 @@ def test_random_workers_sigkilled_every_few_seconds_lose_and_double_nothing(
     stop = threading.Event()
     killed: list[str] = []
     mailed_unmarked: set[str] = set()
+    failed: list[BaseException] = []
 
     def killer() -> None:
+        try:
+            kill_every_3_s()
+        except BaseException as exc:  # NOTE: surfaced by the wait below, not lost in a thread
+            failed.append(exc)
+
+    def kill_every_3_s() -> None:
         while not stop.wait(3):
             workers = platform.pids("orders-worker", "notifications-worker")
             if workers:
@@ -153,10 +160,11 @@ def test_random_workers_sigkilled_every_few_seconds_lose_and_double_nothing(
         placed = place_orders(platform, WORKER_CHAOS_ORDERS, concurrency=16)
         # NOTE: the kills go on while the placed orders are fulfilled (placing them may take
         # less than ten kills' time)
-        wait_for(lambda: len(killed) >= 10, timeout_s=120)
+        wait_for(lambda: failed or len(killed) >= 10, timeout_s=120)
     finally:
         stop.set()
         thread.join(10)
+    assert not failed, f"the killer thread failed: {failed[0]!r}"
     counts = balanced_books(
         platform,
         placed,
