@@ -330,8 +330,8 @@ def _wrk(platform: FlotillaUp, connections: int, seconds: float, script: Path) -
     this_run.write_text(script.read_text().replace("RUN_ID", uuid.uuid4().hex))
     script = this_run
     done = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds:.0f}s", "--latency",
-         "--timeout", "10s", "-s", str(script), platform.edge],
+        ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{seconds:.0f}s",
+         "--latency", "--timeout", "10s", "-s", str(script), platform.edge],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
@@ -575,9 +575,8 @@ def main() -> int:
     if args.sustainable:
         from bench.sustainable import find, report
 
-        variants = [v for v in args.variants if v.startswith("traced")] or args.variants
         findings = []
-        for variant in variants:
+        for variant in args.variants:
             with tempfile.TemporaryDirectory(prefix="flotilla-bench-") as folder:
                 findings.append(find(variant, args.seconds or 60, args.start_rate, Path(folder)))
         print("\n" + report(findings))

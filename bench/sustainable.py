@@ -1,6 +1,6 @@
 """The sustainable rate: the most orders a second the platform completes as fast as it accepts.
 
-    uv run python bench/platform_load.py --sustainable              # traced, SQLite and PostgreSQL
+    uv run python bench/platform_load.py --sustainable   # SQLite and PostgreSQL, traced and not
     uv run python bench/platform_load.py --sustainable --seconds 30 --variants traced-sqlite
 
 For each variant, one ``flotilla up`` (autoscaler on, as `make run` runs it) is offered orders
@@ -14,6 +14,9 @@ table gives: complete orders/s, p50/p95/p99 of the 202, 202 to ``fulfilled`` (p5
 sampled every 250 ms), CPU milliseconds per complete order for each kind of process (the
 console, the payment stand-in and the mail sink also apart, since in a cluster they are not on
 the order's cores), spans per order (of the sampled orders' traces) and spans dropped.
+
+With a database run both traced and untraced, tracing on ÷ off: the sustainable rates, and the
+CPU per complete order.
 
 Then two more windows: at 80 % of the sustainable rate (the p99 of the 202 there) and at twice
 it (only 202 or 503-with-Retry-After may come back, and no accepted order may fail).
@@ -279,6 +282,22 @@ def find(variant: str, seconds: float, start_rate: float, work: Path) -> Finding
     return Finding(variant, steps, best, easy, overload)
 
 
+def _tracing_cost(findings: list[Finding]) -> list[str]:
+    """Tracing on ÷ off for each database both were run on: the sustainable rates, and the
+    CPU per complete order the other way round (both 1.0 when tracing costs nothing)."""
+    found = {f.variant: f.sustainable for f in findings if f.sustainable}
+    lines = []
+    for database in ("sqlite", "postgres"):
+        on, off = found.get(f"traced-{database}"), found.get(f"untraced-{database}")
+        if on and off:
+            lines.append(
+                f"tracing on ÷ off ({database}): sustainable rate "
+                f"{on.fulfilled_per_s / off.fulfilled_per_s:.2f}x, CPU per order (off ÷ on) "
+                f"{off.all_cpu_ms / on.all_cpu_ms:.2f}x"
+            )
+    return ["", *lines] if lines else []
+
+
 def report(findings: list[Finding]) -> str:
     lines = [
         "| variant | sustainable: complete orders/s | 202 p50 / p95 / p99 | 202 to fulfilled "
@@ -298,6 +317,7 @@ def report(findings: list[Finding]) -> str:
             f"{s.queue_wait_p95_ms:.0f} ms | {s.path_cpu_ms:.1f} / {s.all_cpu_ms:.1f} | "
             f"{s.spans_per_order:.1f} | {s.spans_dropped} |"
         )
+    lines += _tracing_cost(findings)
     kinds = sorted({k for f in findings if f.sustainable for k in f.sustainable.cpu_ms_per_order})
     lines += ["", "CPU ms per complete order at the sustainable rate, by kind of process:", ""]
     lines += ["| variant | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
