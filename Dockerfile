@@ -22,6 +22,7 @@ WORKDIR /src
 # the lock and every member's metadata first, so the dependency layer is cached across code edits
 COPY pyproject.toml uv.lock ./
 COPY services/core/pyproject.toml services/core/
+COPY services/contracts/pyproject.toml services/contracts/
 COPY services/edge/pyproject.toml services/edge/
 COPY services/orders/pyproject.toml services/orders/
 COPY services/inventory/pyproject.toml services/inventory/

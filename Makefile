@@ -12,7 +12,7 @@ KIND_CLUSTER ?= flotilla
 IMAGE_TAG ?= 0.1.0
 MEMBERS := edge orders inventory notifications payments console cli operator
 
-.PHONY: help setup run test lint format bench crds browser helm engine base-images images chart-check e2e kind-up kind-load deploy undeploy port-forward
+.PHONY: help setup run test test-fast lint format bench crds browser helm engine base-images images chart-check e2e kind-up kind-load deploy undeploy port-forward
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,8 +27,18 @@ setup:  ## install uv if missing, then the locked workspace into .venv (idempote
 run: setup  ## start the whole platform locally (edge on :8080, console on :8090)
 	@$(UV) run --frozen flotilla up
 
-test: setup lint browser helm engine  ## lint, then the whole test suite (real Redis, RabbitMQ, PostgreSQL, Chromium, Docker)
-	@$(UV) run --frozen pytest $(PYTEST_ARGS)
+#: the fast tier: every test but the whole-platform, browser, container and chaos ones, on
+#: FAST_WORKERS pytest-xdist workers (its tests wait more than they compute: 6 on two cores)
+FAST := unit or integration
+FAST_WORKERS ?= 6
+
+test-fast: setup lint helm  ## lint, then the unit and integration tiers (no containers, browser, chaos or whole platform): under 3 minutes
+	@$(UV) run --frozen pytest -m "$(FAST)" -n $(FAST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+
+test: setup lint browser helm engine  ## lint, the fast tier first (a simple failure shows in minutes), then the e2e, browser, container and chaos tiers
+	@# NOTE: exit 5 is "no test selected" (PYTEST_ARGS naming tests of one tier only)
+	@$(UV) run --frozen pytest -m "$(FAST)" -n $(FAST_WORKERS) --dist worksteal $(PYTEST_ARGS) || [ $$? = 5 ]
+	@$(UV) run --frozen pytest -m "not ($(FAST))" $(PYTEST_ARGS) || [ $$? = 5 ]
 
 lint: setup  ## ruff, mypy (strict on src/), import-linter contracts
 	@$(UV) run --frozen ruff check .

@@ -9,11 +9,12 @@ script) so that its connections together send about the offered rate. The offere
 a quarter each step; a step is sustained when, over its window (60 s by default), orders
 fulfilled per second stay within 5 % of orders accepted per second, nothing was refused (no
 503: the back-pressure did not have to act) and the orders queue's wait stayed bounded (p95
-under ``QUEUE_WAIT_BOUND_MS``). The last sustained step is the sustainable rate. At it the
-table gives: complete orders/s, p50/p95/p99 of the 202, 202 to ``fulfilled`` (p50/p95 of orders
-sampled every 250 ms), CPU milliseconds per complete order for each kind of process (the
-console, the payment stand-in and the mail sink also apart, since in a cluster they are not on
-the order's cores), spans per order (of the sampled orders' traces) and spans dropped.
+under ``QUEUE_WAIT_BOUND_MS``; untraced it is not known). The last sustained step is the
+sustainable rate. At it the table gives: complete orders/s, p50/p95/p99 of the 202, 202 to
+``fulfilled`` (p50/p95 of orders sampled every 250 ms), CPU milliseconds per complete order
+for each kind of process (the console, the payment stand-in and the mail sink also apart,
+since in a cluster they are not on the order's cores), spans per order (of the sampled
+orders' traces) and spans dropped.
 
 With a database run both traced and untraced, tracing on ÷ off: the sustainable rates, and the
 CPU per complete order.
@@ -130,7 +131,9 @@ class Window:
             and refused == 0
             and self.errors == 0
             and self.failed_orders == 0
-            and self.queue_wait_p95_ms <= QUEUE_WAIT_BOUND_MS
+            # NOTE: untraced, the console sees no CONSUMER span and the wait is unknown (NaN):
+            # the books (fulfilled keeping up with accepted) decide alone
+            and not self.queue_wait_p95_ms > QUEUE_WAIT_BOUND_MS
         )
 
     @property

@@ -71,3 +71,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/service.db"
     return str(request.getfixturevalue("postgres_url"))
+
+
+#: the tiers (pyproject.toml's markers say what each needs); `make test-fast` runs the first two
+TIERS = ("unit", "integration", "e2e", "browser", "containers", "chaos", "cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test carries exactly one tier (a module's ``pytestmark``): a test without one
+    would silently fall out of `make test-fast` or into it, so collection stops and names it."""
+    wrong = []
+    for item in items:
+        tiers = {mark.name for mark in item.iter_markers() if mark.name in TIERS}
+        if len(tiers) != 1:
+            wrong.append(f"{item.nodeid}: {sorted(tiers) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(
+            "each test needs exactly one tier marker (pytestmark = pytest.mark.<tier>, one of "
+            f"{', '.join(TIERS)}): " + "; ".join(wrong[:10])
+        )

@@ -7,6 +7,8 @@ import types
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 MEMBERS = [
     "core",
     "core.fastapi",

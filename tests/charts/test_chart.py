@@ -30,6 +30,8 @@ from flotilla.payments import PaymentsSettings
 from tests.support.crd import CHART_CRD_PATH, PODMONITOR_CRD_PATH, admission_errors
 from tests.support.services import in_ci
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "flotilla"
 KUBERNETES = "1.35.0"

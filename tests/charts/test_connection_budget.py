@@ -12,10 +12,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from flotilla.core import pool_size_for
 from tests.charts.test_chart import CHART, helm, of_kind, render
+
+pytestmark = pytest.mark.integration
 
 DATABASES = ("orders", "inventory", "payments")
 

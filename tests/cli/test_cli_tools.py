@@ -21,6 +21,8 @@ from flotilla.cli._broker import answers_ping, wait_until_answering
 from tests.support.ports import free_port, wait_for_port
 from tests.support.servers import serve_in_thread
 
+pytestmark = pytest.mark.integration
+
 
 def test_an_existing_redis_is_used_as_it_is(redis_url: str) -> None:
     choice = choose_broker(redis_url)

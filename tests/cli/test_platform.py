@@ -34,6 +34,8 @@ from flotilla.cli import (
 )
 from tests.support.ports import free_port
 
+pytestmark = pytest.mark.integration
+
 
 def answers(port: int) -> bool:
     try:

@@ -19,6 +19,7 @@ from typing import Any
 
 import dramatiq
 import psutil
+import pytest
 from rich.console import Console
 
 from flotilla.cli import ProcessSpec, Supervisor
@@ -26,6 +27,16 @@ from flotilla.cli._pools import LocalAutoscaler, WorkerPool
 from flotilla.core import broker_from_url
 from flotilla.operator import ScalingSpec
 from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def idle_cpu() -> float:
+    """The machine's CPU as these tests see it: idle. A scale-up held on a saturated machine
+    has its own test below; elsewhere the load of the tests running beside (pytest-xdist's
+    workers) must not decide."""
+    return 0.0
+
 
 WORKER = (
     "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
@@ -62,7 +73,7 @@ def test_depth_scales_worker_processes_up_then_down_after_the_window(
 ) -> None:
     broker, job, shown, supervisor, pool = _pool(redis_url)
     status = tmp_path / "status.json"
-    autoscaler = LocalAutoscaler([pool], redis_url, status, shown)
+    autoscaler = LocalAutoscaler([pool], redis_url, status, shown, cpu_busy=idle_cpu)
     try:
         pool.scale_to(1)
         for i in range(35):
@@ -119,7 +130,9 @@ def test_a_killed_worker_is_a_lost_replica_its_pool_replaces(
         ProcessSpec("w", [sys.executable, "-c", WORKER], queue=queue), spec, supervisor
     )
     status = tmp_path / "status.json"
-    autoscaler = LocalAutoscaler([pool], redis_url, status, shown, processes=supervisor.snapshot)
+    autoscaler = LocalAutoscaler(
+        [pool], redis_url, status, shown, processes=supervisor.snapshot, cpu_busy=idle_cpu
+    )
     try:
         pool.scale_to(2)
         victim = pool.replicas[0]
@@ -174,7 +187,9 @@ def test_scaling_in_retires_the_idle_replica_not_the_busy_one(
     spec = ScalingSpec(min_replicas=1, max_replicas=2, target_per_replica=10, scale_down_window_s=0)
     argv = [sys.executable, "-c", BUSY_WORKER, redis_url, queue, str(tmp_path)]
     pool = WorkerPool(ProcessSpec("w", argv, queue=queue), spec, supervisor)
-    autoscaler = LocalAutoscaler([pool], redis_url, tmp_path / "status.json", shown)
+    autoscaler = LocalAutoscaler(
+        [pool], redis_url, tmp_path / "status.json", shown, cpu_busy=idle_cpu
+    )
     try:
         pool.scale_to(2)
         first = pool.replicas[0].process

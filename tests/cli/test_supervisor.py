@@ -21,6 +21,8 @@ from rich.console import Console
 from flotilla.cli import ProcessSpec, RestartPolicy, StartError, Supervisor
 from tests.support.ports import free_port
 
+pytestmark = pytest.mark.integration
+
 
 def console() -> tuple[Console, io.StringIO]:
     out = io.StringIO()

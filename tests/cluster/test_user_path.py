@@ -37,6 +37,8 @@ from tests.cluster.kube import (
     run,
 )
 
+pytestmark = pytest.mark.cluster
+
 TRACED = {
     "edge",
     "orders-api",

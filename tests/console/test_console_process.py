@@ -17,6 +17,8 @@ from tests.console.test_trace_api import one_span_export
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def console_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:

@@ -18,6 +18,8 @@ from flotilla.console import ConsoleSettings, create_app
 from tests.console.test_otlp_receiver import TRACE_ID, otlp_json, post
 from tests.support.servers import serve_in_thread
 
+pytestmark = pytest.mark.integration
+
 
 def nested_value(depth: int) -> dict[str, object]:
     value: dict[str, object] = {"stringValue": "bottom"}

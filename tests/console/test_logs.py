@@ -33,6 +33,8 @@ from flotilla.console._store import SpanStore
 from tests.console.conftest import ServiceTracer
 from tests.support.servers import serve_in_thread
 
+pytestmark = pytest.mark.integration
+
 TRACE_ID = "5bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "10f067aa0ba902b7"
 

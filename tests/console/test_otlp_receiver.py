@@ -19,6 +19,8 @@ from flotilla.console import ConsoleSettings, create_app
 from tests.console.conftest import ServiceTracer
 from tests.support.servers import serve_in_thread
 
+pytestmark = pytest.mark.integration
+
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 

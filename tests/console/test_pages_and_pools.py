@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -33,6 +34,8 @@ from flotilla.operator import (
 )
 from tests.console.conftest import ServiceTracer
 from tests.support.servers import serve_in_thread
+
+pytestmark = pytest.mark.integration
 
 
 def report_decision(tracer: trace.Tracer, current: int, depth: QueueDepth) -> None:

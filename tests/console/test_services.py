@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from flotilla.console._otlp import SpanRecord
 from flotilla.console._store import SpanStore
 from tests.console.conftest import ServiceTracer
+
+pytestmark = pytest.mark.integration
 
 
 def entry(
@@ -48,7 +51,7 @@ def routed(n: int, **kw: Any) -> SpanRecord:
 
 
 def services(store: SpanStore, minutes: int = 5) -> dict[str, Any]:
-    from flotilla.console.api.routes.services import performance
+    from flotilla.console._deps import performance
 
     perf = performance(store, minutes)
     return {

@@ -14,6 +14,8 @@ from flotilla.console import ConsoleSettings, SpanRecord, SpanStore, create_app
 from tests.console.conftest import ServiceTracer
 from tests.support.servers import serve_in_thread
 
+pytestmark = pytest.mark.integration
+
 SECOND = 1_000_000_000
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from flotilla.console import SpanOutline, summarise_trace
 from flotilla.console._otlp import SpanRecord
 from flotilla.console._store import SpanStore
+
+pytestmark = pytest.mark.unit
 
 T = "ab" * 16
 MS = 1_000_000

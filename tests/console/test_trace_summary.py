@@ -6,6 +6,8 @@ import pytest
 
 from flotilla.console import SpanOutline, root_span, summarise_trace
 
+pytestmark = pytest.mark.unit
+
 MS = 1_000_000
 
 

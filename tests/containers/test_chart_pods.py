@@ -14,9 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.containers.conftest import NAMESPACE, RELEASE, pod, published
 from tests.support.kubelet import Kubelet, Rendered, eventually
+
+pytestmark = pytest.mark.containers
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-KAYAK", "quantity": 1}]}
 #: where a process might write: only the volumes its pod mounts may take a file

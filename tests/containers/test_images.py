@@ -8,6 +8,8 @@ import subprocess
 import pytest
 from scripts import images
 
+pytestmark = pytest.mark.containers
+
 #: distributions a member's image must not carry (it never imports them)
 ABSENT = {
     "edge": ["sqlalchemy", "dramatiq", "pika", "alembic", "fastapi"],

@@ -39,6 +39,8 @@ from tests.support.api_front import ApiFront, CertificateAuthority
 from tests.support.kubelet import Kubelet
 from tests.support.service_account import ServiceAccounts
 
+pytestmark = pytest.mark.containers
+
 assert NAMESPACE == "shop"  # the emulated cluster's namespace (tests/operator/cluster.py)
 
 

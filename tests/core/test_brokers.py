@@ -20,10 +20,10 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from flotilla.contracts import FulfilOrder
 from flotilla.core import (
     BrokerUnavailable,
     BrokerURLError,
-    FulfilOrder,
     TraceContextMiddleware,
     broker_from_url,
     broker_holds,
@@ -39,6 +39,8 @@ from tests.support.ports import free_port
 from tests.support.servers import silent_server
 from tests.support.slow_proxy import slow_proxy
 from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def test_urls_choose_the_broker_and_every_broker_traces() -> None:

@@ -15,6 +15,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from flotilla.core import _statements, make_engine, read_only, session_factory
 
+pytestmark = pytest.mark.integration
+
 
 def test_statements_count_on_their_span_and_none_gets_a_span_of_its_own(
     spans: InMemorySpanExporter, database_url: str

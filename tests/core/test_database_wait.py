@@ -21,6 +21,8 @@ from flotilla.orders._database import VERSIONS
 from tests.support.ports import free_port
 from tests.support.slow_proxy import slow_proxy
 
+pytestmark = pytest.mark.integration
+
 
 def _via(url: str, port: int) -> str:
     return sa.make_url(url).set(host="127.0.0.1", port=port).render_as_string(hide_password=False)

@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from flotilla.console import ConsoleSettings, create_app
 from flotilla.console._store import SpanStore
 from tests.support.servers import serve_in_thread
+
+pytestmark = pytest.mark.integration
 
 #: a component's start, then lines in and out of a span, then a plain exit (no flush called)
 PROCESS = textwrap.dedent(

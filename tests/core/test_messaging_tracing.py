@@ -30,6 +30,8 @@ from flotilla.core import (
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.integration
+
 BrokerFactory = Callable[[], tuple[dramatiq.Broker, str]]
 
 

@@ -25,6 +25,8 @@ from tests.support.ports import free_port
 from tests.support.servers import serve_in_thread
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.integration
+
 
 def samples(text: str, name: str, **labels: str) -> float:
     """The sum of the samples called ``name`` whose labels include ``labels``."""

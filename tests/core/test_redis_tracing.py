@@ -14,6 +14,8 @@ from opentelemetry.trace import StatusCode
 
 from flotilla.core import _statements, instrument_redis, redis_client, redis_namespace
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def client(spans: InMemorySpanExporter, redis_url: str) -> redis.Redis:

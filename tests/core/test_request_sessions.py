@@ -15,11 +15,14 @@ from typing import Annotated
 import anyio
 import anyio.to_thread
 import httpx
+import pytest
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from flotilla.core.fastapi import db_session
+
+pytestmark = pytest.mark.unit
 
 RequestSession = Annotated[Session, Depends(db_session)]
 

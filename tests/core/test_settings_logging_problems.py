@@ -21,6 +21,8 @@ from flotilla.core import (
     run_checks,
 )
 
+pytestmark = pytest.mark.integration
+
 
 class DemoSettings(ComponentSettings):
     model_config = component_config("DEMO")

@@ -12,11 +12,14 @@ import textwrap
 from pathlib import Path
 
 import httpx
+import pytest
 
 from flotilla.console import ConsoleSettings, create_app
 from flotilla.console._store import SpanStore
 from tests.support.servers import serve_in_thread
 from tests.support.slow_proxy import slow_proxy
+
+pytestmark = pytest.mark.integration
 
 SPANS = 300
 PROCESS = textwrap.dedent(

@@ -16,6 +16,8 @@ from dramatiq.brokers.stub import StubBroker
 from flotilla.core import _database
 from flotilla.core._database import make_engine
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> sa.Engine:

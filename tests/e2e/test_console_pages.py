@@ -20,6 +20,8 @@ from tests.e2e.orders import SERVICES, start_burst, traced_order
 from tests.support.browser import chromium
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:

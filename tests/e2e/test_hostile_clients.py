@@ -7,10 +7,13 @@ import time
 
 import httpx
 import jwt
+import pytest
 
 from tests.e2e.conftest import Platform
 from tests.e2e.orders import ORDER
 from tests.support.raw_http import raw_request
+
+pytestmark = pytest.mark.e2e
 
 #: what `flotilla up` leaves the edge's JWT settings at (local development only)
 LOCAL_JWT = {"key": "local-dev-secret-not-for-production-use", "iss": "flotilla-local"}

@@ -10,11 +10,14 @@ import sys
 from collections import defaultdict
 
 import httpx
+import pytest
 
 from tests.core.test_metrics import samples
 from tests.e2e.conftest import Platform
 from tests.e2e.orders import ORDER, fulfilled
 from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.e2e
 
 ORDERS = 5
 #: What would make a label unbounded: an id (UUIDs, long hex, long numbers) or a raw path.

@@ -13,11 +13,14 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.e2e.conftest import Platform
 from tests.e2e.orders import ORDER, SERVICES, complete_trace, fulfilled, start_burst
 from tests.support.redis_server import ThrowawayRedis
 from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.e2e
 
 
 def test_an_order_goes_through_five_processes_in_one_trace(platform: Platform) -> None:

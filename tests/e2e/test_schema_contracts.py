@@ -18,6 +18,8 @@ import pytest
 
 from tests.e2e.conftest import Platform
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).parents[2]
 SEED = "20261201"
 

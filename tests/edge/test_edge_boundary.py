@@ -15,6 +15,8 @@ from flotilla.edge import hash_api_key
 from tests.edge.conftest import API_KEY, Edge, EdgeFactory
 from tests.support.raw_http import raw_request
 
+pytestmark = pytest.mark.integration
+
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 #: (raw request target, status): every one is refused before routing, and nothing of it

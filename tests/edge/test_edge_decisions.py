@@ -31,6 +31,8 @@ from flotilla.edge import (
     upstream_request_headers,
 )
 
+pytestmark = pytest.mark.integration
+
 ROUTES = [
     *ROUTE_TABLE,
     Route(
@@ -244,6 +246,9 @@ def test_retry_after_is_read_as_seconds_or_a_date() -> None:
         (f"Bearer {token(aud='other')}", "audience"),
         (f"Bearer {token(iss='other')}", "issuer"),
     ],
+    # NOTE: the ids name the case, not the token (made at collection, different in each
+    # pytest-xdist worker)
+    ids=["none", "basic", "unknown-key", "expired-jwt", "other-audience", "other-issuer"],
 )
 def test_bad_credentials_say_what_is_wrong(header: str | None, message: str) -> None:
     with pytest.raises(AuthError, match=message):

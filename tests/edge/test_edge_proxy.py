@@ -17,6 +17,8 @@ from flotilla.edge import EdgeSettings, create_app
 from tests.edge.conftest import API_KEY, Edge, EdgeFactory, open_route
 from tests.support.servers import silent_server
 
+pytestmark = pytest.mark.integration
+
 
 def is_problem(answer: httpx.Response, status: int) -> bool:
     return (

@@ -14,6 +14,8 @@ from tests.edge.conftest import API_KEY, EdgeFactory
 from tests.support.ports import free_port
 from tests.support.raw_http import raw_request
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("client", ["httpx", "aiohttp"])
 def test_forwarding_timeouts_and_unreachable_upstreams_with_each_client(

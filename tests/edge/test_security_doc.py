@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from flotilla.edge import ROUTE_TABLE
+
+pytestmark = pytest.mark.unit
 
 DOC = Path(__file__).parents[2] / "docs" / "security.md"
 

@@ -16,9 +16,11 @@ from fastapi.testclient import TestClient
 
 from flotilla.inventory import DEMO_CATALOGUE, InventorySettings, create_app, migrate
 from flotilla.inventory.__main__ import main
-from flotilla.inventory._stock import DEMO_STOCK
+from flotilla.inventory._products import DEMO_STOCK
 from tests.inventory.conftest import Stockroom
 from tests.support.ports import free_port, wait_for_port
+
+pytestmark = pytest.mark.integration
 
 
 def test_catalogue_is_seeded_with_plenty_of_stock(inventory: TestClient) -> None:

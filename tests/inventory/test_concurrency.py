@@ -20,6 +20,8 @@ from flotilla.inventory import InventorySettings, create_app
 from tests.inventory.conftest import Shelf, Stockroom
 from tests.support.servers import serve_in_thread
 
+pytestmark = pytest.mark.integration
+
 THREADS = 16
 REQUESTS_PER_THREAD = 10
 

@@ -17,9 +17,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from flotilla.inventory import InventorySettings, create_app, migrate
 from tests.support.servers import serve_in_thread
+
+pytestmark = pytest.mark.integration
 
 
 def test_a_storm_of_callers_that_hang_up_leaves_inventory_answering(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ from flotilla.core import make_engine, session_factory
 from flotilla.inventory import _stock, migrate
 from flotilla.inventory.models import Product
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[sa.Engine]:

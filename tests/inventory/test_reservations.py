@@ -13,6 +13,8 @@ from flotilla.inventory import InventorySettings, create_app
 from tests.inventory.conftest import Shelf, Stockroom
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.integration
+
 PROBLEM_MEMBERS = {"type", "title", "status", "detail", "instance", "errors"}
 
 

@@ -18,7 +18,8 @@ import dramatiq
 import pytest
 from aiosmtpd.controller import Controller
 
-from flotilla.core import OrderConfirmation, OrderLine, broker_from_url, run_worker
+from flotilla.contracts import OrderConfirmation, OrderLine
+from flotilla.core import broker_from_url, run_worker
 from flotilla.notifications import NotificationsSettings, declare_actors
 from tests.support.ports import free_port
 

@@ -7,8 +7,10 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from flotilla.core import OrderConfirmation, OrderLine
+from flotilla.contracts import OrderConfirmation, OrderLine
 from flotilla.notifications import NotificationsSettings, compose_confirmation
+
+pytestmark = pytest.mark.unit
 
 
 def _confirmation(order_id: uuid.UUID | None = None) -> OrderConfirmation:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import dramatiq
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -29,6 +30,8 @@ from tests.notifications.conftest import (
     worker_on,
 )
 from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def _failed(attempts: list[ReadableSpan]) -> list[ReadableSpan]:

@@ -14,6 +14,8 @@ from flotilla.notifications.__main__ import main
 from tests.notifications.conftest import Inbox, SmtpServer, confirmation
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.integration
+
 
 def test_the_worker_process_mails_confirmations_and_stops_on_sigterm(
     redis_url: str, smtp: SmtpServer, inbox: Inbox

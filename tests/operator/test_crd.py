@@ -26,6 +26,8 @@ from tests.support.crd import (
     with_defaults,
 )
 
+pytestmark = pytest.mark.unit
+
 EXAMPLES = sorted((ROOT / "k8s" / "examples").glob("*.yaml"))
 
 

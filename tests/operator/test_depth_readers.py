@@ -16,6 +16,8 @@ from flotilla.operator import DepthUnavailable, RabbitmqDepthReader, RedisDepthR
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def queue() -> str:

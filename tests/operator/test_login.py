@@ -31,6 +31,8 @@ from tests.operator.cluster import NS, autoscaler, create, declare, eventually, 
 from tests.operator.processes import OperatorProcess, answers, operator_process
 from tests.support.api_front import ApiFront, CertificateAuthority
 
+pytestmark = pytest.mark.integration
+
 PEERING = "flotilla-operator"
 
 
@@ -164,22 +166,27 @@ async def test_the_override_takes_a_url_a_token_and_a_ca_file(
     broker.close()
 
 
-def test_without_any_way_to_an_api_server_the_operator_says_so_in_one_line(
-    tmp_path: Path,
-) -> None:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+def refusal(tmp_path: Path, **env: str) -> str:
+    """The one line an operator started with nothing but ``env`` stops with (exit 2)."""
     done = subprocess.run(
         [sys.executable, "-m", "flotilla.operator", "--namespace", NS],
         capture_output=True,
         text=True,
-        env=env,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
         timeout=60,
         check=False,
     )
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
-    assert "KUBECONFIG" in lines[0] and "KUBERNETES_SERVICE_HOST" in lines[0]
+    return lines[0]
+
+
+def test_without_any_way_to_an_api_server_the_operator_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    line = refusal(tmp_path)
+    assert "KUBECONFIG" in line and "KUBERNETES_SERVICE_HOST" in line
 
 
 # --- finding the API server (no process) -------------------------------------------------------
@@ -298,3 +305,16 @@ def test_a_plain_http_url_has_no_tls_and_https_trusts_the_given_ca(tmp_path: Pat
     assert any(
         c["subject"] == ((("commonName", "flotilla-test-ca"),),) for c in context.get_ca_certs()
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("FLOTILLA_OPERATOR_METRICS_PORT", "70000"), ("FLOTILLA_OPERATOR_LOG_LEVEL", "LOUD")],
+)
+def test_a_bad_setting_stops_the_operator_with_one_line_naming_it(
+    variable: str, value: str, tmp_path: Path
+) -> None:
+    """Its settings class (``FLOTILLA_OPERATOR_*``) refuses a bad value before it looks for an
+    API server, in one line naming the variable, as every other process does."""
+    line = refusal(tmp_path, **{variable: value})
+    assert line.startswith(f"flotilla operator: {variable}: "), line

@@ -41,6 +41,8 @@ from tests.support.crd import admission_errors, printer_column, version
 from tests.support.ports import free_port
 from tests.support.redis_server import throwaway_redis
 
+pytestmark = pytest.mark.integration
+
 
 @contextlib.asynccontextmanager
 async def running_operator(kmock: Any) -> AsyncIterator[None]:

@@ -28,6 +28,8 @@ from tests.operator.cluster import (
 )
 from tests.operator.processes import answers, operator, operator_process
 
+pytestmark = pytest.mark.integration
+
 PEERING = "flotilla-operator"
 
 

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from flotilla.operator import History, Observation, QueueDepth, ScalingSpec, decide
 
+pytestmark = pytest.mark.unit
+
 SPEC = ScalingSpec(
     min_replicas=1,
     max_replicas=10,

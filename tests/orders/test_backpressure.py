@@ -23,6 +23,8 @@ from flotilla.orders._admission import Admission
 from tests.orders.conftest import orders_client, orders_settings
 from tests.support.waiting import wait_for
 
+pytestmark = pytest.mark.integration
+
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-COMPASS", "quantity": 1}]}
 
 

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+
+pytestmark = pytest.mark.integration
 
 
 def run_orders(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

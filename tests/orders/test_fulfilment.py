@@ -20,10 +20,9 @@ from dramatiq import Worker
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from flotilla.contracts import FulfilOrder, OrderConfirmation
 from flotilla.core import (
     ATTEMPT_ATTRIBUTE,
-    FulfilOrder,
-    OrderConfirmation,
     broker_from_url,
     make_engine,
     send_message,
@@ -47,6 +46,8 @@ from flotilla.orders._orders import claim
 from tests.orders.conftest import orders_client, orders_settings
 from tests.support.servers import serve_in_thread
 from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-PADDLE", "quantity": 1}]}
 

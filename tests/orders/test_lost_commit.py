@@ -11,12 +11,15 @@ import uuid
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from flotilla.core import broker_from_url
 from flotilla.orders import create_app, migrate
 from tests.orders.conftest import orders_client, orders_settings
 from tests.support.slow_proxy import SlowProxy, slow_proxy
+
+pytestmark = pytest.mark.integration
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-VEST", "quantity": 2}]}
 

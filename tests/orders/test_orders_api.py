@@ -12,6 +12,8 @@ from flotilla.orders import create_app, migrate
 from tests.orders.conftest import Orders, orders_client, orders_settings
 from tests.support.ports import free_port
 
+pytestmark = pytest.mark.integration
+
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-KAYAK", "quantity": 2}]}
 
 
@@ -133,6 +135,12 @@ def test_inventory_down_is_503_with_retry_after(
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "2"
     assert answer.headers["content-type"] == "application/problem+json"
+    # NOTE: the vocabulary the edge answers its own upstream failures in; marked as a
+    # dependency's failure, so the edge does not count it against orders-api
+    problem = answer.json()
+    assert problem["type"].endswith("/upstream-unreachable")
+    assert problem["upstream"] == "inventory-api"
+    assert answer.headers["flotilla-failed-dependency"] == "inventory-api"
 
 
 def test_listing_pages_newest_first_with_a_status_filter(orders: Orders) -> None:

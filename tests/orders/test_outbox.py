@@ -11,13 +11,16 @@ import pytest
 import sqlalchemy as sa
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from flotilla.core import FulfilOrder, broker_from_url, make_engine, session_factory
+from flotilla.contracts import FulfilOrder
+from flotilla.core import broker_from_url, make_engine, session_factory
 from flotilla.orders import _orders as orders
 from flotilla.orders import create_app, migrate, prune_history, redrive_stalled_orders
 from tests.orders.conftest import Orders, orders_client, orders_settings, outbox_rows
 from tests.support.redis_server import ThrowawayRedis
 from tests.support.servers import silent_server
 from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
 
 ORDER = {"customer_email": "ada@example.com", "items": [{"sku": "FLT-PADDLE", "quantity": 1}]}
 

@@ -10,6 +10,9 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
 
 
 def charge(client: httpx.Client, key: str, order_id: str, amount: int = 1_000) -> httpx.Response:

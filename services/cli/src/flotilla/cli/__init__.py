@@ -14,10 +14,10 @@ from ._platform import (
     check_ports,
     run_platform,
 )
+from ._process_spec import ProcessSpec
 from ._processes import platform_specs
 from ._settings import CliSettings
 from ._supervisor import (
-    ProcessSpec,
     RestartPolicy,
     StartError,
     StartInterrupted,

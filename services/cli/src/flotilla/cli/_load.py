@@ -12,7 +12,7 @@ import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-FINAL_STATUSES = frozenset({"fulfilled", "cancelled", "failed"})
+from flotilla.contracts import OrderStatus
 
 
 @dataclass
@@ -123,10 +123,10 @@ async def _await_outcomes(
                 status = answer.json()["status"] if answer.status_code == 200 else None
             except (httpx.HTTPError, ValueError, KeyError):
                 return  # asked again on the next round
-        if status in FINAL_STATUSES:
+        if isinstance(status, str) and status in set(OrderStatus) and OrderStatus(status).final:
             pending.discard(order_id)
             result.outcomes[status] += 1
-            if status == "fulfilled":
+            if status == OrderStatus.FULFILLED:
                 result.fulfil_s.append(time.monotonic() - placed_at[order_id])
             progress.advance(waiting)
 

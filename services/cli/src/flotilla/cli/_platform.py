@@ -26,10 +26,10 @@ from flotilla.operator import ScalingSpec
 from ._broker import BrokerChoice, BrokerStartError, choose_broker, wait_until_answering
 from ._keys import ensure_api_key
 from ._pools import LocalAutoscaler, WorkerPool
+from ._process_spec import ProcessSpec
 from ._processes import platform_specs
 from ._settings import CliSettings
 from ._supervisor import (
-    ProcessSpec,
     RestartPolicy,
     StartError,
     StartInterrupted,

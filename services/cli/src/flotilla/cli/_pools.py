@@ -39,7 +39,8 @@ from flotilla.operator import (
 )
 
 from ._broker import free_port
-from ._supervisor import Child, ProcessSpec, Supervisor
+from ._process_spec import ProcessSpec
+from ._supervisor import Child, Supervisor
 
 logger = logging.getLogger(__name__)
 

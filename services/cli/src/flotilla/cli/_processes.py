@@ -17,8 +17,8 @@ import httpx
 
 from ._broker import BrokerChoice, free_port
 from ._keys import ensure_api_key
+from ._process_spec import ProcessSpec
 from ._settings import CliSettings
-from ._supervisor import ProcessSpec
 
 
 def _http_ready(url: str) -> bool:

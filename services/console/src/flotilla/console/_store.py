@@ -23,44 +23,9 @@ from ._decisions import Decision, PoolView
 from ._otlp import SpanRecord
 from ._otlp_logs import LEVELS, LogLine
 from ._performance import Performance
+from ._store_schema import chunks, marks, migrate
 from ._summary import TraceOutline
 
-SCHEMA_VERSION = 4
-_SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS spans (
-    trace_id TEXT NOT NULL, span_id TEXT NOT NULL, parent_span_id TEXT,
-    name TEXT NOT NULL, kind TEXT NOT NULL, service TEXT NOT NULL,
-    start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
-    status TEXT NOT NULL, status_message TEXT NOT NULL,
-    attributes TEXT NOT NULL, events TEXT NOT NULL, resource TEXT NOT NULL,
-    PRIMARY KEY (trace_id, span_id)
-);
-CREATE INDEX IF NOT EXISTS spans_start ON spans (start_ns);
-CREATE TABLE IF NOT EXISTS traces (
-    trace_id TEXT PRIMARY KEY, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
-    span_count INTEGER NOT NULL, error INTEGER NOT NULL,
-    root_service TEXT NOT NULL, root_name TEXT NOT NULL, services TEXT NOT NULL,
-    root_span_id TEXT, root_parent_span_id TEXT
-);
-CREATE INDEX IF NOT EXISTS traces_start ON traces (start_ns);
-CREATE TABLE IF NOT EXISTS trace_services (
-    trace_id TEXT NOT NULL, service TEXT NOT NULL, start_ns INTEGER NOT NULL,
-    PRIMARY KEY (trace_id, service)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS trace_services_service ON trace_services (service, start_ns);
-CREATE TABLE IF NOT EXISTS logs (
-    time_ns INTEGER NOT NULL, service TEXT NOT NULL, severity INTEGER NOT NULL,
-    level TEXT NOT NULL, body TEXT NOT NULL, trace_id TEXT, span_id TEXT,
-    attributes TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS logs_trace ON logs (trace_id, time_ns) WHERE trace_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS logs_time ON logs (time_ns);
-"""
-    + _decisions.SCHEMA
-    + _performance.SCHEMA
-)
-_CHUNK = 400  # ids per ``IN (...)``, well under SQLite's bound-parameter limit
 PRUNE_EVERY_EXPORTS = 50
 #: The most log lines a trace's page and answer carry (they say when there were more).
 MAX_TRACE_LOGS = 2000
@@ -80,15 +45,6 @@ _TRACE_FIELDS = (
 )
 _TRACE_COLUMNS = ", ".join(_TRACE_FIELDS)
 _TRACE_COLUMNS_OF_T = ", ".join(f"t.{name}" for name in _TRACE_FIELDS)
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for offset in range(0, len(items), _CHUNK):
-        yield items[offset : offset + _CHUNK]
-
-
-def _marks(items: Sequence[str]) -> str:
-    return ",".join("?" * len(items))
 
 
 def _trace_outline(row: Sequence[object]) -> TraceOutline:
@@ -171,27 +127,7 @@ class SpanStore:
         self._local = threading.local()
 
     def _migrate(self) -> None:
-        self._connection().executescript(_SCHEMA)  # idempotent: IF NOT EXISTS throughout
-        with self._transaction() as connection:
-            (version,) = connection.execute("PRAGMA user_version").fetchone()
-            if version >= SCHEMA_VERSION:
-                return
-            columns = {row[1] for row in connection.execute("PRAGMA table_info(traces)")}
-            if "root_span_id" not in columns:
-                # Version 4 keeps each row's root, so exports merge into it (_trace_index.py);
-                # a row without one is rebuilt when its trace is next touched.
-                connection.execute("ALTER TABLE traces ADD COLUMN root_span_id TEXT")
-                connection.execute("ALTER TABLE traces ADD COLUMN root_parent_span_id TEXT")
-            if version < 2:
-                # Version 1 stored spans only; their trace summaries are built once here.
-                trace_ids = [
-                    row[0] for row in connection.execute("SELECT DISTINCT trace_id FROM spans")
-                ]
-                _trace_index.rebuild_rows(connection, trace_ids)
-            # Version 3 added the logs and entries tables (created above); the stored spans'
-            # entries are filed once here.
-            _performance.backfill(connection)
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        migrate(self._connection(), self._transaction)
 
     # -- writes ------------------------------------------------------------------------
     def add_spans(self, *, spans: Sequence[SpanRecord]) -> None:
@@ -312,11 +248,11 @@ class SpanStore:
 
     @staticmethod
     def _drop_traces(connection: sqlite3.Connection, trace_ids: list[str]) -> None:
-        for chunk in _chunks(trace_ids):
+        for chunk in chunks(trace_ids):
             # NOTE: a trace's log lines go with it (its page is gone: they could not be seen)
             for table in ("spans", "traces", "trace_services", "entries", "logs"):
                 connection.execute(
-                    f"DELETE FROM {table} WHERE trace_id IN ({_marks(chunk)})",  # noqa: S608  # fixed names
+                    f"DELETE FROM {table} WHERE trace_id IN ({marks(chunk)})",  # noqa: S608  # fixed names
                     chunk,
                 )
 
@@ -340,7 +276,7 @@ class SpanStore:
             self._connection()
             .execute(
                 "SELECT time_ns, service, severity, level, body, span_id, attributes FROM logs "  # noqa: S608  # only placeholders vary
-                f"WHERE trace_id = ? AND level IN ({_marks(levels)}) "
+                f"WHERE trace_id = ? AND level IN ({marks(levels)}) "
                 "ORDER BY time_ns, rowid LIMIT ?",
                 (trace_id, *levels, limit + 1),
             )

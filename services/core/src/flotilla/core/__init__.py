@@ -24,14 +24,7 @@ from ._broker_urls import (
     worker_name,
 )
 from ._health import Check, HealthReport, run_checks
-from ._http import (
-    UpstreamError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    async_service_client,
-    service_client,
-    translate_http_error,
-)
+from ._http import async_service_client, service_client, translate_http_error
 from ._identity import (
     CLIENT_ID_HEADER,
     CLIENT_SCOPES_HEADER,
@@ -47,10 +40,15 @@ from ._problems import (
     FieldError,
     Problem,
     ProblemError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
     field_path,
+    upstream_problem,
 )
 from ._serve import serve
 from ._settings import PLACEHOLDER_SECRETS, ComponentSettings, component_config
+from ._stored_time import as_stored, as_utc, utcnow
 from ._telemetry import (
     configure_telemetry,
     current_trace_id,
@@ -75,9 +73,6 @@ if _typing.TYPE_CHECKING:
         session_factory,
     )
     from ._messages import (
-        FulfilOrder,
-        OrderConfirmation,
-        OrderLine,
         Published,
         QueueMessage,
         build_message,
@@ -123,9 +118,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     ),
     **dict.fromkeys(
         [
-            "FulfilOrder",
-            "OrderConfirmation",
-            "OrderLine",
             "Published",
             "QueueMessage",
             "build_message",
@@ -204,12 +196,9 @@ __all__ = [
     "DatabaseUnavailable",
     "EtaIndex",
     "FieldError",
-    "FulfilOrder",
     "HealthReport",
     "JsonFormatter",
     "MessagingMetrics",
-    "OrderConfirmation",
-    "OrderLine",
     "Problem",
     "ProblemError",
     "Published",
@@ -219,6 +208,8 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "application_name",
+    "as_stored",
+    "as_utc",
     "async_service_client",
     "broker_from_url",
     "broker_holds",
@@ -261,6 +252,8 @@ __all__ = [
     "telemetry_enabled",
     "translate_http_error",
     "upgrade_database",
+    "upstream_problem",
+    "utcnow",
     "wait_for_database",
     "worker_identity",
     "worker_name",

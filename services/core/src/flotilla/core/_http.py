@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from ._problems import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ._telemetry import instrument_httpx
-
-
-class UpstreamError(RuntimeError):
-    """A call to another service failed before it produced an answer."""
-
-
-class UpstreamTimeout(UpstreamError):
-    """The other service did not answer within the timeout."""
-
-
-class UpstreamUnavailable(UpstreamError):
-    """The other service could not be reached (refused, reset, DNS)."""
 
 
 def _limits(max_connections: int) -> httpx.Limits:

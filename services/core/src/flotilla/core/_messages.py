@@ -1,17 +1,17 @@
-"""Schemas of the messages that cross services, and how to send one by name.
+"""The base of a message that crosses services, and how to send one by name.
 
-A producer never imports the consumer's actor: it builds a Dramatiq message for the
-consumer's queue and actor name from one of these schemas.
+The messages themselves are their domain's (``flotilla.contracts``); a producer never imports
+the consumer's actor: it builds a Dramatiq message for the consumer's queue and actor name
+from the message's schema.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
-from uuid import UUID
 
 import dramatiq
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict
 
 from ._broker_urls import BrokerUnavailable
 
@@ -28,35 +28,6 @@ class QueueMessage(BaseModel):
     def from_payload(cls, payload: dict[str, Any]) -> Self:
         """Validate the single positional argument an actor received."""
         return cls.model_validate(payload)
-
-
-class OrderLine(BaseModel):
-    """One line of an order as other services see it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    sku: str
-    quantity: int = Field(gt=0)
-
-
-class FulfilOrder(QueueMessage):
-    """orders-api → orders-worker: fulfil this accepted order."""
-
-    queue: ClassVar[str] = "orders"
-    actor: ClassVar[str] = "fulfil_order"
-
-    order_id: UUID
-
-
-class OrderConfirmation(QueueMessage):
-    """orders-worker → notifications-worker: mail the customer that the order is fulfilled."""
-
-    queue: ClassVar[str] = "notifications"
-    actor: ClassVar[str] = "send_order_confirmation"
-
-    order_id: UUID
-    customer_email: EmailStr
-    items: tuple[OrderLine, ...]
 
 
 def build_message(message: QueueMessage) -> dramatiq.Message[Any]:

@@ -1,7 +1,11 @@
-"""RFC 9457 problem details, framework-neutral.
+"""RFC 9457 problem details, framework-neutral: the one vocabulary of the Falcon edge and the
+FastAPI services, each with its own adapter that writes a :class:`ProblemError` as its
+framework answers (``flotilla.edge.app``, ``flotilla.core.fastapi``).
 
 Every error a Flotilla service answers is ``application/problem+json``; the field at fault is
-named in ``errors[].field`` (a dotted path such as ``items.0.sku``). Never a traceback.
+named in ``errors[].field`` (a dotted path such as ``items.0.sku``). Never a traceback. A call
+to another service that fails before it answers is an :class:`UpstreamError`, and
+:func:`upstream_problem` is the one mapping from it to an answer.
 """
 
 from __future__ import annotations
@@ -82,6 +86,41 @@ class ProblemError(Exception):
         self.headers = dict(headers or {})
         if dependency is not None:
             self.headers[DEPENDENCY_FAILURE_HEADER] = dependency
+
+
+class UpstreamError(RuntimeError):
+    """A call to another service failed before it produced an answer."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The other service did not answer within the timeout."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    """The other service could not be reached (refused, reset, DNS)."""
+
+
+def upstream_problem(
+    exc: UpstreamError, upstream: str, *, dependency: bool = False, retry_after_s: int = 1
+) -> ProblemError:
+    """The answer to a request whose call to ``upstream`` failed before it answered.
+
+    A gateway (the edge, ``dependency=False``) answers 504 when the upstream did not answer in
+    time and 503 when it could not be reached: the client may retry after ``Retry-After``.
+    A service that failed because one of *its* dependencies did (``dependency=True``) answers
+    503 either way, marked with :data:`DEPENDENCY_FAILURE_HEADER` so the edge does not count
+    it against the service. The detail says which upstream and what happened.
+    """
+    timed_out = isinstance(exc, UpstreamTimeout)
+    return ProblemError(
+        504 if timed_out and not dependency else 503,
+        "Upstream timeout" if timed_out else "Upstream unavailable",
+        str(exc) or f"{upstream} failed",
+        slug="upstream-timeout" if timed_out else "upstream-unreachable",
+        headers={"Retry-After": str(retry_after_s)},
+        dependency=upstream if dependency else None,
+        upstream=upstream,
+    )
 
 
 def field_path(location: tuple[Any, ...] | list[Any]) -> str:

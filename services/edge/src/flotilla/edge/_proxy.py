@@ -17,7 +17,13 @@ from typing import Any
 import falcon
 import falcon.asgi
 
-from flotilla.core import DEPENDENCY_FAILURE_HEADER, FieldError, Problem
+from flotilla.core import (
+    DEPENDENCY_FAILURE_HEADER,
+    ProblemError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    upstream_problem,
+)
 
 from ._auth import Authenticator, AuthError, Client
 from ._breaker import STATE_VALUES, CircuitBreaker
@@ -33,37 +39,12 @@ from ._ratelimit import RedisRateLimiter
 from ._routing import Destination, MethodNotAllowed, NoRoute, resolve
 from ._settings import EdgeSettings
 from ._trace_boundary import name_route
-from ._upstream import Upstream, UpstreamAnswer, UpstreamTimeoutError, UpstreamTransportError
+from ._upstream import Upstream, UpstreamAnswer
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 #: An upstream asking to be left alone longer than this gets its answer passed on, not retried.
 MAX_RETRY_WAIT_S = 2.0
-
-
-class EdgeProblem(Exception):
-    """An answer the edge makes itself, as an RFC 9457 problem."""
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str,
-        *,
-        slug: str,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        errors = [FieldError(field=field, message=detail)] if field else None
-        self.problem = Problem(
-            type=f"https://flotilla.dev/problems/{slug}",
-            title=title,
-            status=status,
-            detail=detail,
-            errors=errors,
-        )
-        self.headers = headers or {}
 
 
 class Proxy:
@@ -131,7 +112,7 @@ class Proxy:
             return parse_path(raw)
         except UnsafePath as exc:
             title = "Path too long" if exc.status == 414 else "Unsafe path"
-            raise EdgeProblem(
+            raise ProblemError(
                 exc.status, title, exc.detail, slug="unsafe-path", field="path"
             ) from None
 
@@ -157,7 +138,7 @@ class Proxy:
         if not decision.allowed:
             self.metrics.rate_limited.inc()
             retry_after = str(max(1, math.ceil(decision.retry_after_s)))
-            raise EdgeProblem(
+            raise ProblemError(
                 429,
                 "Too many requests",
                 f"slow down; retry in {retry_after} s"
@@ -167,7 +148,7 @@ class Proxy:
             )
         if client is None:
             assert refused is not None
-            raise EdgeProblem(
+            raise ProblemError(
                 401,
                 "Unauthorized",
                 str(refused),
@@ -182,7 +163,7 @@ class Proxy:
     ) -> Destination:
         found = resolve(self.settings.routes, segments, req.method)
         if isinstance(found, NoRoute):
-            raise EdgeProblem(
+            raise ProblemError(
                 404,
                 "No such route",
                 f"nothing is served at {req.path}",
@@ -191,7 +172,7 @@ class Proxy:
             )
         if isinstance(found, MethodNotAllowed):
             allow = ", ".join(found.allow)
-            raise EdgeProblem(
+            raise ProblemError(
                 405,
                 "Method not allowed",
                 f"{req.method} is not allowed here; use {allow}",
@@ -200,7 +181,7 @@ class Proxy:
                 headers={"Allow": allow},
             )
         if found.rule.scope not in client.scopes:
-            raise EdgeProblem(
+            raise ProblemError(
                 403,
                 "Forbidden",
                 f"this needs the scope {found.rule.scope}, which your credentials do not carry",
@@ -211,7 +192,7 @@ class Proxy:
 
     async def _read_body(self, req: falcon.asgi.Request) -> bytes:
         limit = self.settings.max_body_bytes
-        too_large = EdgeProblem(
+        too_large = ProblemError(
             413,
             "Request body too large",
             f"at most {limit} bytes",
@@ -238,29 +219,25 @@ class Proxy:
         for attempt in range(1, attempts + 1):
             try:
                 answer = await self.http.request(method, url, headers, body)
-            except UpstreamTimeoutError as exc:
+            except UpstreamTimeout as exc:
                 # NOTE: a timeout is not retried: the client already waited the whole
                 # upstream timeout, and a retry would double it behind its back.
                 self._failed(breaker, name, "timeout")
-                raise EdgeProblem(
-                    504,
-                    "Upstream timeout",
-                    f"{name} did not answer within {self.settings.upstream_timeout_s:g} s",
-                    slug="upstream-timeout",
+                raise upstream_problem(
+                    UpstreamTimeout(
+                        f"{name} did not answer within {self.settings.upstream_timeout_s:g} s"
+                    ),
+                    name,
                 ) from exc
-            except UpstreamTransportError as exc:
+            except UpstreamUnavailable as exc:
                 self._failed(breaker, name, "unreachable")
                 if self._may_retry(breaker, attempt, attempts):
                     await asyncio.sleep(0.05 * attempt)
                     continue
                 # NOTE: 503 (as Envoy answers a connect failure): this route is unavailable for
                 # now, the others are not, and the client may try again.
-                raise EdgeProblem(
-                    503,
-                    "Upstream unavailable",
-                    f"{name} could not be reached",
-                    slug="upstream-unreachable",
-                    headers={"Retry-After": "1"},
+                raise upstream_problem(
+                    UpstreamUnavailable(f"{name} could not be reached"), name
                 ) from exc
             if answer.status in RETRY_STATUSES:
                 # NOTE: an upstream that answers "my dependency failed" is itself healthy;
@@ -295,7 +272,7 @@ class Proxy:
         if wait is None:
             return
         retry_after = str(max(1, math.ceil(wait)))
-        raise EdgeProblem(
+        raise ProblemError(
             503,
             "Upstream unavailable",
             f"{name} is failing; the edge stopped calling it for a while",

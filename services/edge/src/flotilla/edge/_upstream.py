@@ -1,7 +1,8 @@
 """Upstream HTTP clients the edge can use: aiohttp (default) or httpx.
 
 Both are pooled, traced (their OpenTelemetry instrumentations propagate W3C context) and
-raise the same two errors, so the proxy does not care which one runs; ``bench/edge.py``
+raise the platform's two upstream errors (``flotilla.core.UpstreamTimeout`` and
+``UpstreamUnavailable``), so the proxy does not care which one runs; ``bench/edge.py``
 measures them side by side.
 """
 
@@ -12,15 +13,12 @@ from typing import Any, Protocol
 
 import httpx
 
-from flotilla.core import async_service_client, telemetry_enabled
-
-
-class UpstreamTimeoutError(Exception):
-    """The upstream did not answer in time."""
-
-
-class UpstreamTransportError(Exception):
-    """The upstream could not be reached or dropped the connection."""
+from flotilla.core import (
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    async_service_client,
+    telemetry_enabled,
+)
 
 
 @dataclass(frozen=True)
@@ -54,16 +52,16 @@ class HttpxUpstream:
         try:
             answer = await self.client.request(method, url, headers=headers, content=content)
         except httpx.TimeoutException as exc:
-            raise UpstreamTimeoutError(str(exc)) from exc
+            raise UpstreamTimeout(str(exc)) from exc
         except httpx.TransportError as exc:
-            raise UpstreamTransportError(type(exc).__name__) from exc
+            raise UpstreamUnavailable(type(exc).__name__) from exc
         return UpstreamAnswer(answer.status_code, answer.headers.multi_items(), answer.content)
 
     async def probe(self, url: str, timeout_s: float) -> int:
         try:
             return (await self.client.get(url, timeout=timeout_s)).status_code
         except httpx.HTTPError as exc:
-            raise UpstreamTransportError(type(exc).__name__) from exc
+            raise UpstreamUnavailable(type(exc).__name__) from exc
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -113,9 +111,9 @@ class AiohttpUpstream:
                 body = await answer.read()
                 return UpstreamAnswer(answer.status, list(answer.headers.items()), body)
         except TimeoutError as exc:
-            raise UpstreamTimeoutError("timeout") from exc
+            raise UpstreamTimeout("timeout") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamTransportError(type(exc).__name__) from exc
+            raise UpstreamUnavailable(type(exc).__name__) from exc
 
     async def probe(self, url: str, timeout_s: float) -> int:
         import aiohttp
@@ -126,7 +124,7 @@ class AiohttpUpstream:
             ) as answer:
                 return int(answer.status)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise UpstreamTransportError(type(exc).__name__) from exc
+            raise UpstreamUnavailable(type(exc).__name__) from exc
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -24,6 +24,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from flotilla.core import (
     PROBLEM_CONTENT_TYPE,
     Problem,
+    ProblemError,
+    UpstreamUnavailable,
     configure_logging,
     configure_telemetry,
     current_trace_id,
@@ -35,11 +37,11 @@ from flotilla.core import (
 
 from ._auth import Authenticator, parse_api_keys
 from ._metrics import EdgeMetrics
-from ._proxy import EdgeProblem, Proxy
+from ._proxy import Proxy
 from ._ratelimit import RedisRateLimiter
 from ._settings import EdgeSettings
 from ._trace_boundary import TraceBoundary, link_caller
-from ._upstream import Upstream, UpstreamTransportError, make_upstream
+from ._upstream import Upstream, make_upstream
 
 logger = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -112,7 +114,7 @@ class Ready:
     async def _upstream(self, url: str) -> dict[str, Any]:
         try:
             status = await self.http.probe(url.rstrip("/") + "/healthz", 1.0)
-        except UpstreamTransportError as exc:
+        except UpstreamUnavailable as exc:
             return {"ok": False, "error": str(exc)}
         return {"ok": status == 200, "status": status}
 
@@ -267,7 +269,7 @@ def create_app(settings: EdgeSettings | None = None) -> Any:
     middleware: list[Any] = [RequestContext(metrics), Lifespan(http, limiter, admin)]
     app = falcon.asgi.App(middleware=middleware)
 
-    async def on_problem(req: Any, resp: Any, ex: EdgeProblem, params: Any) -> None:
+    async def on_problem(req: Any, resp: Any, ex: ProblemError, params: Any) -> None:
         _write_problem(resp, ex.problem.model_copy(update={"instance": req.path}), ex.headers)
 
     async def on_crash(req: Any, resp: Any, ex: Exception, params: Any) -> None:
@@ -295,7 +297,7 @@ def create_app(settings: EdgeSettings | None = None) -> Any:
         )
 
     app.add_error_handler(Exception, on_crash)
-    app.add_error_handler(EdgeProblem, on_problem)
+    app.add_error_handler(ProblemError, on_problem)
     app.add_route("/healthz", Health())
     app.add_route("/readyz", PublicReady())
     app.add_sink(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flotilla.core import make_engine, session_factory, upgrade_database
 
-from ._stock import seed_catalogue
+from ._products import seed_catalogue
 
 VERSIONS = Path(__file__).parent / "migrations" / "versions"
 

@@ -18,26 +18,15 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal, NoReturn
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .models import Product, Reservation, ReservationItem
+from flotilla.core import as_stored, as_utc, utcnow
 
-#: The demo catalogue ``migrate`` seeds: sku, name, price in cents.
-DEMO_CATALOGUE = (
-    ("FLT-KAYAK", "Sea kayak", 89_900),
-    ("FLT-PADDLE", "Carbon paddle", 14_900),
-    ("FLT-VEST", "Buoyancy vest", 7_900),
-    ("FLT-DRYBAG", "Dry bag, 20 l", 2_900),
-    ("FLT-COMPASS", "Deck compass", 5_900),
-    ("FLT-LANTERN", "Anchor lantern", 3_900),
-)
-#: Units of each demo product on the shelf when it is first seeded.
-DEMO_STOCK = 50_000
+from .models import Product, Reservation, ReservationItem
 
 Settlement = Literal["commit", "release"]
 _SETTLED_STATUS: dict[Settlement, str] = {"commit": "committed", "release": "released"}
@@ -107,49 +96,6 @@ class ReservationView:
     amount_cents: int = 0  # what the items cost at today's prices
 
 
-def seed_catalogue(*, session: Session) -> int:
-    """Insert the demo products that are missing; never touches existing stock.
-
-    ``INSERT … ON CONFLICT DO NOTHING`` keeps two migrations running at once from failing.
-
-    Returns:
-        How many products were added.
-    """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    added = 0
-    for sku, name, price in DEMO_CATALOGUE:
-        statement = (
-            insert(Product)
-            .values(sku=sku, name=name, price_cents=price, available=DEMO_STOCK, reserved=0)
-            .on_conflict_do_nothing(index_elements=["sku"])
-            .returning(Product.sku)  # NOTE: rowcount is -1 here with psycopg; RETURNING is not
-        )
-        added += len(session.execute(statement).all())
-    return added
-
-
-def list_products(*, session: Session) -> list[Product]:
-    """Every product, in sku order."""
-    return list(session.scalars(sa.select(Product).order_by(Product.sku)))
-
-
-def get_product(*, session: Session, sku: str) -> Product | None:
-    """The product with ``sku``, or ``None``."""
-    return session.get(Product, sku)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _as_utc(moment: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; they were stored in UTC."""
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _summed(lines: Sequence[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
     wanted = Counter[str]()
     for sku, quantity in lines:
@@ -170,7 +116,7 @@ def _view(session: Session, reservation: Reservation) -> ReservationView:
         status=reservation.status,
         items=tuple((sku, quantity) for sku, quantity, _ in rows),
         amount_cents=sum(quantity * price for _, quantity, price in rows),
-        expires_at=_as_utc(reservation.expires_at) if reservation.status == "held" else None,
+        expires_at=as_utc(reservation.expires_at) if reservation.status == "held" else None,
     )
 
 
@@ -240,7 +186,7 @@ def reserve(
         if price is None:
             _refuse(session, wanted, first_index)
         prices[sku] = int(price)
-    now = _utcnow()
+    now = utcnow()
     reservation_id = str(uuid.uuid4())
     expires_at = now + timedelta(seconds=ttl_s)
     # NOTE: a concurrent twin with the same reference fails here (unique), as does a retry
@@ -314,8 +260,8 @@ def settle(
     reservation = session.get(Reservation, reservation_id, with_for_update=True)
     if reservation is None:
         raise ReservationNotFound(reservation_id)
-    expires_at = _as_utc(reservation.expires_at)
-    if reservation.status == "held" and expires_at and expires_at <= (now or _utcnow()):
+    expires_at = as_utc(reservation.expires_at)
+    if reservation.status == "held" and expires_at and expires_at <= (now or utcnow()):
         _give_back(session, reservation, "expired")
     if reservation.status == target or (action == "release" and reservation.status in RETURNED):
         return _view(session, reservation)
@@ -346,7 +292,7 @@ def _settle_held(
         .where(
             Reservation.id == reservation_id,
             Reservation.status == "held",
-            Reservation.expires_at > _stored(session, now),
+            Reservation.expires_at > as_stored(session, now),
         )
         .values(status=target)
         .returning(Reservation.reference, lines_of, first_sku, units)
@@ -403,7 +349,7 @@ def renew(
         ReservationConflict: it was released.
         InsufficientStock: it expired and its units are gone.
     """
-    now = now or _utcnow()
+    now = now or utcnow()
     reservation = session.get(Reservation, reservation_id, with_for_update=True)
     if reservation is None:
         raise ReservationNotFound(reservation_id)
@@ -413,7 +359,7 @@ def renew(
         raise ReservationConflict(
             f"reservation {reservation_id} is released, it cannot be renewed", "released"
         )
-    expires_at = _as_utc(reservation.expires_at)
+    expires_at = as_utc(reservation.expires_at)
     if reservation.status == "held" and expires_at and expires_at <= now:
         _give_back(session, reservation, "expired")
     if reservation.status == "expired":
@@ -441,7 +387,7 @@ def expire_due(*, session: Session, now: datetime | None = None, limit: int = 20
     """
     query = (
         sa.select(Reservation)
-        .where(Reservation.status == "held", Reservation.expires_at <= _stored(session, now))
+        .where(Reservation.status == "held", Reservation.expires_at <= as_stored(session, now))
         .order_by(Reservation.expires_at)
         .limit(limit)
     )
@@ -451,9 +397,3 @@ def expire_due(*, session: Session, now: datetime | None = None, limit: int = 20
     for reservation in due:
         _give_back(session, reservation, "expired")
     return len(due)
-
-
-def _stored(session: Session, moment: datetime | None) -> datetime:
-    """SQLite compares the naive UTC text it stored; PostgreSQL compares instants."""
-    moment = moment or _utcnow()
-    return moment.replace(tzinfo=None) if session.get_bind().dialect.name == "sqlite" else moment

@@ -7,13 +7,8 @@ import sys
 
 import dramatiq
 
-from flotilla.core import (
-    OrderConfirmation,
-    broker_from_url,
-    configure_logging,
-    configure_telemetry,
-    run_worker,
-)
+from flotilla.contracts import OrderConfirmation
+from flotilla.core import broker_from_url, configure_logging, configure_telemetry, run_worker
 
 from ._settings import NotificationsSettings
 from .actors import declare_actors

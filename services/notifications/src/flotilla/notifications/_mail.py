@@ -18,7 +18,7 @@ from email.utils import formatdate, getaddresses
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from flotilla.core import OrderConfirmation
+from flotilla.contracts import OrderConfirmation
 
 from ._settings import NotificationsSettings
 

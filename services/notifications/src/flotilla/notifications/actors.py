@@ -11,7 +11,7 @@ from dramatiq.middleware import CurrentMessage
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from flotilla.core import OrderConfirmation
+from flotilla.contracts import OrderConfirmation
 
 from ._ledger import LedgerUnavailable, MailInProgress, MailLedger
 from ._mail import MailRejected, MailUndeliverable, compose_confirmation, send_mail

@@ -33,18 +33,16 @@ import uuid
 from opentelemetry import trace
 from sqlalchemy.orm import Session, sessionmaker
 
-from flotilla.core import OrderConfirmation, OrderLine
+from flotilla.contracts import OrderConfirmation, OrderLine, OrderStatus
+from flotilla.core import utcnow
 
-from . import _orders
+from . import _orders, _outbox_rows
 from ._inventory import InventoryClient, ReservationGone
 from ._outbox import OutboxRelay
 from ._payments import PaymentProvider
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("flotilla.orders")
-
-#: statuses an order never leaves
-FINAL = ("fulfilled", "cancelled", "failed")
 
 
 class Fulfilment:
@@ -77,7 +75,7 @@ class Fulfilment:
         """Whether the reservation could expire before this attempt is done with it."""
         if order.reservation_expires_at is None:
             return True  # NOTE: an order stored before its expiry was: renew, as before
-        left = order.reservation_expires_at - _orders.utcnow()
+        left = order.reservation_expires_at - utcnow()
         return left.total_seconds() <= self.claim_lease_s
 
     def fulfil(self, order_id: uuid.UUID, *, attempt: str) -> str:
@@ -94,7 +92,7 @@ class Fulfilment:
         order = self._claim(str(order_id), attempt)
         if isinstance(order, str):
             span.set_attribute("flotilla.order.claimed", False)
-            if order == "fulfilling":
+            if order == OrderStatus.FULFILLING:
                 logger.info("order held by another attempt", extra={"order": str(order_id)})
             elif order == "unknown":
                 logger.warning("fulfil_order for an unknown order", extra={"order": str(order_id)})
@@ -136,12 +134,11 @@ class Fulfilment:
             moved = _orders.transition(
                 session=session,
                 order_id=order.id,
-                to="fulfilled",
-                from_=("accepted", "fulfilling"),
+                to=OrderStatus.FULFILLED,
                 payment_id=payment_id,
             )
             outbox = (
-                _orders.add_outbox(
+                _outbox_rows.add_outbox(
                     session=session,
                     message=confirmation,
                     writer_lease_s=self.relay.WRITER_LEASE_S,
@@ -149,7 +146,7 @@ class Fulfilment:
                 if moved
                 else None
             )
-            status = "fulfilled" if moved else self._status(session, order.id)
+            status = OrderStatus.FULFILLED if moved else self._status(session, order.id)
         if outbox is not None:
             self.relay.publish_now(confirmation, outbox)
         return status
@@ -161,9 +158,8 @@ class Fulfilment:
             _orders.transition(
                 session=session,
                 order_id=order.id,
-                to="failed",
+                to=OrderStatus.FAILED,
                 reason=reason + (f"; {len(refunded)} charge(s) refunded" if refunded else ""),
-                from_=("accepted", "fulfilling"),
             )
             status = self._status(session, order.id)
         logger.warning("order failed", extra={"order": order.id, "reason": reason})

@@ -1,8 +1,7 @@
 """Data access for orders (keyword-only functions; the caller owns the transaction).
 
 Every state change that other services must hear about writes an outbox row in the same
-transaction, with the W3C context of the trace that caused it, so the relay can publish it
-later (even after a broker outage) as part of the same trace.
+transaction (``_outbox_rows.py``).
 """
 
 from __future__ import annotations
@@ -10,67 +9,21 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from opentelemetry.propagate import inject
 from sqlalchemy.orm import Session
 
-from flotilla.core import QueueMessage
+from flotilla.contracts import OrderStatus
+from flotilla.core import QueueMessage, as_stored, as_utc, utcnow
 
-from .models import IdempotencyKey, Order, OutboxMessage
+from ._outbox_rows import PendingMessage, add_outbox, current_context
+from .models import IdempotencyKey, Order
 
 
 class InvalidCursor(ValueError):
     """The pagination cursor was not made by this service."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands datetimes back naive; they were stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def current_context() -> dict[str, str]:
-    """The current W3C trace context, as headers."""
-    carrier: dict[str, str] = {}
-    inject(carrier)
-    return carrier
-
-
-def add_outbox(
-    *,
-    session: Session,
-    message: QueueMessage,
-    context: dict[str, str] | None = None,
-    writer_lease_s: float | None = None,
-) -> PendingMessage:
-    """Queue ``message`` for publication with ``context`` (by default the current one).
-
-    With ``writer_lease_s`` the row is written claimed by its writer, which publishes it right
-    after its commit (PERF: no relay round, no claim transaction per message); a relay takes
-    it only when the writer has not marked it within the lease (it died in between).
-    """
-    carrier = current_context() if context is None else context
-    now = utcnow()
-    lease = None if writer_lease_s is None else now + timedelta(seconds=writer_lease_s)
-    payload = message.model_dump(mode="json")
-    row = OutboxMessage(
-        queue=message.queue,
-        actor=message.actor,
-        payload=payload,
-        trace_context=carrier,
-        created_at=now,
-        attempts=0 if lease is None else 1,
-        claimed_until=lease,
-    )
-    session.add(row)
-    session.flush()
-    return PendingMessage(row.id, message.queue, message.actor, payload, carrier)
 
 
 def find_idempotency_key(
@@ -93,7 +46,7 @@ def forget_expired_key(
         sa.delete(IdempotencyKey).where(
             IdempotencyKey.client_id == client_id,
             IdempotencyKey.key == key,
-            IdempotencyKey.created_at < _as_stored(session, made_before),
+            IdempotencyKey.created_at < as_stored(session, made_before),
         )
     )
 
@@ -121,7 +74,7 @@ def create_order(
         client_id=client_id,
         customer_email=customer_email,
         items=items,
-        status="accepted",
+        status=OrderStatus.ACCEPTED,
         reservation_id=reservation_id,
         reservation_expires_at=reservation_expires_at,
         amount_cents=amount_cents,
@@ -168,11 +121,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidCursor(cursor) from exc
 
 
-def _as_stored(session: Session, moment: datetime) -> datetime:
-    """SQLite compares the naive UTC text it stored; PostgreSQL compares instants."""
-    return moment.replace(tzinfo=None) if session.get_bind().dialect.name == "sqlite" else moment
-
-
 def list_orders(
     *,
     session: Session,
@@ -192,7 +140,7 @@ def list_orders(
         query = query.where(Order.status == status)
     if cursor is not None:
         moment, order_id = _decode_cursor(cursor)
-        moment = _as_stored(session, moment)
+        moment = as_stored(session, moment)
         query = query.where(
             sa.or_(
                 Order.created_at < moment, sa.and_(Order.created_at == moment, Order.id < order_id)
@@ -207,26 +155,29 @@ def transition(
     *,
     session: Session,
     order_id: str,
-    to: str,
+    to: OrderStatus,
     reason: str | None = None,
-    from_: tuple[str, ...] = ("accepted",),
     payment_id: str | None = None,
 ) -> bool:
-    """Move the order to ``to`` if it is in one of ``from_``; False when it was not.
+    """Move the order to ``to`` if its status may go there (``flotilla.contracts.TRANSITIONS``);
+    False when it may not.
 
     The condition is part of the ``UPDATE``, so of two transactions racing for one order
     (a cancel and a worker's claim, two workers finishing it) exactly one wins. Leaving
     ``fulfilling`` drops the claim.
     """
+    if to is OrderStatus.FULFILLING:
+        raise ValueError("an attempt takes an order with claim(), which also checks the claim")
     values: dict[str, Any] = {"status": to, "updated_at": utcnow()}
     if payment_id is not None:
         values["payment_id"] = payment_id
     if reason is not None:
         values["failure_reason"] = reason[:500]
-    if to != "fulfilling":
-        values.update(claimed_by=None, claim_expires_at=None)
+    values.update(claimed_by=None, claim_expires_at=None)
     changed = session.execute(
-        sa.update(Order).where(Order.id == order_id, Order.status.in_(from_)).values(**values)
+        sa.update(Order)
+        .where(Order.id == order_id, Order.status.in_(to.sources()))
+        .values(**values)
     )
     return bool(changed.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
 
@@ -259,18 +210,18 @@ def claim(*, session: Session, order_id: str, attempt: str, lease_s: float) -> C
         .where(
             Order.id == order_id,
             sa.or_(
-                Order.status == "accepted",
+                Order.status == OrderStatus.ACCEPTED,
                 sa.and_(
-                    Order.status == "fulfilling",
+                    Order.status == OrderStatus.FULFILLING,
                     sa.or_(
                         Order.claimed_by == attempt,
-                        Order.claim_expires_at < _as_stored(session, now),
+                        Order.claim_expires_at < as_stored(session, now),
                     ),
                 ),
             ),
         )
         .values(
-            status="fulfilling",
+            status=OrderStatus.FULFILLING,
             claimed_by=attempt,
             claim_expires_at=now + timedelta(seconds=lease_s),
             updated_at=now,
@@ -308,93 +259,6 @@ def record_announcements(*, session: Session, references: list[tuple[str, str]])
         )
 
 
-# -- the outbox ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PendingMessage:
-    """An outbox row a relay has claimed, read out of its transaction."""
-
-    id: int
-    queue: str
-    actor: str
-    payload: dict[str, Any]
-    trace_context: dict[str, str]
-
-
-def claim_pending(*, session: Session, limit: int, lease_s: float) -> list[PendingMessage]:
-    """Unpublished rows no other relay is publishing, oldest first, claimed for ``lease_s``.
-
-    The claim lets a relay publish outside any transaction (no network call while the
-    database is locked): another relay skips the rows until they are published or the
-    claim expires (the relay died half-way; its rows are published again).
-    """
-    now = utcnow()
-    query = (
-        sa.select(OutboxMessage)
-        .where(
-            OutboxMessage.published_at.is_(None),
-            sa.or_(
-                OutboxMessage.claimed_until.is_(None),
-                OutboxMessage.claimed_until < _as_stored(session, now),
-            ),
-        )
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = list(session.scalars(query))
-    for row in rows:
-        row.claimed_until = now + timedelta(seconds=lease_s)
-        row.attempts += 1
-    session.flush()
-    return [
-        PendingMessage(r.id, r.queue, r.actor, dict(r.payload), dict(r.trace_context or {}))
-        for r in rows
-    ]
-
-
-def mark_published(*, session: Session, ids: list[int]) -> None:
-    if ids:
-        session.execute(
-            sa.update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids))
-            .values(published_at=utcnow(), claimed_until=None)
-        )
-
-
-def unclaim(*, session: Session, ids: list[int]) -> None:
-    """Give rows back for the next round (the broker refused them)."""
-    if ids:
-        session.execute(
-            sa.update(OutboxMessage).where(OutboxMessage.id.in_(ids)).values(claimed_until=None)
-        )
-
-
-def prune(
-    *, session: Session, published_before: datetime, keys_before: datetime, limit: int = 1000
-) -> tuple[int, int]:
-    """Delete outbox rows published and idempotency keys created before the given times.
-
-    Returns:
-        How many outbox rows and keys were deleted.
-    """
-    outbox_ids = sa.select(OutboxMessage.id).where(
-        OutboxMessage.published_at < _as_stored(session, published_before)
-    )
-    old_keys = sa.select(IdempotencyKey.client_id, IdempotencyKey.key).where(
-        IdempotencyKey.created_at < _as_stored(session, keys_before)
-    )
-    rows = session.execute(
-        sa.delete(OutboxMessage).where(OutboxMessage.id.in_(outbox_ids.limit(limit)))
-    ).rowcount  # type: ignore[attr-defined]  # CursorResult of a DELETE
-    keys = session.execute(
-        sa.delete(IdempotencyKey).where(
-            sa.tuple_(IdempotencyKey.client_id, IdempotencyKey.key).in_(old_keys.limit(limit))
-        )
-    ).rowcount  # type: ignore[attr-defined]
-    return int(rows), int(keys)
-
-
 @dataclass(frozen=True)
 class Stalled:
     """An order the redrive looks at: still waiting for a fulfilment that may never come."""
@@ -408,13 +272,13 @@ class Stalled:
 def stalled_orders(*, session: Session, untouched_since: datetime, limit: int) -> list[Stalled]:
     """Orders that may have lost their message, oldest first: ``accepted`` and untouched
     since ``untouched_since``, or ``fulfilling`` with a claim that expired before it."""
-    since = _as_stored(session, untouched_since)
+    since = as_stored(session, untouched_since)
     query = (
         sa.select(Order.id, Order.status, Order.fulfil_message, Order.trace_context)
         .where(
             sa.or_(
-                sa.and_(Order.status == "accepted", Order.updated_at < since),
-                sa.and_(Order.status == "fulfilling", Order.claim_expires_at < since),
+                sa.and_(Order.status == OrderStatus.ACCEPTED, Order.updated_at < since),
+                sa.and_(Order.status == OrderStatus.FULFILLING, Order.claim_expires_at < since),
             )
         )
         .order_by(Order.updated_at)

@@ -30,26 +30,11 @@ from opentelemetry.propagate import extract
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from flotilla.core import (
-    BrokerUnavailable,
-    FulfilOrder,
-    OrderConfirmation,
-    QueueMessage,
-    broker_holds,
-    publish,
-)
+from flotilla.contracts import FulfilOrder, OrderConfirmation
+from flotilla.core import BrokerUnavailable, QueueMessage, broker_holds, publish, utcnow
 
-from ._orders import (
-    PendingMessage,
-    announce_again,
-    claim_pending,
-    mark_published,
-    prune,
-    record_announcements,
-    stalled_orders,
-    unclaim,
-    utcnow,
-)
+from ._orders import announce_again, record_announcements, stalled_orders
+from ._outbox_rows import PendingMessage, claim_pending, mark_published, prune, unclaim
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("flotilla.orders")

@@ -23,7 +23,8 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from flotilla.core import FulfilOrder, UpstreamError
+from flotilla.contracts import FulfilOrder
+from flotilla.core import UpstreamError, utcnow
 
 from . import _orders
 from ._inventory import InventoryClient
@@ -31,10 +32,6 @@ from ._outbox import OutboxRelay
 from .models import Order
 
 logger = logging.getLogger(__name__)
-
-
-class InventoryUnavailable(RuntimeError):
-    """inventory-api did not answer the reserve (anything it may have held is released)."""
 
 
 class KeyTaken(RuntimeError):
@@ -77,7 +74,8 @@ def place_order(
 
     Raises:
         StockRefused: inventory refused the lines (not enough, unknown product).
-        InventoryUnavailable: inventory did not answer.
+        UpstreamError: inventory did not answer the reserve (anything it may have held was
+            released).
         KeyTaken: another request with the key won.
         OutcomeUnknown: see the module docstring.
     """
@@ -86,10 +84,10 @@ def place_order(
         reservation = inventory.reserve(
             reference=order_id, items=payload["items"], attempts=reserve_attempts
         )
-    except UpstreamError as exc:
+    except UpstreamError:
         # NOTE: a try may have reserved although its answer never came.
         release_quietly(inventory, reference=order_id)
-        raise InventoryUnavailable(str(exc)) from exc
+        raise
     committing = False
     announce = FulfilOrder(order_id=uuid.UUID(order_id))
     try:
@@ -99,7 +97,7 @@ def place_order(
                 session=session,
                 client_id=client_id,
                 key=idempotency_key,
-                made_before=_orders.utcnow() - timedelta(seconds=key_ttl_s),
+                made_before=utcnow() - timedelta(seconds=key_ttl_s),
             )
         order, outbox = _orders.create_order(
             session=session,

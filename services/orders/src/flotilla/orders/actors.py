@@ -10,7 +10,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from flotilla.core import FulfilOrder
+from flotilla.contracts import FulfilOrder
 
 from ._fulfilment import Fulfilment
 from ._settings import OrdersSettings

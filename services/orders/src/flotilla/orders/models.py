@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-#: accepted → fulfilling (a worker claimed it) → fulfilled | failed; accepted → cancelled
-STATUSES = ("accepted", "fulfilling", "fulfilled", "cancelled", "failed")
-OrderStatus = Literal["accepted", "fulfilling", "fulfilled", "cancelled", "failed"]
 
 
 class Base(DeclarativeBase):
@@ -23,6 +19,7 @@ class Order(Base):
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     customer_email: Mapped[str] = mapped_column(sa.String(320))
     items: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+    #: a ``flotilla.contracts.OrderStatus`` (its TRANSITIONS say what may follow what)
     status: Mapped[str] = mapped_column(sa.String(16), index=True)
     reservation_id: Mapped[str] = mapped_column(sa.String(36))
     #: until when inventory holds its stock (as inventory answered the reserve; NULL: unknown)

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from flotilla.contracts import OrderStatus
+
 SKU_PATTERN = r"^[A-Z0-9][A-Z0-9-]{1,63}$"
 
 
@@ -28,7 +30,7 @@ class OrderOut(BaseModel):
 
     id: str
     client_id: str
-    status: str
+    status: OrderStatus
     customer_email: str
     items: list[OrderLineIn]
     reservation_id: str

@@ -24,14 +24,13 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from .._decisions import PoolView
+from .._deps import Settings, Store, performance
 from .._health import HealthBoard
 from .._otlp_logs import LEVELS
 from .._performance import WINDOWS_MIN
 from .._settings import ConsoleSettings
 from .._store import SpanStore
 from .._summary import TraceOutline
-from ..api.deps import Settings, Store
-from ..api.routes.services import performance
 from ..schemas import TRACE_ID
 from . import _waterfall
 from ._chart import chart

@@ -7,8 +7,8 @@ from functools import partial
 import dramatiq
 from fastapi import FastAPI
 
+from flotilla.contracts import FulfilOrder
 from flotilla.core import (
-    FulfilOrder,
     broker_from_url,
     instrument_redis,
     make_engine,

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from flotilla.core import ProblemError
 
+from ..._deps import Settings, Store
 from ..._ingest import (
     LOGS,
     PROTOBUF,
@@ -37,7 +38,6 @@ from ..._ingest import (
 from ..._otlp import DecodedExport, MalformedExport
 from ..._settings import ConsoleSettings
 from ..._store import SpanStore
-from ..deps import Settings, Store
 
 router = APIRouter(tags=["otlp"])
 logger = logging.getLogger(__name__)

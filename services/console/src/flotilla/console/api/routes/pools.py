@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from ..._decisions import Decision
-from ..deps import Store
+from ..._deps import Store
 
 router = APIRouter(prefix="/api/pools", tags=["pools"])
 

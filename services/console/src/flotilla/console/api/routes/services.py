@@ -3,24 +3,16 @@ last minutes, from the stored spans (what ``/services`` shows)."""
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from flotilla.core import ProblemError
 
+from ..._deps import Store, performance
 from ..._performance import WINDOWS_MIN, Performance
-from ..._store import SpanStore
-from ..deps import Store
 
 router = APIRouter(prefix="/api/services", tags=["services"])
-
-
-def performance(store: SpanStore, minutes: int) -> Performance:
-    """The window's performance (shared by the API and the page)."""
-    window_s = minutes * 60
-    return store.performance(since_ns=time.time_ns() - window_s * 1_000_000_000, window_s=window_s)
 
 
 @router.get("")

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Query
 
 from flotilla.core import ProblemError
 
+from ..._deps import Store
 from ...schemas import TRACE_ID, LogLevel, LogView, SpanView, TraceDetail, TraceList, TraceSummary
-from ..deps import Store
 
 router = APIRouter(prefix="/api/traces", tags=["traces"])
 

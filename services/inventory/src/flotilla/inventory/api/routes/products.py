@@ -9,7 +9,7 @@ from fastapi import Path
 from flotilla.core import ProblemError
 from flotilla.core.fastapi import ServiceRouter
 
-from ... import _stock
+from ... import _products
 from ...schemas import ProductList, ProductOut
 from ..deps import ReadSession
 
@@ -22,7 +22,7 @@ router = ServiceRouter(prefix="/products", tags=["products"], behind_edge=True)
 @router.get("")
 def list_products(session: ReadSession) -> ProductList:
     """Every product with its price and the units that can still be reserved."""
-    products = _stock.list_products(session=session)
+    products = _products.list_products(session=session)
     return ProductList(items=[ProductOut.model_validate(p, from_attributes=True) for p in products])
 
 
@@ -31,7 +31,7 @@ def get_product(
     sku: Annotated[str, Path(max_length=64, pattern=SKU_PATTERN)], session: ReadSession
 ) -> ProductOut:
     """One product; 404 problem naming the sku when there is none."""
-    product = _stock.get_product(session=session, sku=sku)
+    product = _products.get_product(session=session, sku=sku)
     if product is None:
         raise ProblemError(
             404,

@@ -10,12 +10,13 @@ from typing import Annotated
 from fastapi import Header, Path, Query, Response
 from sqlalchemy.orm import Session
 
-from flotilla.core import ProblemError
+from flotilla.contracts import OrderStatus
+from flotilla.core import ProblemError, UpstreamError, as_utc, upstream_problem, utcnow
 from flotilla.core.fastapi import ServiceRouter
 
 from ... import _orders, _placing
 from ..._inventory import StockRefused
-from ...models import Order, OrderStatus
+from ...models import Order
 from ...schemas import OrderIn, OrderOut, OrderPage
 from ..deps import Admit, Caller, DbSession, Inventory, ReadSession, Relay, Settings
 
@@ -35,8 +36,8 @@ def _out(order: Order) -> OrderOut:
     out = OrderOut.model_validate(order)
     return out.model_copy(
         update={
-            "created_at": _orders.as_utc(out.created_at),
-            "updated_at": _orders.as_utc(out.updated_at),
+            "created_at": as_utc(out.created_at),
+            "updated_at": as_utc(out.updated_at),
         }
     )
 
@@ -77,7 +78,7 @@ def _replay(
     Raises:
         ProblemError: 422 when the key was used with another body.
     """
-    newer_than = _orders.utcnow() - timedelta(seconds=ttl_s)
+    newer_than = utcnow() - timedelta(seconds=ttl_s)
     known = _orders.find_idempotency_key(
         session=session, client_id=client_id, key=key, newer_than=newer_than
     )
@@ -164,8 +165,8 @@ def place_order(
         )
     except StockRefused as refused:
         raise _stock_problem(refused) from None
-    except _placing.InventoryUnavailable as exc:
-        raise _inventory_unavailable(exc) from exc
+    except UpstreamError as exc:
+        raise upstream_problem(exc, "inventory-api", dependency=True, retry_after_s=2) from exc
     except _placing.OutcomeUnknown as exc:
         raise ProblemError(
             503,
@@ -187,17 +188,6 @@ def place_order(
     logger.info("order accepted", extra={"order": order.id, "amount_cents": order.amount_cents})
     response.headers["Location"] = f"/orders/{order.id}"
     return _out(order)
-
-
-def _inventory_unavailable(exc: Exception) -> ProblemError:
-    return ProblemError(
-        503,
-        "Inventory unavailable",
-        str(exc),
-        slug="inventory-unavailable",
-        headers={"Retry-After": "2"},
-        dependency="inventory-api",
-    )
 
 
 @router.get("", responses={401: {"description": "no X-Client-Id: not called through the edge"}})
@@ -265,11 +255,11 @@ def cancel_order(
     order = _orders.get_order(session=session, order_id=order_id)
     if order is None or not caller.may_see(order.client_id):
         raise _not_found(order_id)
-    if order.status == "cancelled":
+    if order.status == OrderStatus.CANCELLED:
         return _out(order)
     # NOTE: the order row decides races with the worker: the cancel and the worker's claim
     # are both conditional on "accepted", and one of them wins. Nothing was charged yet.
-    if not _orders.transition(session=session, order_id=order_id, to="cancelled"):
+    if not _orders.transition(session=session, order_id=order_id, to=OrderStatus.CANCELLED):
         session.rollback()
         session.refresh(order)
         raise _not_cancellable(order_id, order.status)
