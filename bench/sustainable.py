@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from bench.platform_load import (
     ORDER,
@@ -122,6 +123,9 @@ class Window:
     spans_dropped: int
     failed_orders: int
     cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
+    #: the machine's PostgreSQL server (every ``postgres`` process), per complete order: on
+    #: the same cores here, on its own in a cluster; in neither sum
+    database_server_cpu_ms: float = 0.0
 
     @property
     def sustained(self) -> bool:
@@ -196,10 +200,22 @@ def _failed(orders: Any) -> int:
         )
 
 
+def _database_server() -> dict[str, psutil.Process]:
+    """The machine's PostgreSQL server: its postmaster, background workers and backends (the
+    services' pooled connections live through a window)."""
+    return {
+        f"postgres-{p.pid}": p
+        for p in psutil.process_iter(["name"])
+        if (p.info.get("name") or "").startswith("postgres")
+    }
+
+
 def window(platform: FlotillaUp, orders: Any, rate: float, seconds: float, work: Path) -> Window:
     """Offer ``rate`` orders/s for ``seconds``; what came of it."""
     processes = _processes(platform)
+    servers = _database_server()
     cpu_before, fulfilled_before = _cpu(processes), _fulfilled(orders)
+    server_before = _cpu(servers)
     dropped_before = sum(_services(platform)["dropped_spans"].values())
     failed_before = _failed(orders)
     with Sampler(platform) as sampler:
@@ -208,7 +224,7 @@ def window(platform: FlotillaUp, orders: Any, rate: float, seconds: float, work:
         elapsed = time.monotonic() - started
     fulfilled = _fulfilled(orders) - fulfilled_before
     processes.update(_processes(platform))
-    cpu_after = _cpu(processes)
+    cpu_after, server_after = _cpu(processes), _cpu(servers)
     statuses = {str(k): int(v) for k, v in result["statuses"].items()}
     accepted = statuses.get("202", 0) + sampler.placed
     # NOTE: the orders accepted in the window have a moment to finish before failures count
@@ -241,6 +257,9 @@ def window(platform: FlotillaUp, orders: Any, rate: float, seconds: float, work:
             for kind, value in sorted(per_kind.items())
             if kind != "redis"
         },
+        database_server_cpu_ms=1000
+        * sum(after - server_before.get(name, after) for name, after in server_after.items())
+        / complete,
     )
 
 
@@ -305,20 +324,20 @@ def report(findings: list[Finding]) -> str:
     lines = [
         "| variant | sustainable: complete orders/s | 202 p50 / p95 / p99 | 202 to fulfilled "
         "p50 / p95 | orders queue wait p95 | CPU ms per order (path / all) | spans per order "
-        "| spans dropped |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| spans dropped | PostgreSQL server CPU ms per order |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for f in findings:
         s = f.sustainable
         if s is None:
-            lines.append(f"| {f.variant} | not even the first step | | | | | | |")
+            lines.append(f"| {f.variant} | not even the first step | | | | | | | |")
             continue
         lines.append(
             f"| {f.variant} | {s.fulfilled_per_s:.1f} (offered {s.offered_per_s:.0f}) | "
             f"{s.p50_ms:.0f} / {s.p95_ms:.0f} / {s.p99_ms:.0f} ms | "
             f"{s.to_fulfilled_p50_ms:.0f} / {s.to_fulfilled_p95_ms:.0f} ms | "
             f"{s.queue_wait_p95_ms:.0f} ms | {s.path_cpu_ms:.1f} / {s.all_cpu_ms:.1f} | "
-            f"{s.spans_per_order:.1f} | {s.spans_dropped} |"
+            f"{s.spans_per_order:.1f} | {s.spans_dropped} | {s.database_server_cpu_ms:.1f} |"
         )
     lines += _tracing_cost(findings)
     kinds = sorted({k for f in findings if f.sustainable for k in f.sustainable.cpu_ms_per_order})
