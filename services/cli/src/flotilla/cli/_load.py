@@ -14,6 +14,9 @@ from rich.table import Table
 
 from flotilla.contracts import OrderStatus
 
+#: the statuses an order never leaves (``flotilla.contracts.TRANSITIONS``)
+FINAL_STATUSES = frozenset(status for status in OrderStatus if status.final)
+
 
 @dataclass
 class LoadResult:
@@ -123,7 +126,7 @@ async def _await_outcomes(
                 status = answer.json()["status"] if answer.status_code == 200 else None
             except (httpx.HTTPError, ValueError, KeyError):
                 return  # asked again on the next round
-        if isinstance(status, str) and status in set(OrderStatus) and OrderStatus(status).final:
+        if status in FINAL_STATUSES:
             pending.discard(order_id)
             result.outcomes[status] += 1
             if status == OrderStatus.FULFILLED:

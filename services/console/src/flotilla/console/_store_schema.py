@@ -52,26 +52,24 @@ def migrate(
     """Bring a store's database to :data:`SCHEMA_VERSION` (``transaction``: the store's write
     transaction, so a migration waits for other writers)."""
     connection.executescript(_SCHEMA)  # idempotent: IF NOT EXISTS throughout
-    with transaction() as connection:
-        (version,) = connection.execute("PRAGMA user_version").fetchone()
+    with transaction() as writer:
+        (version,) = writer.execute("PRAGMA user_version").fetchone()
         if version >= SCHEMA_VERSION:
             return
-        columns = {row[1] for row in connection.execute("PRAGMA table_info(traces)")}
+        columns = {row[1] for row in writer.execute("PRAGMA table_info(traces)")}
         if "root_span_id" not in columns:
             # Version 4 keeps each row's root, so exports merge into it (_trace_index.py);
             # a row without one is rebuilt when its trace is next touched.
-            connection.execute("ALTER TABLE traces ADD COLUMN root_span_id TEXT")
-            connection.execute("ALTER TABLE traces ADD COLUMN root_parent_span_id TEXT")
+            writer.execute("ALTER TABLE traces ADD COLUMN root_span_id TEXT")
+            writer.execute("ALTER TABLE traces ADD COLUMN root_parent_span_id TEXT")
         if version < 2:
             # Version 1 stored spans only; their trace summaries are built once here.
-            trace_ids = [
-                row[0] for row in connection.execute("SELECT DISTINCT trace_id FROM spans")
-            ]
-            _trace_index.rebuild_rows(connection, trace_ids)
+            trace_ids = [row[0] for row in writer.execute("SELECT DISTINCT trace_id FROM spans")]
+            _trace_index.rebuild_rows(writer, trace_ids)
         # Version 3 added the logs and entries tables (created above); the stored spans'
         # entries are filed once here.
-        _performance.backfill(connection)
-        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        _performance.backfill(writer)
+        writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 _CHUNK = 400  # ids per ``IN (...)``, well under SQLite's bound-parameter limit

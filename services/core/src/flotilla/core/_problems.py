@@ -101,7 +101,12 @@ class UpstreamUnavailable(UpstreamError):
 
 
 def upstream_problem(
-    exc: UpstreamError, upstream: str, *, dependency: bool = False, retry_after_s: int = 1
+    exc: UpstreamError,
+    upstream: str,
+    *,
+    detail: str | None = None,
+    dependency: bool = False,
+    retry_after_s: int = 1,
 ) -> ProblemError:
     """The answer to a request whose call to ``upstream`` failed before it answered.
 
@@ -109,13 +114,14 @@ def upstream_problem(
     time and 503 when it could not be reached: the client may retry after ``Retry-After``.
     A service that failed because one of *its* dependencies did (``dependency=True``) answers
     503 either way, marked with :data:`DEPENDENCY_FAILURE_HEADER` so the edge does not count
-    it against the service. The detail says which upstream and what happened.
+    it against the service. The detail says which upstream and what happened (``detail``,
+    else the error's own words).
     """
     timed_out = isinstance(exc, UpstreamTimeout)
     return ProblemError(
         504 if timed_out and not dependency else 503,
         "Upstream timeout" if timed_out else "Upstream unavailable",
-        str(exc) or f"{upstream} failed",
+        detail or str(exc) or f"{upstream} failed",
         slug="upstream-timeout" if timed_out else "upstream-unreachable",
         headers={"Retry-After": str(retry_after_s)},
         dependency=upstream if dependency else None,

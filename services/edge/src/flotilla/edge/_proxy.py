@@ -224,10 +224,9 @@ class Proxy:
                 # upstream timeout, and a retry would double it behind its back.
                 self._failed(breaker, name, "timeout")
                 raise upstream_problem(
-                    UpstreamTimeout(
-                        f"{name} did not answer within {self.settings.upstream_timeout_s:g} s"
-                    ),
+                    exc,
                     name,
+                    detail=f"{name} did not answer within {self.settings.upstream_timeout_s:g} s",
                 ) from exc
             except UpstreamUnavailable as exc:
                 self._failed(breaker, name, "unreachable")
@@ -236,9 +235,7 @@ class Proxy:
                     continue
                 # NOTE: 503 (as Envoy answers a connect failure): this route is unavailable for
                 # now, the others are not, and the client may try again.
-                raise upstream_problem(
-                    UpstreamUnavailable(f"{name} could not be reached"), name
-                ) from exc
+                raise upstream_problem(exc, name, detail=f"{name} could not be reached") from exc
             if answer.status in RETRY_STATUSES:
                 # NOTE: an upstream that answers "my dependency failed" is itself healthy;
                 # counting it would open the circuit on every route to it.

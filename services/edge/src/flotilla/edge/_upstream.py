@@ -18,6 +18,7 @@ from flotilla.core import (
     UpstreamUnavailable,
     async_service_client,
     telemetry_enabled,
+    translate_http_error,
 )
 
 
@@ -51,10 +52,8 @@ class HttpxUpstream:
     ) -> UpstreamAnswer:
         try:
             answer = await self.client.request(method, url, headers=headers, content=content)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(str(exc)) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(type(exc).__name__) from exc
+        except httpx.TransportError as exc:  # NOTE: a timeout is one too
+            raise translate_http_error(exc, url) from exc
         return UpstreamAnswer(answer.status_code, answer.headers.multi_items(), answer.content)
 
     async def probe(self, url: str, timeout_s: float) -> int:
