@@ -12,7 +12,7 @@ KIND_CLUSTER ?= flotilla
 IMAGE_TAG ?= 0.1.0
 MEMBERS := edge orders inventory notifications payments console cli operator
 
-.PHONY: help setup run test test-fast lint format bench crds browser helm engine base-images images chart-check e2e kind-up kind-load deploy undeploy port-forward
+.PHONY: help setup run test test-fast lint catalogue format bench crds browser helm engine base-images images chart-check e2e kind-up kind-load deploy undeploy port-forward
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ lint: setup  ## ruff, mypy (strict on src/), import-linter contracts
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen mypy services/*/src operator/src
 	@$(UV) run --frozen lint-imports
+	@$(UV) run --frozen python scripts/catalogue.py --check
+
+catalogue: setup  ## write what the component catalogue generates: charts/flotilla/catalogue.yaml, docs/contracts.md's tables
+	@$(UV) run --frozen python scripts/catalogue.py
 
 format: setup  ## apply ruff's formatting and safe fixes
 	@$(UV) run --frozen ruff check --fix .

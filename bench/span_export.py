@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from flotilla.console._otlp import decode_json, decode_protobuf
+from flotilla.contracts.catalogue import port
 
 SERVER = {
     "http.request.method": "POST",
@@ -35,7 +36,7 @@ SERVER = {
     "http.route": "/orders",
     "http.response.status_code": 202,
     "server.address": "127.0.0.1",
-    "server.port": 8001,
+    "server.port": port("orders-api"),
     "client.address": "127.0.0.1",
     "network.protocol.version": "1.1",
     "user_agent.original": "wrk",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,9 @@ CHAOS_ENV = {
     "FLOTILLA_CLI_RESTART_INITIAL_S": "0.5",
     "FLOTILLA_CLI_RESTART_CAP_S": "4",
     "FLOTILLA_CLI_RESTART_HEALTHY_AFTER_S": "5",
-    "FLOTILLA_CLI_RESERVATION_TTL_S": "30",
-    "FLOTILLA_CLI_REDRIVE_AFTER_MS": "10000",
+    # the components' own settings: flotilla up hands its environment to every process
+    "FLOTILLA_INVENTORY_RESERVATION_TTL_S": "30",
+    "FLOTILLA_ORDERS_REDRIVE_AFTER_MS": "10000",
     "FLOTILLA_CLI_GRACE_PERIOD_S": "5",
 }
 
@@ -74,11 +75,18 @@ class InProcessUp(FlotillaUp):
             var_dir=self.var_dir,
             redis_url=self.redis_url,
             **{f"{name.replace('-', '_')}_port": port for name, port in self.ports.items()},
-            **{k.removeprefix("FLOTILLA_CLI_").lower(): v for k, v in self.env.items()},
+            **{
+                k.removeprefix("FLOTILLA_CLI_").lower(): v
+                for k, v in self.env.items()
+                if k.startswith("FLOTILLA_CLI_")
+            },
         )
+        # NOTE: what flotilla up would hand every process from its environment
+        inherited = {k: v for k, v in self.env.items() if not k.startswith("FLOTILLA_CLI_")}
 
         def specs(s: CliSettings, broker: BrokerChoice, key: str) -> list[ProcessSpec]:
-            return self.change(platform_specs(s, broker, key))
+            given = platform_specs(s, broker, key)
+            return self.change([replace(p, env={**inherited, **p.env}) for p in given])
 
         console = Console(file=_Lines(self.log), width=300, color_system=None)
         self.running = Platform(settings, console=console, specs_for=specs)

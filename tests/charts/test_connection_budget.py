@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from flotilla.contracts.catalogue import concurrency
 from flotilla.core import pool_size_for
 from tests.charts.test_chart import CHART, helm, of_kind, render
 
@@ -24,17 +25,11 @@ DATABASES = ("orders", "inventory", "payments")
 
 
 def values_with(tmp_path: Path, **changes: Any) -> Path:
-    """The chart's values.yaml with components changed by name: ``orders_worker={...}``
-    merges into that component (a list cannot be changed item by item with --set)."""
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    for component in values["components"]:
-        for key, value in changes.get(component["name"].replace("-", "_"), {}).items():
-            if isinstance(value, dict):
-                component.setdefault(key, {}).update(value)
-            else:
-                component[key] = value
+    """A values file changing components by name: ``orders_worker={...}`` merges into that
+    component's choices in values.yaml (components is a map: helm merges it)."""
+    components = {name.replace("_", "-"): change for name, change in changes.items()}
     path = tmp_path / "values.yaml"
-    path.write_text(yaml.safe_dump(values))
+    path.write_text(yaml.safe_dump({"components": components}))
     return path
 
 
@@ -134,13 +129,21 @@ def test_more_threads_or_replicas_count_and_an_external_server_is_checked_the_sa
     assert external.returncode != 0 and "max_connections 100 - 10 reserved = 90" in external.stderr
 
 
-def test_a_database_component_without_a_thread_setting_is_refused(tmp_path: Path) -> None:
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    for component in values["components"]:
-        if component["name"] == "payments-api":
-            del component["settings"]["request_threads"]
-    path = tmp_path / "values.yaml"
-    path.write_text(yaml.safe_dump(values))
-    refused = template("-f", str(path))
-    assert refused.returncode != 0
-    assert "payments-api uses the database but sets no settings.request_threads" in refused.stderr
+def test_a_component_the_release_gives_no_threads_is_counted_at_the_catalogues_default(
+    tmp_path: Path,
+) -> None:
+    """values.yaml gives payments-api 4 request threads; without that choice the pod runs with
+    the catalogue's default, and the budget counts the pool of that same number."""
+    # null removes values.yaml's choice (helm's way to unset a default)
+    path = values_with(tmp_path, payments_api={"settings": {"request_threads": None}})
+    rendered = template("-f", str(path))
+    assert rendered.returncode == 0, rendered.stderr
+    docs = tuple(d for d in yaml.safe_load_all(rendered.stdout) if d)
+    (container,) = of_kind(docs, "Deployment")["flotilla-payments-api"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    threads = concurrency("payments-api")
+    assert env["FLOTILLA_PAYMENTS_REQUEST_THREADS"] == str(threads)
+    counted = {row["component"]: row["perPod"] for row in budget_of(docs)["components"]}
+    assert counted["payments-api"] == pool_size_for(threads, serves_http=True)

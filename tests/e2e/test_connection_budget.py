@@ -52,12 +52,9 @@ DATABASES = {"orders": "orders", "inventory": "inventory", "payments": "payments
 
 def render_small(tmp_path: Path, max_connections: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The chart with SMALL's changes: (its budget, its Deployments by component)."""
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    for component in values["components"]:
-        for key, change in SMALL.get(component["name"], {}).items():
-            component.setdefault(key, {}).update(change)
+    # NOTE: components is a map, so helm merges these changes into values.yaml's
     path = tmp_path / "values.yaml"
-    path.write_text(yaml.safe_dump(values))
+    path.write_text(yaml.safe_dump({"components": SMALL}))
     rendered = subprocess.run(
         [
             helm(), "template", "flotilla", str(CHART), "-f", str(path),

@@ -1,8 +1,9 @@
 {{/*
 The connection budget: the most PostgreSQL connections the release can hold at once, per
-component and in all, as JSON. Each process' pool is fixed from its own concurrency
-(flotilla.core.pool_size_for): request_threads + 2 for an API (its background thread and its
-readiness check), worker_threads + 1 for a worker (its outbox relay); a pod runs one process,
+component and in all, as JSON. Each process' pool is fixed from its own concurrency (the
+catalogue's concurrency field, flotilla.core.pool_size_for): request_threads + 2 for an API
+(its background thread and its readiness check), worker_threads + 1 for a worker (its outbox
+relay); a pod runs one process,
 whose init container (the migration) holds one connection before the pool exists. Each
 Deployment counts at its most replicas (maxReplicas when autoscaled) plus the one pod of surge
 its rolling update may add (maxSurge: 1, _component.tpl).
@@ -11,14 +12,12 @@ its rolling update may add (maxSurge: 1, _component.tpl).
 {{- $root := . -}}
 {{- $rows := list -}}
 {{- $total := 0 -}}
-{{- range $c := .Values.components }}
-{{- if and $c.secretSettings (hasKey $c.secretSettings "database_url") }}
-{{- $key := ternary "request_threads" "worker_threads" (eq $c.kind "api") }}
-{{- $threads := get ($c.settings | default dict) $key }}
-{{- if not $threads }}
-{{- fail (printf "connection budget: component %s uses the database but sets no settings.%s, which sizes its pool" $c.name $key) }}
+{{- range $c := (include "flotilla.components" . | fromJson).items }}
+{{- if $c.database }}
+{{- if not $c.concurrency }}
+{{- fail (printf "connection budget: component %s uses the database but its catalogue entry names no concurrency, which sizes its pool" $c.name) }}
 {{- end }}
-{{- $perPod := add (int $threads) (ternary 2 1 (eq $c.kind "api")) }}
+{{- $perPod := add $c.concurrency.threads $c.concurrency.extra }}
 {{- $replicas := 1 }}
 {{- if $c.autoscaling }}{{ $replicas = int $c.autoscaling.maxReplicas }}
 {{- else }}{{ $replicas = int (get $root.Values.replicaCounts $c.name | default ($c.replicas | default 1)) }}{{ end }}

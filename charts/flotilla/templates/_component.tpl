@@ -1,6 +1,6 @@
 {{/*
-One platform component from .Values.components: its Deployment, and for kind=api its Service.
-Called with (list $ $component).
+One platform component (flotilla.components: the catalogue's entry with the release's choices):
+its Deployment, and when it serves HTTP its Service. Called with (list $ $component).
 */}}
 {{- define "flotilla.component" -}}
 {{- $root := index . 0 -}}{{- $c := index . 1 -}}
@@ -33,7 +33,7 @@ spec:
     spec:
       automountServiceAccountToken: false
       enableServiceLinks: false
-      terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds | default 30 }}
+      terminationGracePeriodSeconds: {{ int $c.terminationGracePeriodSeconds }}
       securityContext: {{- include "flotilla.podSecurity" 10001 | nindent 8 }}
       {{- with $c.migrate }}
       # Every pod that needs the schema brings it to head before it starts; replicas starting
@@ -48,7 +48,7 @@ spec:
             - {name: FLOTILLA_{{ $c.settingsPrefix }}_ENVIRONMENT, value: {{ $root.Values.environment | quote }}}
             - name: FLOTILLA_{{ $c.settingsPrefix }}_DATABASE_URL
               valueFrom:
-                secretKeyRef: {name: {{ include "flotilla.secretName" (list $root "database") }}, key: {{ $c.secretSettings.database_url.key }}}
+                secretKeyRef: {name: {{ include "flotilla.secretName" (list $root "database") }}, key: {{ printf "%s-database-url" $c.database }}}
             - {name: OTEL_SDK_DISABLED, value: "true"}
           resources: {{- toYaml $c.resources | nindent 12 }}
           volumeMounts:
@@ -72,7 +72,7 @@ spec:
               valueFrom:
                 secretKeyRef: {name: {{ include "flotilla.secretName" (list $root $ref.secret) }}, key: {{ $ref.key }}}
             {{- end }}
-            {{- if and (not $c.adminPort) (not $c.tracingDisabled) }}
+            {{- if and (not $c.adminPort) $c.metrics }}
             - {name: FLOTILLA_{{ $c.settingsPrefix }}_METRICS_PORT, value: {{ $root.Values.metrics.port | quote }}}
             - {name: FLOTILLA_{{ $c.settingsPrefix }}_METRICS_HOST, value: "0.0.0.0"}
             {{- end }}
@@ -83,43 +83,49 @@ spec:
             {{- else }}
             {{- include "flotilla.otlpEnv" $root | nindent 12 }}
             {{- end }}
-          {{- if eq $c.kind "api" }}
+          {{- if or $c.port $c.metrics }}
           ports:
-            - {name: http, containerPort: {{ $c.port }}}
-            {{- with $c.adminPort }}
-            - {name: admin, containerPort: {{ . }}}
+            {{- with $c.port }}
+            - {name: http, containerPort: {{ int . }}}
             {{- end }}
-            {{- if and (not $c.adminPort) (not $c.tracingDisabled) }}
+            {{- with $c.adminPort }}
+            - {name: admin, containerPort: {{ int . }}}
+            {{- end }}
+            {{- if and (not $c.adminPort) $c.metrics }}
             - {name: metrics, containerPort: {{ $root.Values.metrics.port }}}
             {{- end }}
+          {{- end }}
+          {{- with $c.probes }}
+          {{- with .startup }}
           startupProbe:
-            httpGet: {path: /healthz, port: http}
+            {{- include "flotilla.probe" . | nindent 12 }}
             periodSeconds: 2
             failureThreshold: 60
-          readinessProbe:
-            httpGet: {path: /readyz, port: http}
-            periodSeconds: 5
-            timeoutSeconds: 3
-          livenessProbe:
-            httpGet: {path: /healthz, port: http}
-            periodSeconds: 10
-            timeoutSeconds: 3
-          {{- else }}
-          {{- if not $c.tracingDisabled }}
-          ports:
-            - {name: metrics, containerPort: {{ $root.Values.metrics.port }}}
           {{- end }}
-          # the worker touches a heartbeat file while its consumer and worker threads live
+          {{- with .readiness }}
           readinessProbe:
-            exec: {command: [python, -m, flotilla.core.alive, "30"]}
+            {{- include "flotilla.probe" . | nindent 12 }}
+            {{- if .heartbeat }}
             initialDelaySeconds: 10
             periodSeconds: 15
             timeoutSeconds: 10
+            {{- else }}
+            periodSeconds: 5
+            timeoutSeconds: 3
+            {{- end }}
+          {{- end }}
+          {{- with .liveness }}
           livenessProbe:
-            exec: {command: [python, -m, flotilla.core.alive, "60"]}
+            {{- include "flotilla.probe" . | nindent 12 }}
+            {{- if .heartbeat }}
             initialDelaySeconds: 20
             periodSeconds: 15
             timeoutSeconds: 10
+            {{- else }}
+            periodSeconds: 10
+            timeoutSeconds: 3
+            {{- end }}
+          {{- end }}
           {{- end }}
           resources: {{- toYaml $c.resources | nindent 12 }}
           volumeMounts:
@@ -134,7 +140,7 @@ spec:
         - name: data
           emptyDir: {sizeLimit: 1Gi}
         {{- end }}
-{{- if eq $c.kind "api" }}
+{{- if $c.port }}
 ---
 apiVersion: v1
 kind: Service
@@ -149,7 +155,7 @@ spec:
   {{- end }}
   selector: {{- include "flotilla.selector" (list $root $c.name) | nindent 4 }}
   ports:
-    - {name: http, port: {{ $c.port }}, targetPort: http{{ if $nodePort }}, nodePort: {{ $nodePort }}{{ end }}}
+    - {name: http, port: {{ int $c.port }}, targetPort: http{{ if $nodePort }}, nodePort: {{ $nodePort }}{{ end }}}
 {{- end }}
 ---
 apiVersion: policy/v1
@@ -162,4 +168,15 @@ spec:
   maxUnavailable: 1       # drains go one pod at a time; workers finish what they hold first
   selector:
     matchLabels: {{- include "flotilla.selector" (list $root $c.name) | nindent 6 }}
+{{- end -}}
+
+
+{{/* A probe of the catalogue: {http: /path} on the http port, or {heartbeat: max age s}. */}}
+{{- define "flotilla.probe" -}}
+{{- if .http -}}
+httpGet: {path: {{ .http }}, port: http}
+{{- else -}}
+# the worker touches a heartbeat file while its consumer and worker threads live
+exec: {command: [python, -m, flotilla.core.alive, {{ int .heartbeat | quote }}]}
+{{- end -}}
 {{- end -}}

@@ -22,9 +22,7 @@ app.kubernetes.io/instance: {{ (index . 0).Release.Name }}
 {{/* http://<release>-<component>:<port> */}}
 {{- define "flotilla.url" -}}
 {{- $root := index . 0 -}}{{- $name := index . 1 -}}
-{{- $port := 80 -}}
-{{- range $root.Values.components }}{{ if eq .name $name }}{{ $port = .port }}{{ end }}{{ end -}}
-http://{{ include "flotilla.name" (list $root $name) }}:{{ $port }}
+http://{{ include "flotilla.name" (list $root $name) }}:{{ include "flotilla.port" (list $root $name) }}
 {{- end -}}
 
 {{- define "flotilla.image" -}}
@@ -44,7 +42,7 @@ http://{{ include "flotilla.name" (list $root $name) }}:{{ $port }}
 {{/* The edge's rate limit lives in Redis even when the broker is RabbitMQ. */}}
 {{- define "flotilla.redisUrlForEdge" -}}
 {{- if and (eq .Values.broker.kind "redis") .Values.broker.externalUrl -}}{{ .Values.broker.externalUrl }}
-{{- else -}}redis://{{ include "flotilla.name" (list . "redis") }}:6379/1{{- end -}}
+{{- else -}}redis://{{ include "flotilla.name" (list . "redis") }}:{{ include "flotilla.port" (list . "redis") }}/1{{- end -}}
 {{- end -}}
 
 {{- define "flotilla.deployRedis" -}}
@@ -71,7 +69,7 @@ release's console, with its ingest token (flotilla.spanTarget names the pod for 
 {{- end -}}
 
 {{- define "flotilla.otlpEndpoint" -}}
-{{- if .Values.tracing.collector.enabled -}}http://{{ include "flotilla.name" (list . "otel-collector") }}:4318
+{{- if .Values.tracing.collector.enabled -}}http://{{ include "flotilla.name" (list . "otel-collector") }}:{{ include "flotilla.port" (list . "otel-collector") }}
 {{- else if .Values.tracing.endpoint -}}{{ .Values.tracing.endpoint }}
 {{- else -}}{{ include "flotilla.url" (list . "console") }}{{- end -}}
 {{- end -}}

@@ -29,6 +29,7 @@ import kopf
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 
+from flotilla.contracts.catalogue import component
 from flotilla.core import configure_logging, configure_telemetry
 
 from ._credentials import Credentials, LoginError, find_api_server
@@ -40,6 +41,8 @@ from ._session import register_login
 from ._settings import OperatorSettings
 
 logger = logging.getLogger("flotilla.operator")
+#: its probe and metrics ports (the chart's, from the same catalogue)
+OPERATOR = component("operator")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,13 +58,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--liveness-port",
         dest="probes_port",
         type=int,
-        default=8080,
-        help="GET /healthz (liveness) and /readyz (readiness)",
+        default=OPERATOR.port,
+        help=f"GET /healthz (liveness) and /readyz (readiness) (default {OPERATOR.port})",
     )
     parser.add_argument(
         "--metrics-port",
         type=int,
-        help="GET /metrics (default: FLOTILLA_OPERATOR_METRICS_PORT, else 9090); 0: off",
+        help=(
+            "GET /metrics (default: FLOTILLA_OPERATOR_METRICS_PORT, else "
+            f"{OPERATOR.admin_port}); 0: off"
+        ),
     )
     peering = parser.add_mutually_exclusive_group()
     peering.add_argument("--peering", default="flotilla-operator", help="KopfPeering name")
@@ -103,7 +109,9 @@ async def operate(
     registry = kopf.OperatorRegistry()
     metrics = register(registry, lambda: KubeApi(credentials))
     register_login(registry, credentials)
-    port = args.metrics_port if args.metrics_port is not None else settings.metrics_port or 9090
+    port = args.metrics_port
+    if port is None:
+        port = settings.metrics_port or OPERATOR.admin_port
     if port:
         start_http_server(port, addr=settings.metrics_host, registry=metrics.registry)
     tuning = kopf.OperatorSettings()

@@ -6,8 +6,9 @@ import ipaddress
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import click
@@ -16,6 +17,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+
+from flotilla.contracts.catalogue import CATALOGUE
 
 from ._catalogue import CatalogueUnavailable, sku_in_stock
 from ._load import load_table, run_load
@@ -34,19 +37,28 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _port_option(option: str, what: str, name: str, *, admin: bool = False) -> Callable[[F], F]:
+    """A ``--<name>-port`` option whose help names the catalogue's port."""
+    default = CATALOGUE.component(name).admin_port if admin else CATALOGUE.port(name)
+    return click.option(option, type=PORT, help=f"{what} (default {default})")
+
+
 @click.group()
 def main() -> None:
     """Flotilla: run the platform locally and look inside it."""
 
 
 @main.command()
-@click.option("--edge-port", type=PORT, help="edge port (default 8080)")
-@click.option("--edge-admin-port", type=PORT, help="edge admin port: metrics (default 9080)")
-@click.option("--console-port", type=PORT, help="console port (default 8090)")
-@click.option("--orders-port", type=PORT, help="orders-api port (default 8001)")
-@click.option("--inventory-port", type=PORT, help="inventory-api port (default 8002)")
-@click.option("--payments-port", type=PORT, help="payments-api port (default 8003)")
-@click.option("--smtp-port", type=PORT, help="mail sink port (default 1025)")
+@_port_option("--edge-port", "edge port", "edge")
+@_port_option("--edge-admin-port", "edge admin port: metrics", "edge", admin=True)
+@_port_option("--console-port", "console port", "console")
+@_port_option("--orders-port", "orders-api port", "orders-api")
+@_port_option("--inventory-port", "inventory-api port", "inventory-api")
+@_port_option("--payments-port", "payments-api port", "payments-api")
+@_port_option("--smtp-port", "mail sink port", "mail-sink")
 @click.option("--var-dir", type=click.Path(path_type=Path), help="state folder (default var/)")
 @click.option(
     "--verbose",

@@ -27,7 +27,7 @@ from ._broker import BrokerChoice, BrokerStartError, choose_broker, wait_until_a
 from ._keys import ensure_api_key
 from ._pools import LocalAutoscaler, WorkerPool
 from ._process_spec import ProcessSpec
-from ._processes import platform_specs
+from ._processes import local_ports, platform_specs
 from ._settings import CliSettings
 from ._supervisor import (
     RestartPolicy,
@@ -53,14 +53,10 @@ def check_ports(settings: CliSettings) -> None:
     Raises:
         PortTaken: with the port, its owner in the platform and the option that moves it.
     """
+    options = {"mail-sink": "--smtp-port"}
     wanted = [
-        ("edge", settings.edge_port, "--edge-port"),
-        ("edge admin", settings.edge_admin_port, "--edge-admin-port"),
-        ("console", settings.console_port, "--console-port"),
-        ("orders-api", settings.orders_port, "--orders-port"),
-        ("inventory-api", settings.inventory_port, "--inventory-port"),
-        ("payments-api", settings.payments_port, "--payments-port"),
-        ("mail sink", settings.smtp_port, "--smtp-port"),
+        (name, port, options.get(name, f"--{name.removesuffix('-api').replace(' ', '-')}-port"))
+        for name, port in local_ports(settings).items()
     ]
     owners: dict[int, str] = {}
     for name, port, option in wanted:
@@ -144,13 +140,12 @@ class Platform:
     @property
     def urls(self) -> dict[str, str]:
         """Base URL of each HTTP process."""
-        host, s = self.settings.host, self.settings
+        host = self.settings.host
+        listeners = local_ports(self.settings).items()
         return {
-            "edge": f"http://{host}:{s.edge_port}",
-            "console": f"http://{host}:{s.console_port}",
-            "orders-api": f"http://{host}:{s.orders_port}",
-            "inventory-api": f"http://{host}:{s.inventory_port}",
-            "payments-api": f"http://{host}:{s.payments_port}",
+            name: f"http://{host}:{port}"
+            for name, port in listeners
+            if not name.endswith(" admin") and name != "mail-sink"
         }
 
     @property

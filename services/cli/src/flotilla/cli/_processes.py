@@ -1,7 +1,8 @@
-"""The processes of the local platform: commands, settings and readiness, in start order.
+"""The processes of the local platform, built from the component catalogue: commands,
+settings and readiness, in start order.
 
-The CLI never imports a service: it knows them by their commands and settings variables
-(docs/contracts.md), exactly as a Kubernetes Deployment does.
+The CLI never imports a service: it knows them by the catalogue's commands and settings
+variables (docs/contracts.md), exactly as the chart's Deployments do.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import hashlib
 import json
 import socket
 import sys
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+
+from flotilla.contracts.catalogue import CATALOGUE, Catalogue, Component, HttpProbe, Kind
 
 from ._broker import BrokerChoice, free_port
 from ._keys import ensure_api_key
@@ -41,27 +45,72 @@ def _without_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) -> list[ProcessSpec]:
-    """Every process of the local platform, in start order (after the broker).
+#: the kinds ``flotilla up`` runs (the operator's place is taken by the local autoscaler)
+LOCAL_KINDS: tuple[Kind, ...] = ("console", "api", "worker", "edge")
+
+
+def local_ports(settings: CliSettings, catalogue: Catalogue = CATALOGUE) -> dict[str, int]:
+    """Where each local listener is: every component's HTTP port (``<name> admin`` for an
+    admin listener) and the mail sink's, the catalogue's unless a ``--<name>-port`` moves it."""
+    ports: dict[str, int] = {}
+    for c in catalogue.of_kind(*LOCAL_KINDS):
+        field = c.name.removesuffix("-api").replace("-", "_")
+        if c.port is not None:
+            ports[c.name] = getattr(settings, f"{field}_port", c.port)
+        if c.admin_port is not None:
+            ports[f"{c.name} admin"] = getattr(settings, f"{field}_admin_port", c.admin_port)
+    ports["mail-sink"] = settings.smtp_port
+    return ports
+
+
+def start_order(components: Iterable[Component]) -> list[Component]:
+    """The console first (everyone sends it spans), then each component after those it calls."""
+    pending = list(components)
+    ordered = [c for c in pending if c.kind == "console"]
+    pending = [c for c in pending if c.kind != "console"]
+    while pending:
+        names = {c.name for c in pending}
+        ready = [c for c in pending if not names.intersection(c.calls) - {c.name}]
+        if not ready:
+            raise ValueError(f"the calls between {sorted(names)} go round in a circle")
+        ordered += ready
+        pending = [c for c in pending if c not in ready]
+    return ordered
+
+
+def platform_specs(
+    settings: CliSettings, broker: BrokerChoice, api_key: str, catalogue: Catalogue = CATALOGUE
+) -> list[ProcessSpec]:
+    """Every process of the local platform, in start order (after the broker), from the
+    component catalogue.
 
     Args:
         settings: ports, host and the state folder (databases and mail go under it).
         broker: the broker every process uses (its URL may carry ``?namespace=``).
         api_key: the local API key; only its sha256 reaches the edge.
+        catalogue: the components to run (``flotilla.contracts.catalogue``).
 
     Returns:
-        migrations, console, inventory-api, payments-api (the stand-in provider), orders-api,
-        the two worker templates (``queue``
-        set: run as pools), the mail sink and the edge.
+        one migration per database, then the console, the mail sink and each component after
+        those it calls; a worker is a template (``queue`` set: run as a pool).
     """
     var = settings.var_dir.resolve()
     host, py = settings.host, sys.executable
-    console_url = f"http://{host}:{settings.console_port}"
-    orders_url = f"http://{host}:{settings.orders_port}"
-    inventory_url = f"http://{host}:{settings.inventory_port}"
-    payments_url = f"http://{host}:{settings.payments_port}"
+    ports = local_ports(settings, catalogue)
+
+    def url(name: str) -> str:
+        return f"http://{host}:{ports[name]}"
+
+    def database_url(database: str) -> str:
+        template = settings.database_url_template
+        return (
+            template.replace("{service}", database)
+            if template
+            else f"sqlite:///{var}/{database}.db"
+        )
+
     traced = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": console_url,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": url("console"),
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "OTEL_TRACES_EXPORTER": "otlp",
         # every process's log records go to the console too, beside their spans
@@ -69,169 +118,108 @@ def platform_specs(settings: CliSettings, broker: BrokerChoice, api_key: str) ->
         "OTEL_BLRP_SCHEDULE_DELAY": "200",
         # NOTE: scraped, not pushed: locally nothing receives OTLP metrics
         "OTEL_METRICS_EXPORTER": "prometheus",
+    }
+    choices = _local_choices(settings, broker, api_key, ports)
+
+    def env_of(c: Component) -> dict[str, str]:
+        """What the catalogue says the component needs, placed on this machine."""
+        env: dict[str, str] = {}
+        if c.port is not None:
+            env |= {c.env_name("host"): host, c.env_name("port"): str(ports[c.name])}
+        if c.admin_port is not None:
+            env |= {c.env_name("admin_host"): host}
+            env[c.env_name("admin_port")] = str(ports[f"{c.name} admin"])
+        if c.database:
+            env[c.env_name("database_url")] = database_url(c.database)
+        if c.broker:
+            env[c.env_name("broker_url")] = broker.url
+        env |= {c.env_name(f): url(peer) for f, peer in c.urls.items()}
+        env |= {c.env_name(f): json.dumps({n: url(n) for n in ns}) for f, ns in c.url_maps.items()}
+        if not c.traced:
+            # NOTE: the console must not trace itself into itself (a feedback loop)
+            return env | {"OTEL_SDK_DISABLED": "true"}
+        env |= traced | {"OTEL_SERVICE_NAME": c.name}
+        if c.metrics and c.admin_port is None:
+            # a free port for /metrics (a pool gives each replica its own)
+            prefix = f"FLOTILLA_{c.settings_prefix}_METRICS"
+            env |= {f"{prefix}_HOST": host, f"{prefix}_PORT": str(free_port(host))}
+        return env
+
+    def ready_check(c: Component) -> Callable[[], bool] | None:
+        probe = c.probes.readiness if c.probes else None
+        if c.port is None or not isinstance(probe, HttpProbe):
+            return None  # a worker is ready when its pool has it; it serves no HTTP
+        address = f"{url(c.name)}{probe.path}"
+        return lambda: _http_ready(address)
+
+    components = start_order(catalogue.of_kind(*LOCAL_KINDS))
+    migrations = {c.database: c for c in components if c.migrate and c.database}
+    specs = [
+        ProcessSpec(
+            f"{c.member}-migrate",
+            [py, "-m", c.module, "migrate"],
+            {c.env_name("database_url"): database_url(database)},
+            oneshot=True,
+        )
+        for database, c in sorted(migrations.items())
+    ]
+    sink = ProcessSpec(
+        "mail-sink",
+        [py, "-m", "flotilla.cli.mailsink", "--host", host, "--port", str(ports["mail-sink"]),
+         "--dir", str(var / "mail")],
+        ready=lambda: _port_open(host, ports["mail-sink"]),
+    )  # fmt: skip
+    for c in components:
+        spec = ProcessSpec(
+            c.name,
+            c.argv(py),
+            env_of(c) | choices.get(c.name, {}),
+            ready=ready_check(c),
+            queue=c.consumes[0] if c.kind == "worker" else None,
+        )
+        specs.append(spec)
+        if c.kind == "console":
+            specs.append(sink)
+    # NOTE: every process's libraries speak at WARNING unless --verbose (flotilla.core's
+    # configure_logging reads it): the start shows each process and the banner, not their
+    # Alembic plugins and uvicorn's lines
+    libraries = {
+        "FLOTILLA_LIBRARY_LOG_LEVEL": "INFO" if settings.verbose else "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
+    return [dataclasses.replace(spec, env={**libraries, **spec.env}) for spec in specs]
 
-    def metrics(component: str) -> dict[str, str]:
-        """A free port for a process's /metrics (a pool gives each replica its own)."""
-        prefix = f"FLOTILLA_{component}_METRICS"
-        return {f"{prefix}_HOST": host, f"{prefix}_PORT": str(free_port(host))}
 
-    def database_url(service: str) -> str:
-        template = settings.database_url_template
-        return (
-            template.replace("{service}", service) if template else f"sqlite:///{var}/{service}.db"
-        )
-
-    inventory_env = {
-        "FLOTILLA_INVENTORY_DATABASE_URL": database_url("inventory"),
-        "FLOTILLA_INVENTORY_HOST": host,
-        "FLOTILLA_INVENTORY_PORT": str(settings.inventory_port),
-        "FLOTILLA_INVENTORY_RESERVATION_TTL_S": str(settings.reservation_ttl_s),
-    }
-    orders_env = {
-        "FLOTILLA_ORDERS_DATABASE_URL": database_url("orders"),
-        "FLOTILLA_ORDERS_BROKER_URL": broker.url,
-        "FLOTILLA_ORDERS_INVENTORY_URL": inventory_url,
-        "FLOTILLA_ORDERS_HOST": host,
-        "FLOTILLA_ORDERS_PORT": str(settings.orders_port),
-        "FLOTILLA_ORDERS_PAYMENTS_URL": payments_url,
-        "FLOTILLA_ORDERS_REDRIVE_AFTER_MS": str(settings.redrive_after_ms),
-    }
-    payments_env = {
-        "FLOTILLA_PAYMENTS_DATABASE_URL": database_url("payments"),
-        "FLOTILLA_PAYMENTS_HOST": host,
-        "FLOTILLA_PAYMENTS_PORT": str(settings.payments_port),
-        "FLOTILLA_PAYMENTS_LATENCY_MS": str(settings.payment_latency_ms),
-    }
+def _local_choices(
+    settings: CliSettings, broker: BrokerChoice, api_key: str, ports: dict[str, int]
+) -> dict[str, dict[str, str]]:
+    """What only this machine decides for a component: where its files go, the local keys,
+    the demo's slower payments, the local mail sink. Everything else comes from the catalogue
+    and, below it, the component's own settings defaults; a component's own variable in
+    ``flotilla up``'s environment (``FLOTILLA_ORDERS_REDRIVE_AFTER_MS``) reaches it as it is."""
+    var, host = settings.var_dir.resolve(), settings.host
     key_hash = hashlib.sha256(api_key.encode()).hexdigest()
     # NOTE: the operator key is made here (not passed in) so that specs_for keeps its shape
     _, operator_key = ensure_api_key(settings.var_dir, "operator-key")
     operator_hash = hashlib.sha256(operator_key.encode()).hexdigest()
-    # NOTE: the edge's route table is its own (flotilla.edge ROUTE_TABLE); only where each
-    # upstream listens is said here, as the chart says it.
-    upstreams = {"orders-api": orders_url, "inventory-api": inventory_url}
-    # NOTE: every process's libraries speak at WARNING unless --verbose (flotilla.core's
-    # configure_logging reads it): the start shows each process and the banner, not their
-    # Alembic plugins and uvicorn's lines
-    libraries = {"FLOTILLA_LIBRARY_LOG_LEVEL": "INFO" if settings.verbose else "WARNING"}
-    specs = [
-        ProcessSpec(
-            "inventory-migrate",
-            [py, "-m", "flotilla.inventory", "migrate"],
-            inventory_env,
-            oneshot=True,
-        ),
-        ProcessSpec(
-            "orders-migrate", [py, "-m", "flotilla.orders", "migrate"], orders_env, oneshot=True
-        ),
-        ProcessSpec(
-            "payments-migrate",
-            [py, "-m", "flotilla.payments", "migrate"],
-            payments_env,
-            oneshot=True,
-        ),
-        ProcessSpec(
-            "console",
-            [py, "-m", "flotilla.console", "api"],
-            {
-                "FLOTILLA_CONSOLE_DATABASE_PATH": str(var / "console.db"),
-                "FLOTILLA_CONSOLE_HOST": host,
-                "FLOTILLA_CONSOLE_PORT": str(settings.console_port),
-                "FLOTILLA_CONSOLE_PLATFORM_STATUS": str(var / "local" / "status.json"),
-                "FLOTILLA_CONSOLE_SERVICES": json.dumps(
-                    {
-                        "edge": f"http://{host}:{settings.edge_port}",
-                        "orders-api": orders_url,
-                        "inventory-api": inventory_url,
-                        "payments-api": payments_url,
-                    }
-                ),
-                "PYTHONUNBUFFERED": "1",
-                # NOTE: the console must not trace itself into itself (a feedback loop).
-                "OTEL_SDK_DISABLED": "true",
-            },
-            ready=lambda: _http_ready(f"{console_url}/healthz"),
-        ),
-        ProcessSpec(
-            "inventory-api",
-            [py, "-m", "flotilla.inventory", "api"],
-            {
-                **inventory_env,
-                **traced,
-                **metrics("INVENTORY"),
-                "OTEL_SERVICE_NAME": "inventory-api",
-            },
-            ready=lambda: _http_ready(f"{inventory_url}/readyz"),
-        ),
-        ProcessSpec(
-            "payments-api",
-            [py, "-m", "flotilla.payments", "api"],
-            {**payments_env, **traced, **metrics("PAYMENTS"), "OTEL_SERVICE_NAME": "payments-api"},
-            ready=lambda: _http_ready(f"{payments_url}/readyz"),
-        ),
-        ProcessSpec(
-            "orders-api",
-            [py, "-m", "flotilla.orders", "api"],
-            {**orders_env, **traced, **metrics("ORDERS"), "OTEL_SERVICE_NAME": "orders-api"},
-            ready=lambda: _http_ready(f"{orders_url}/readyz"),
-        ),
-        ProcessSpec(
-            "orders-worker",
-            [py, "-m", "flotilla.orders", "worker"],
-            {**orders_env, **traced, **metrics("ORDERS"), "OTEL_SERVICE_NAME": "orders-worker"},
-            queue="orders",
-        ),
-        ProcessSpec(
-            "notifications-worker",
-            [py, "-m", "flotilla.notifications", "worker"],
-            {
-                **traced,
-                **metrics("NOTIFICATIONS"),
-                "OTEL_SERVICE_NAME": "notifications-worker",
-                "FLOTILLA_NOTIFICATIONS_BROKER_URL": broker.url,
-                "FLOTILLA_NOTIFICATIONS_SMTP_HOST": host,
-                "FLOTILLA_NOTIFICATIONS_SMTP_PORT": str(settings.smtp_port),
-            },
-            queue="notifications",
-        ),
-        ProcessSpec(
-            "mail-sink",
-            [
-                py,
-                "-m",
-                "flotilla.cli.mailsink",
-                "--host",
-                host,
-                "--port",
-                str(settings.smtp_port),
-                "--dir",
-                str(var / "mail"),
-            ],
-            {"PYTHONUNBUFFERED": "1"},
-            ready=lambda: _port_open(host, settings.smtp_port),
-        ),
-        ProcessSpec(
-            "edge",
-            [py, "-m", "flotilla.edge", "api"],
-            {
-                **traced,
-                "OTEL_SERVICE_NAME": "edge",
-                "FLOTILLA_EDGE_HOST": host,
-                "FLOTILLA_EDGE_PORT": str(settings.edge_port),
-                "FLOTILLA_EDGE_ADMIN_HOST": host,
-                "FLOTILLA_EDGE_ADMIN_PORT": str(settings.edge_admin_port),
-                "FLOTILLA_EDGE_UPSTREAMS": json.dumps(upstreams),
-                # the customer scopes (the default) for the local key; the operator's own
-                "FLOTILLA_EDGE_API_KEYS": (
-                    f"local:{key_hash},operator:{operator_hash}:"
-                    "orders:read orders:write orders:admin inventory:read"
-                ),
-                # NOTE: locally a developer's client may continue its own trace
-                "FLOTILLA_EDGE_TRUST_TRACE_CONTEXT": "true",
-                "FLOTILLA_EDGE_REDIS_URL": _without_query(broker.url),
-            },
-            ready=lambda: _http_ready(f"http://{host}:{settings.edge_port}/readyz"),
-        ),
-    ]
-    return [dataclasses.replace(spec, env={**libraries, **spec.env}) for spec in specs]
+    return {
+        "console": {
+            "FLOTILLA_CONSOLE_DATABASE_PATH": str(var / "console.db"),
+            "FLOTILLA_CONSOLE_PLATFORM_STATUS": str(var / "local" / "status.json"),
+        },
+        "payments-api": {"FLOTILLA_PAYMENTS_LATENCY_MS": str(settings.payment_latency_ms)},
+        "notifications-worker": {
+            "FLOTILLA_NOTIFICATIONS_SMTP_HOST": host,
+            "FLOTILLA_NOTIFICATIONS_SMTP_PORT": str(ports["mail-sink"]),
+        },
+        "edge": {
+            # the customer scopes (the default) for the local key; the operator's own
+            "FLOTILLA_EDGE_API_KEYS": (
+                f"local:{key_hash},operator:{operator_hash}:"
+                "orders:read orders:write orders:admin inventory:read"
+            ),
+            # NOTE: locally a developer's client may continue its own trace
+            "FLOTILLA_EDGE_TRUST_TRACE_CONTEXT": "true",
+            "FLOTILLA_EDGE_REDIS_URL": _without_query(broker.url),
+        },
+    }

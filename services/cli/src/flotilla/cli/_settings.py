@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field
 
+from flotilla.contracts.catalogue import CATALOGUE
 from flotilla.core import ComponentSettings, component_config
 
 
@@ -21,24 +22,22 @@ class CliSettings(ComponentSettings):
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("FLOTILLA_REDIS_URL", "FLOTILLA_CLI_REDIS_URL"),
     )
-    edge_port: int = 8080
+    # NOTE: each component's port is the catalogue's unless moved (``--<name>-port``); a
+    # component with no field here runs on its catalogue port
+    edge_port: int = CATALOGUE.port("edge")
     #: the edge's /metrics and detailed /readyz (never the public port)
-    edge_admin_port: int = 9080
-    console_port: int = 8090
-    orders_port: int = 8001
-    inventory_port: int = 8002
-    payments_port: int = 8003
-    smtp_port: int = 1025
+    edge_admin_port: int = CATALOGUE.component("edge").admin_port or 0
+    console_port: int = CATALOGUE.port("console")
+    orders_port: int = CATALOGUE.port("orders-api")
+    inventory_port: int = CATALOGUE.port("inventory-api")
+    payments_port: int = CATALOGUE.port("payments-api")
+    smtp_port: int = CATALOGUE.port("mail-sink")
     #: the services' databases: "" for a SQLite file each under var_dir, else a URL in which
     #: ``{service}`` becomes orders, inventory and payments (the databases must exist), e.g.
     #: postgresql+psycopg://postgres@127.0.0.1:5432/flotilla_{service}
     database_url_template: str = ""
     #: how long the payment stand-in takes per charge
     payment_latency_ms: int = 200
-    #: how long inventory holds a reservation nobody commits or releases
-    reservation_ttl_s: float = Field(default=600.0, gt=0)
-    #: stalled orders whose message the broker lost are announced again after this
-    redrive_after_ms: int = Field(default=60_000, ge=0)
     grace_period_s: float = 15.0
     #: show the libraries' own INFO lines too (Alembic's steps, uvicorn's start and stop)
     verbose: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import AnyHttpUrl, Field, SecretStr
 
+from flotilla.contracts import catalogue
 from flotilla.core import ComponentSettings, component_config
 
 
@@ -32,7 +33,7 @@ class ConsoleSettings(ComponentSettings):
     secret_fields = ("ingest_token",)
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8090, ge=1, le=65535)
+    port: int = Field(default=catalogue.port("console"), ge=1, le=65535)
     database_path: str = "var/console.db"
     retention_max_spans: int = Field(default=200_000, ge=1)
     retention_max_age_s: int = Field(default=86_400, ge=1)

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from flotilla.core import QueueMessage
 
+from .catalogue import NOTIFICATIONS_QUEUE, ORDERS_QUEUE
+
 __all__ = ["FulfilOrder", "OrderConfirmation", "OrderLine"]
 
 
@@ -27,7 +29,7 @@ class OrderLine(BaseModel):
 class FulfilOrder(QueueMessage):
     """orders-api → orders-worker: fulfil this accepted order."""
 
-    queue: ClassVar[str] = "orders"
+    queue: ClassVar[str] = ORDERS_QUEUE
     actor: ClassVar[str] = "fulfil_order"
 
     order_id: UUID
@@ -36,7 +38,7 @@ class FulfilOrder(QueueMessage):
 class OrderConfirmation(QueueMessage):
     """orders-worker → notifications-worker: mail the customer that the order is fulfilled."""
 
-    queue: ClassVar[str] = "notifications"
+    queue: ClassVar[str] = NOTIFICATIONS_QUEUE
     actor: ClassVar[str] = "send_order_confirmation"
 
     order_id: UUID

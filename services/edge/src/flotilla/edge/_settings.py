@@ -8,14 +8,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from flotilla.contracts import catalogue
 from flotilla.core import ComponentSettings, component_config
 
 from ._routing import ROUTE_TABLE, Route
 
-DEFAULT_UPSTREAMS = {
-    "orders-api": "http://127.0.0.1:8001",
-    "inventory-api": "http://127.0.0.1:8002",
-}
+#: where each upstream listens on this machine (the catalogue's ports)
+DEFAULT_UPSTREAMS = catalogue.local_url_map("upstreams", "edge")
 
 
 class EdgeSettings(ComponentSettings):
@@ -25,11 +24,12 @@ class EdgeSettings(ComponentSettings):
     secret_fields = ("jwt_secret",)
 
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = catalogue.port("edge")
     server: Literal["uvicorn", "granian"] = "uvicorn"
     http_client: Literal["httpx", "aiohttp"] = "aiohttp"  # bench/edge.py: +0.6 ms vs +2.5 ms
     admin_host: str = "127.0.0.1"
-    admin_port: int | None = 9080  # /metrics and detailed /readyz; None: no admin listener
+    #: /metrics and detailed /readyz; None: no admin listener
+    admin_port: int | None = catalogue.component("edge").admin_port
     # NOTE: the route table is code (flotilla.edge ROUTE_TABLE); deployments say where each
     # upstream is. FLOTILLA_EDGE_ROUTES replaces the table only for a platform of your own.
     routes: list[Route] = Field(default_factory=lambda: list(ROUTE_TABLE))
@@ -92,7 +92,8 @@ class EdgeSettings(ComponentSettings):
         if missing:
             raise ValueError(
                 f"FLOTILLA_EDGE_UPSTREAMS names no address for {', '.join(missing)}; "
-                'set it to a JSON object such as {"orders-api": "http://orders-api:8001"}'
+                "set it to a JSON object such as "
+                + json.dumps({"orders-api": f"http://orders-api:{catalogue.port('orders-api')}"})
             )
         return self
 

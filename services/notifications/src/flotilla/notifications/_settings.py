@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
+from flotilla.contracts import catalogue
 from flotilla.core import ComponentSettings, component_config
 
 
@@ -23,13 +24,13 @@ class NotificationsSettings(ComponentSettings):
     #: default the broker's, when the broker is Redis
     ledger_url: str | None = None
     smtp_host: str = "127.0.0.1"
-    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    smtp_port: int = Field(default=catalogue.port("mail-sink"), ge=1, le=65535)
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_timeout_s: float = Field(default=10.0, gt=0)
     mail_from: str = "orders@flotilla.local"
-    worker_threads: int = Field(default=4, ge=1)
+    worker_threads: int = Field(default=catalogue.concurrency("notifications-worker"), ge=1)
     max_retries: int = Field(default=20, ge=0)
     retry_min_backoff_ms: int = Field(default=500, ge=1)
     retry_max_backoff_ms: int = Field(default=60_000, ge=1)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from flotilla.contracts import catalogue
 from flotilla.core import ComponentSettings, component_config
 
 
@@ -15,18 +16,18 @@ class OrdersSettings(ComponentSettings):
     model_config = component_config("ORDERS")
 
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8001
+    port: Annotated[int, Field(ge=1, le=65535)] = catalogue.port("orders-api")
     database_url: str = "sqlite:///var/orders.db"
     #: threads that serve requests (sync endpoints and dependencies): each may hold one
     #: database connection; the pool holds two more (pool_size_for, the chart's budget)
-    request_threads: Annotated[int, Field(ge=1, le=256)] = 8
+    request_threads: Annotated[int, Field(ge=1, le=256)] = catalogue.concurrency("orders-api")
     broker_url: str = "redis://127.0.0.1:6379/0"
-    inventory_url: str = "http://127.0.0.1:8002"
+    inventory_url: str = catalogue.local_url("inventory-api")
     inventory_timeout_s: Annotated[float, Field(gt=0)] = 2.0
     #: tries of a reservation whose answer did not come (same reference: never held twice)
     reserve_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     #: the payment provider (the platform's stand-in, flotilla.payments, or a real one)
-    payments_url: str = "http://127.0.0.1:8003"
+    payments_url: str = catalogue.local_url("payments-api")
     payments_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     #: how often the outbox relay looks for unpublished rows
     relay_interval_ms: Annotated[int, Field(gt=0)] = 200
@@ -48,7 +49,7 @@ class OrdersSettings(ComponentSettings):
     admission_max_wait_s: Annotated[float, Field(ge=0)] = 30.0
     #: ... or while the queue holds more than this many orders (0: no depth limit)
     admission_max_depth: Annotated[int, Field(ge=0)] = 0
-    worker_threads: Annotated[int, Field(gt=0, le=256)] = 8
+    worker_threads: Annotated[int, Field(gt=0, le=256)] = catalogue.concurrency("orders-worker")
     #: fulfil_order's Dramatiq options
     fulfil_time_limit_ms: Annotated[int, Field(gt=0)] = 30_000
     fulfil_max_retries: Annotated[int, Field(ge=0)] = 5

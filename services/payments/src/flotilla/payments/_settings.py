@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from flotilla.contracts import catalogue
 from flotilla.core import ComponentSettings, component_config
 
 Rate = Annotated[float, Field(ge=0, le=1)]
@@ -27,11 +28,11 @@ class PaymentsSettings(ComponentSettings):
     model_config = component_config("PAYMENTS")
 
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8003
+    port: Annotated[int, Field(ge=1, le=65535)] = catalogue.port("payments-api")
     database_url: str = "sqlite:///var/payments.db"
     #: threads that serve requests (sync endpoints and dependencies): each may hold one
     #: database connection; the pool holds two more (pool_size_for, the chart's budget)
-    request_threads: Annotated[int, Field(ge=1, le=256)] = 8
+    request_threads: Annotated[int, Field(ge=1, le=256)] = catalogue.concurrency("payments-api")
     latency_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
     failure_rate: Rate = 0.0
     lost_reply_rate: Rate = 0.0
