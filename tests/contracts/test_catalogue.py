@@ -208,6 +208,15 @@ def test_flotilla_up_runs_every_component_as_the_catalogue_says(tmp_path: Path) 
         assert migration.argv[-1] == "migrate"
 
 
+def test_flotilla_up_refuses_a_worker_of_several_queues_it_could_not_scale(
+    tmp_path: Path,
+) -> None:
+    worker = CATALOGUE.component("notifications-worker")
+    several = dataclasses.replace(worker, name="both-worker", consumes=("orders", "notifications"))
+    with pytest.raises(ValueError, match=r"one queue: \['both-worker'\]"):
+        local_specs(tmp_path, CATALOGUE.with_component(several))
+
+
 def test_flotilla_up_starts_each_component_after_those_it_calls(tmp_path: Path) -> None:
     order = list(local_specs(tmp_path))
     for c in DEPLOYED:

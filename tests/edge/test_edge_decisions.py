@@ -8,8 +8,8 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
+from flotilla.contracts.scopes import CUSTOMER_SCOPES
 from flotilla.edge import (
-    CUSTOMER_SCOPES,
     ROUTE_TABLE,
     Authenticator,
     AuthError,

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from flotilla.contracts.catalogue import CATALOGUE, Catalogue, Component, HttpProbe, Kind
+from flotilla.contracts.scopes import OPERATOR_SCOPES
 
 from ._broker import BrokerChoice, free_port
 from ._keys import ensure_api_key
@@ -153,6 +154,9 @@ def platform_specs(
         return lambda: _http_ready(address)
 
     components = start_order(catalogue.of_kind(*LOCAL_KINDS))
+    if several := [c.name for c in components if len(c.consumes) > 1]:
+        # NOTE: the operator scales on several queues; a local pool reads one queue's depth
+        raise ValueError(f"flotilla up scales a worker pool on one queue: {several} consume more")
     migrations = {c.database: c for c in components if c.migrate and c.database}
     specs = [
         ProcessSpec(
@@ -175,7 +179,7 @@ def platform_specs(
             c.argv(py),
             env_of(c) | choices.get(c.name, {}),
             ready=ready_check(c),
-            queue=c.consumes[0] if c.kind == "worker" else None,
+            queue=c.consumes[0] if c.consumes else None,
         )
         specs.append(spec)
         if c.kind == "console":
@@ -215,8 +219,7 @@ def _local_choices(
         "edge": {
             # the customer scopes (the default) for the local key; the operator's own
             "FLOTILLA_EDGE_API_KEYS": (
-                f"local:{key_hash},operator:{operator_hash}:"
-                "orders:read orders:write orders:admin inventory:read"
+                f"local:{key_hash},operator:{operator_hash}:{' '.join(OPERATOR_SCOPES)}"
             ),
             # NOTE: locally a developer's client may continue its own trace
             "FLOTILLA_EDGE_TRUST_TRACE_CONTEXT": "true",

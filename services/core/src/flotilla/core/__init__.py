@@ -28,8 +28,6 @@ from ._http import async_service_client, service_client, translate_http_error
 from ._identity import (
     CLIENT_ID_HEADER,
     CLIENT_SCOPES_HEADER,
-    CUSTOMER_SCOPES,
-    OPERATOR_SCOPE,
 )
 from ._logging import JsonFormatter, configure_logging
 from ._metrics import metrics_registry, scrape
@@ -180,10 +178,8 @@ __all__ = [
     "ATTEMPT_ATTRIBUTE",
     "CLIENT_ID_HEADER",
     "CLIENT_SCOPES_HEADER",
-    "CUSTOMER_SCOPES",
     "DELAY_ATTRIBUTE",
     "DEPENDENCY_FAILURE_HEADER",
-    "OPERATOR_SCOPE",
     "PLACEHOLDER_SECRETS",
     "PROBLEM_CONTENT_TYPE",
     "PROBLEM_TYPE_BASE",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field, field_validator
 
-from flotilla.core import CUSTOMER_SCOPES, OPERATOR_SCOPE
+from flotilla.contracts.scopes import CUSTOMER_SCOPES, OPERATOR_SCOPE
 
 from ._paths import encode_segments
 

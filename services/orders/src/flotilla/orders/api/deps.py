@@ -6,7 +6,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
-from flotilla.core import OPERATOR_SCOPE, ProblemError
+from flotilla.contracts.scopes import OPERATOR_SCOPE
+from flotilla.core import ProblemError
 from flotilla.core.fastapi import db_session, read_session
 
 from .._admission import Admission
