@@ -186,10 +186,20 @@ def test_the_queues_are_the_ones_the_code_declares_and_the_messages_name() -> No
 # --- flotilla up ----------------------------------------------------------------------
 
 
-def test_flotilla_up_runs_every_component_as_the_catalogue_says(tmp_path: Path) -> None:
+def test_flotilla_up_runs_every_component_as_the_catalogue_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each process: the catalogue's command, its settings variables (nothing its class does
+    not read), which its class loads, at the catalogue's port, with its peers' addresses."""
     specs = local_specs(tmp_path)
     for c in DEPLOYED:
         spec = specs[c.name]
+        with monkeypatch.context() as env:
+            for key, value in spec.env.items():
+                env.setenv(key, value)
+            loaded = settings_class(c)()
+        if c.port:
+            assert loaded.port == c.port  # type: ignore[attr-defined]
         assert spec.argv == [sys.executable, "-m", c.module, *c.command]
         fields = {
             f"FLOTILLA_{c.settings_prefix}_{f.upper()}" for f in settings_class(c).model_fields
@@ -268,6 +278,21 @@ def test_the_chart_deploys_every_component_as_the_catalogue_says() -> None:
         if c.migrate:
             (init,) = pod["initContainers"]
             assert init["command"] == [*c.argv()[:3], "migrate"]
+
+
+def test_a_release_naming_a_component_the_catalogue_lacks_is_refused_with_the_fix(
+    tmp_path: Path,
+) -> None:
+    """A typo in values (``orders-wroker``) would otherwise be ignored silently."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"components": {"orders-wroker": {"replicas": 3}}}))
+    refused = subprocess.run(
+        [helm(), "template", "flotilla", str(ROOT / "charts" / "flotilla"), "-f", str(values)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "components.orders-wroker: no such component in the catalogue" in refused.stderr
+    assert "docs/extending.md" in refused.stderr
 
 
 # --- docs/extending.md, step by step -----------------------------------------------------

@@ -39,6 +39,13 @@ catalogue's entry with the release's choices merged in, as JSON {"items": [...]}
 {{- define "flotilla.components" -}}
 {{- $root := . -}}
 {{- $catalogue := include "flotilla.catalogue" . | fromJson -}}
+{{- $known := list -}}
+{{- range $catalogue.components }}{{ $known = append $known .name }}{{ end -}}
+{{- range $name, $_ := .Values.components }}
+{{- if not (has $name $known) }}
+{{- fail (printf "components.%s: no such component in the catalogue (%s); a new component is an entry in flotilla.contracts.catalogue (docs/extending.md)" $name (join ", " $known)) }}
+{{- end }}
+{{- end -}}
 {{- $items := list -}}
 {{- range $entry := $catalogue.components }}
 {{- if has $entry.kind (list "edge" "api" "worker" "console") }}
