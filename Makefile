@@ -10,7 +10,6 @@ RELEASE ?= flotilla
 NAMESPACE ?= flotilla
 KIND_CLUSTER ?= flotilla
 IMAGE_TAG ?= 0.1.0
-MEMBERS := edge orders inventory notifications payments console cli operator
 
 .PHONY: help setup run test test-fast lint catalogue format bench crds browser helm engine base-images images chart-check e2e kind-up kind-load deploy undeploy port-forward
 
@@ -92,13 +91,13 @@ kind-up:  ## create the kind cluster of k8s/kind-config.yaml (edge :8080, consol
 	kind create cluster --config k8s/kind-config.yaml --name $(KIND_CLUSTER)
 
 images: setup  ## build every member's image with BuildKit (localhost/flotilla/flotilla-<member>:$(IMAGE_TAG)), then their sizes
-	@IMAGE_TAG=$(IMAGE_TAG) $(UV) run --frozen python scripts/images.py build $(MEMBERS)
+	@IMAGE_TAG=$(IMAGE_TAG) $(UV) run --frozen python scripts/images.py build
 
 base-images: setup  ## stand-ins for python:3.11-slim and uv's image, from Debian's packages and uv's wheel (no pulls)
 	@$(UV) run --frozen python scripts/images.py base-images
 
 kind-load: images  ## load the images into the kind cluster
-	@for member in $(MEMBERS); do \
+	@for member in $$($(UV) run --frozen python scripts/images.py members); do \
 		kind load docker-image --name $(KIND_CLUSTER) localhost/flotilla/flotilla-$$member:$(IMAGE_TAG) || exit 1; \
 	done
 

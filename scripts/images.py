@@ -33,8 +33,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from flotilla.contracts.catalogue import CATALOGUE
+
 ROOT = Path(__file__).resolve().parents[1]
-MEMBERS = ("edge", "orders", "inventory", "notifications", "payments", "console", "cli", "operator")
+#: one image per member a component of the catalogue runs, and the CLI's (the mail sink, the
+#: chart's test pod): a component added to the catalogue gets its image here
+MEMBERS = (*dict.fromkeys(c.member for c in CATALOGUE.components), "cli")
 REGISTRY = "localhost/flotilla"
 TAG = "0.1.0"
 OFFICIAL = {"python": "python:3.11-slim", "uv": "ghcr.io/astral-sh/uv:0.9"}
@@ -352,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("engine", help="a running Docker Engine (installs and starts it as root)")
     commands.add_parser("client", help="print the docker client that builds with BuildKit")
+    commands.add_parser("members", help="print the members that get an image, one per line")
     base = commands.add_parser("base-images", help="build the stand-in base images")
     base.add_argument("--force", action="store_true", help="rebuild them even if present")
     make = commands.add_parser("build", help="build the members' images")
@@ -362,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "client":
             _say(docker_client())
+            return 0
+        if args.command == "members":
+            _say("\n".join(MEMBERS))
             return 0
         client = ensure_engine()
         if args.command == "engine":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import re
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from scripts import catalogue as generator
 from flotilla.cli import CliSettings, platform_specs
 from flotilla.cli._broker import BrokerChoice
 from flotilla.cli._process_spec import ProcessSpec
+from flotilla.cli._processes import HttpReady, local_ports, port_option
 from flotilla.contracts import FulfilOrder, OrderConfirmation, catalogue
 from flotilla.contracts.catalogue import (
     CATALOGUE,
@@ -208,10 +210,20 @@ def test_flotilla_up_runs_every_component_as_the_catalogue_says(
         assert ours <= fields, f"{c.name}: {sorted(ours - fields)} are not settings"
         if c.port:
             assert spec.env[c.env_name("port")] == str(c.port)
+        if c.admin_port:
+            assert spec.env[c.env_name("admin_port")] == str(c.admin_port)
         for field, peer in c.urls.items():
             assert spec.env[c.env_name(field)] == CATALOGUE.local_url(peer)
+        for field, peers in c.url_maps.items():
+            assert json.loads(spec.env[c.env_name(field)]) == CATALOGUE.local_url_map(peers)
+        assert (c.env_name("database_url") in spec.env) == bool(c.database), c.name
+        assert (c.env_name("broker_url") in spec.env) == c.broker, c.name
         assert spec.queue == (c.consumes[0] if c.consumes else None)
-        assert (spec.ready is None) == (c.port is None)
+        if c.port and c.probes and isinstance(c.probes.readiness, HttpProbe):
+            assert isinstance(spec.ready, HttpReady)
+            assert spec.ready.url == CATALOGUE.local_url(c.name) + c.probes.readiness.path
+        else:
+            assert spec.ready is None
     for database in {c.database for c in DEPLOYED if c.migrate}:
         (migration,) = [s for s in specs.values() if s.oneshot and any(
             v.endswith(f"/{database}.db") for v in s.env.values())]  # fmt: skip
@@ -225,6 +237,20 @@ def test_flotilla_up_refuses_a_worker_of_several_queues_it_could_not_scale(
     several = dataclasses.replace(worker, name="both-worker", consumes=("orders", "notifications"))
     with pytest.raises(ValueError, match=r"one queue: \['both-worker'\]"):
         local_specs(tmp_path, CATALOGUE.with_component(several))
+
+
+def test_each_listener_of_the_platform_can_be_moved_by_the_option_flotilla_up_names() -> None:
+    """A port in use is refused naming the option that moves it: that option exists for every
+    built-in listener, at the catalogue's port; an added component has none (its port is the
+    catalogue's, and the refusal says so)."""
+    from flotilla.cli.__main__ import up
+
+    options = {p.opts[0]: p for p in up.params}
+    for listener, port in local_ports(CliSettings()).items():
+        option = port_option(listener)
+        assert option in options, listener
+        assert f"(default {port})" in (options[option].help or ""), listener
+    assert port_option("recommendations-api") is None
 
 
 def test_flotilla_up_starts_each_component_after_those_it_calls(tmp_path: Path) -> None:
@@ -241,6 +267,11 @@ def test_flotilla_up_starts_each_component_after_those_it_calls(tmp_path: Path) 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return dict(container)
+
+
+def in_cluster(name: str) -> str:
+    """A component's base URL inside the release ``flotilla``."""
+    return f"http://flotilla-{name}:{CATALOGUE.port(name)}"
 
 
 def _probe_path(probe: dict[str, Any]) -> HttpProbe | Heartbeat:
@@ -268,11 +299,21 @@ def test_the_chart_deploys_every_component_as_the_catalogue_says() -> None:
             assert name not in services
         if c.admin_port:
             assert ports["admin"] == c.admin_port
+        if c.admin_port:
+            assert env[c.env_name("admin_port")] == str(c.admin_port)
         assert c.probes is not None
         assert _probe_path(container["readinessProbe"]) == c.probes.readiness
         assert _probe_path(container["livenessProbe"]) == c.probes.liveness
+        if c.probes.startup:
+            assert _probe_path(container["startupProbe"]) == c.probes.startup
+        else:
+            assert "startupProbe" not in container
         for field, peer in c.urls.items():
-            assert env[c.env_name(field)] == f"http://flotilla-{peer}:{CATALOGUE.port(peer)}"
+            assert env[c.env_name(field)] == in_cluster(peer)
+        for field, peers in c.url_maps.items():
+            assert json.loads(env[c.env_name(field)]) == {p: in_cluster(p) for p in peers}
+        assert (c.env_name("database_url") in env) == bool(c.database), c.name
+        assert (c.env_name("broker_url") in env) == c.broker, c.name
         if c.kind == "worker":
             assert autoscalers[name]["spec"]["queues"] == list(c.consumes)
         if c.migrate:
@@ -293,6 +334,20 @@ def test_a_release_naming_a_component_the_catalogue_lacks_is_refused_with_the_fi
     assert refused.returncode != 0
     assert "components.orders-wroker: no such component in the catalogue" in refused.stderr
     assert "docs/extending.md" in refused.stderr
+
+
+def test_a_worker_can_run_at_fixed_replicas_without_an_autoscaler(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"components": {"notifications-worker": {
+        "autoscaling": {"enabled": False}, "replicas": 3}}}))  # fmt: skip
+    rendered = subprocess.run(
+        [helm(), "template", "flotilla", str(ROOT / "charts" / "flotilla"), "-f", str(values)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    docs = tuple(d for d in yaml.safe_load_all(rendered.stdout) if d)
+    assert set(of_kind(docs, "WorkerAutoscaler")) == {"flotilla-orders-worker"}
+    assert of_kind(docs, "Deployment")["flotilla-notifications-worker"]["spec"]["replicas"] == 3
 
 
 # --- docs/extending.md, step by step -----------------------------------------------------

@@ -474,3 +474,15 @@ def test_a_message_from_a_producer_that_never_rings_is_taken_at_the_next_poll(
     _taken_once_sent(consumer, quiet.send)
     broker.close()
     plain.close()
+
+
+def test_a_worker_told_to_consume_a_queue_no_actor_is_declared_on_refuses_to_start() -> None:
+    """A queue renamed on one side only would leave the worker consuming nothing, silently."""
+    from dramatiq.brokers.stub import StubBroker
+
+    broker = StubBroker()
+    dramatiq.actor(lambda payload: None, actor_name="work", queue_name="orders", broker=broker)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(ValueError, match=r"no actor is declared on \['order'\]"):
+        run_worker(broker, queues=["order"], stop=stop)

@@ -71,8 +71,8 @@ catalogue's entry with the release's choices merged in, as JSON {"items": [...]}
 {{- with $entry.database }}{{ $_ := set $secrets "database_url" (dict "secret" "database" "key" (printf "%s-database-url" .)) }}{{ end -}}
 {{- if $entry.broker }}{{ $_ := set $secrets "broker_url" (dict "secret" "broker" "key" "url") }}{{ end -}}
 {{- $_ := set $c "secretSettings" (mergeOverwrite $secrets ($chosen.secretSettings | default dict)) -}}
-{{- if eq $entry.kind "worker" }}
-{{- $_ := set $c "autoscaling" (merge (dict "queues" $entry.consumes) $c.autoscaling) -}}
+{{- if and (eq $entry.kind "worker") (ne (toString $c.autoscaling.enabled) "false") }}
+{{- $_ := set $c "autoscaling" (merge (dict "queues" $entry.consumes) (omit $c.autoscaling "enabled")) -}}
 {{- else }}
 {{- $_ := unset $c "autoscaling" -}}
 {{- end }}

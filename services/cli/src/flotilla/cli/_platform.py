@@ -27,7 +27,7 @@ from ._broker import BrokerChoice, BrokerStartError, choose_broker, wait_until_a
 from ._keys import ensure_api_key
 from ._pools import LocalAutoscaler, WorkerPool
 from ._process_spec import ProcessSpec
-from ._processes import local_ports, platform_specs
+from ._processes import local_ports, platform_specs, port_option
 from ._settings import CliSettings
 from ._supervisor import (
     RestartPolicy,
@@ -53,17 +53,12 @@ def check_ports(settings: CliSettings) -> None:
     Raises:
         PortTaken: with the port, its owner in the platform and the option that moves it.
     """
-    options = {"mail-sink": "--smtp-port"}
-    wanted = [
-        (name, port, options.get(name, f"--{name.removesuffix('-api').replace(' ', '-')}-port"))
-        for name, port in local_ports(settings).items()
-    ]
     owners: dict[int, str] = {}
-    for name, port, option in wanted:
+    for name, port in local_ports(settings).items():
+        option = port_option(name)
+        move = f"pass {option}" if option else "change its port in flotilla.contracts.catalogue"
         if port in owners:
-            raise PortTaken(
-                f"port {port} is given to both {owners[port]} and {name}; pass {option}"
-            )
+            raise PortTaken(f"port {port} is given to both {owners[port]} and {name}; {move}")
         owners[port] = name
         with socket.socket() as sock:
             # NOTE: SO_REUSEADDR ignores sockets in TIME_WAIT (a platform just stopped) but
@@ -73,7 +68,7 @@ def check_ports(settings: CliSettings) -> None:
                 sock.bind((settings.host, port))
             except OSError:
                 raise PortTaken(
-                    f"port {port} ({name}) is already in use; stop what uses it or pass {option}"
+                    f"port {port} ({name}) is already in use; stop what uses it or {move}"
                 ) from None
 
 

@@ -12,7 +12,8 @@ import hashlib
 import json
 import socket
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -33,6 +34,16 @@ def _http_ready(url: str) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class HttpReady:
+    """A readiness check: ``GET url`` answers 200 (a component's readiness probe, locally)."""
+
+    url: str
+
+    def __call__(self) -> bool:
+        return _http_ready(self.url)
+
+
 def _port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), 0.2):
@@ -50,16 +61,31 @@ def _without_query(url: str) -> str:
 LOCAL_KINDS: tuple[Kind, ...] = ("console", "api", "worker", "edge")
 
 
+def _port_field(listener: str) -> str:
+    """The ``flotilla up`` setting that would move a listener: orders-api → ``orders_port``,
+    ``edge admin`` → ``edge_admin_port``, the mail sink → ``smtp_port``."""
+    if listener == "mail-sink":
+        return "smtp_port"
+    return listener.removesuffix("-api").replace(" ", "_").replace("-", "_") + "_port"
+
+
+def port_option(listener: str) -> str | None:
+    """The ``flotilla up`` option that moves a listener, if it has one (a component added to
+    the catalogue runs on its catalogue port)."""
+    field = _port_field(listener)
+    return f"--{field.replace('_', '-')}" if field in CliSettings.model_fields else None
+
+
 def local_ports(settings: CliSettings, catalogue: Catalogue = CATALOGUE) -> dict[str, int]:
     """Where each local listener is: every component's HTTP port (``<name> admin`` for an
     admin listener) and the mail sink's, the catalogue's unless a ``--<name>-port`` moves it."""
     ports: dict[str, int] = {}
     for c in catalogue.of_kind(*LOCAL_KINDS):
-        field = c.name.removesuffix("-api").replace("-", "_")
         if c.port is not None:
-            ports[c.name] = getattr(settings, f"{field}_port", c.port)
+            ports[c.name] = getattr(settings, _port_field(c.name), c.port)
         if c.admin_port is not None:
-            ports[f"{c.name} admin"] = getattr(settings, f"{field}_admin_port", c.admin_port)
+            admin = f"{c.name} admin"
+            ports[admin] = getattr(settings, _port_field(admin), c.admin_port)
     ports["mail-sink"] = settings.smtp_port
     return ports
 
@@ -146,12 +172,11 @@ def platform_specs(
             env |= {f"{prefix}_HOST": host, f"{prefix}_PORT": str(free_port(host))}
         return env
 
-    def ready_check(c: Component) -> Callable[[], bool] | None:
+    def ready_check(c: Component) -> HttpReady | None:
         probe = c.probes.readiness if c.probes else None
         if c.port is None or not isinstance(probe, HttpProbe):
             return None  # a worker is ready when its pool has it; it serves no HTTP
-        address = f"{url(c.name)}{probe.path}"
-        return lambda: _http_ready(address)
+        return HttpReady(f"{url(c.name)}{probe.path}")
 
     components = start_order(catalogue.of_kind(*LOCAL_KINDS))
     if several := [c.name for c in components if len(c.consumes) > 1]:

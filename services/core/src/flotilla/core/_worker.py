@@ -97,6 +97,9 @@ def run_worker(
             own that none of its threads holds (see ``requeue_orphans``) and those of workers
             whose heartbeat stopped (``requeue_dead_workers``).
     """
+    queues = list(queues) if queues is not None else None
+    if queues is not None and (idle := set(queues) - broker.get_declared_queues()):
+        raise ValueError(f"no actor is declared on {sorted(idle)}: nothing there would be consumed")
     stop = stop or threading.Event()
     if drain_timeout_s is None:
         drain_timeout_s = drain_timeout_for(broker, queues)

@@ -7,7 +7,7 @@ import sys
 
 import dramatiq
 
-from flotilla.contracts import OrderConfirmation
+from flotilla.contracts.catalogue import component
 from flotilla.core import broker_from_url, configure_logging, configure_telemetry, run_worker
 
 from ._settings import NotificationsSettings
@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     # NOTE: global too, so anything that asks Dramatiq for "the" broker finds this one.
     dramatiq.set_broker(broker)
     declare_actors(broker, settings)
-    run_worker(broker, queues=[OrderConfirmation.queue], threads=settings.worker_threads)
+    # NOTE: the queues the catalogue says it consumes (its pool is scaled on them)
+    consumes = list(component("notifications-worker").consumes)
+    run_worker(broker, queues=consumes, threads=settings.worker_threads)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dramatiq
 
+from flotilla.contracts.catalogue import component
 from flotilla.core import (
     broker_from_url,
     make_engine,
@@ -51,7 +52,9 @@ def run(settings: OrdersSettings) -> None:
     declare_actors(broker, fulfilment, settings)
     relay.start()
     try:
-        run_worker(broker, queues=["orders"], threads=settings.worker_threads)
+        # NOTE: the queues the catalogue says it consumes (its pool is scaled on them)
+        consumes = list(component("orders-worker").consumes)
+        run_worker(broker, queues=consumes, threads=settings.worker_threads)
     finally:
         relay.stop()
         inventory.close()
