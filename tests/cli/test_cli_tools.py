@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -61,6 +62,21 @@ def test_a_closed_redis_url_falls_back_to_a_started_server(
         server.terminate()
         server.wait(10)
     assert not answers_ping(choice.url)  # stopped with its process
+
+
+def test_free_ports_are_outside_the_ephemeral_range_distinct_and_not_listened_on() -> None:
+    """A port the kernel may hand an outgoing connection is never chosen (a race seen under
+    parallel tests), nor one given before, nor one something listens on."""
+    floor = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(10_000 <= p < floor for p in ports)
+    for port in ports[:20]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # nothing held it
 
 
 def test_the_local_api_key_is_made_once_and_private(tmp_path: Path) -> None:

