@@ -336,6 +336,23 @@ def test_a_release_naming_a_component_the_catalogue_lacks_is_refused_with_the_fi
     assert "docs/extending.md" in refused.stderr
 
 
+def test_the_packaged_chart_carries_its_catalogue(tmp_path: Path) -> None:
+    """What `helm package` ships (and a user installs from a repository) renders the same
+    components: the catalogue is a chart file, not one .helmignore leaves out."""
+    packaged = subprocess.run(
+        [helm(), "package", str(ROOT / "charts" / "flotilla"), "-d", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert packaged.returncode == 0, packaged.stderr
+    (archive,) = tmp_path.glob("flotilla-*.tgz")
+    rendered = subprocess.run(
+        [helm(), "template", "flotilla", str(archive)], capture_output=True, text=True, check=False
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    docs = tuple(d for d in yaml.safe_load_all(rendered.stdout) if d)
+    assert {f"flotilla-{c.name}" for c in DEPLOYED} <= set(of_kind(docs, "Deployment"))
+
+
 def test_a_worker_can_run_at_fixed_replicas_without_an_autoscaler(tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({"components": {"notifications-worker": {
