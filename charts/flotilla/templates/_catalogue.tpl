@@ -8,7 +8,9 @@ policy, extra settings); `componentDefaults` covers a component values.yaml does
 
 {{/* The catalogue as data: (include "flotilla.catalogue" . | fromJson). */}}
 {{- define "flotilla.catalogue" -}}
-{{- .Files.Get "catalogue.yaml" | fromYaml | toJson -}}
+{{- $file := .Files.Get "catalogue.yaml" -}}
+{{- if not $file }}{{ fail "the chart has no catalogue.yaml: `make catalogue` writes it from flotilla.contracts.catalogue" }}{{ end -}}
+{{- $file | fromYaml | toJson -}}
 {{- end -}}
 
 {{/* The port of a component or of infrastructure in the catalogue: (list $ name). */}}
