@@ -26,15 +26,15 @@ def _row(*cells: object) -> str:
     return "| " + " | ".join(str(cell) or NONE for cell in cells) + " |"
 
 
+def _ports(c: Component) -> str:
+    """Its port and admin port, as one cell: ``8080 (admin 9080)``."""
+    return f"{c.port or ''}" + (f" (admin {c.admin_port})" if c.admin_port else "")
+
+
 def _process_row(c: Component) -> str:
     command = f"`{' '.join(c.argv())}`" + (" (and `… migrate`)" if c.migrate else "")
-    ports = " ".join(
-        p
-        for p in (f"{c.port}" if c.port else "", f"admin {c.admin_port}" if c.admin_port else "")
-        if p
-    )
     calls = ", ".join(c.connects_to())
-    return _row(c.name, c.kind, command, ports, f"`{c.settings_prefix}`", calls, c.description)
+    return _row(c.name, c.kind, command, _ports(c), f"`{c.settings_prefix}`", calls, c.description)
 
 
 def processes_table(catalogue: Catalogue) -> str:
@@ -58,10 +58,10 @@ def queues_table(catalogue: Catalogue) -> str:
              "|---|---|---|---|"]  # fmt: skip
     for queue in queues:
         schema = schemas.get(queue)
-        message = f"`{schema.__name__}` → `{schema.actor}`" if schema else NONE
+        message = f"`{schema.__name__}` → `{schema.actor}`" if schema else ""
         producers = ", ".join(c.name for c in catalogue.components if queue in c.produces)
         consumers = ", ".join(c.name for c in catalogue.components if queue in c.consumes)
-        lines.append(f"| `{queue}` | {message} | {producers} | {consumers} |")
+        lines.append(_row(f"`{queue}`", message, producers, consumers))
     return "\n".join(lines)
 
 
@@ -69,8 +69,7 @@ def inside_table(catalogue: Catalogue) -> str:
     """The README's: each process, its default port and what it does."""
     lines = [_row("process", "port", "what it does"), "|---|---|---|"]
     for c in catalogue.components:
-        ports = f"{c.port or ''}" + (f" (admin {c.admin_port})" if c.admin_port else "")
-        lines.append(_row(c.name, ports, c.description))
+        lines.append(_row(c.name, _ports(c), c.description))
     return "\n".join(lines)
 
 

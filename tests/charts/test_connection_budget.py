@@ -33,9 +33,11 @@ def values_with(tmp_path: Path, **changes: Any) -> Path:
     return path
 
 
-def template(*args: str) -> subprocess.CompletedProcess[str]:
+def template(*args: str, chart: Path = CHART) -> subprocess.CompletedProcess[str]:
+    """``helm template`` of the chart (or another copy or package of it) as release
+    ``flotilla`` in namespace ``shop``."""
     return subprocess.run(
-        [helm(), "template", "flotilla", str(CHART), "--namespace", "shop", *args],
+        [helm(), "template", "flotilla", str(chart), "--namespace", "shop", *args],
         capture_output=True,
         text=True,
         check=False,

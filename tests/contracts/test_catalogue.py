@@ -40,6 +40,7 @@ from flotilla.contracts.catalogue import (
 )
 from flotilla.core import pool_size_for
 from tests.charts.test_chart import helm, of_kind, render
+from tests.charts.test_connection_budget import template
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -224,10 +225,10 @@ def test_flotilla_up_runs_every_component_as_the_catalogue_says(
             assert spec.ready.url == CATALOGUE.local_url(c.name) + c.probes.readiness.path
         else:
             assert spec.ready is None
-    for database in {c.database for c in DEPLOYED if c.migrate}:
+    for c in (c for c in DEPLOYED if c.migrate):
         (migration,) = [s for s in specs.values() if s.oneshot and any(
-            v.endswith(f"/{database}.db") for v in s.env.values())]  # fmt: skip
-        assert migration.argv[-1] == "migrate"
+            v.endswith(f"/{c.database}.db") for v in s.env.values())]  # fmt: skip
+        assert migration.argv == c.migrate_argv(sys.executable)
 
 
 def test_flotilla_up_refuses_a_worker_of_several_queues_it_could_not_scale(
@@ -318,7 +319,7 @@ def test_the_chart_deploys_every_component_as_the_catalogue_says() -> None:
             assert autoscalers[name]["spec"]["queues"] == list(c.consumes)
         if c.migrate:
             (init,) = pod["initContainers"]
-            assert init["command"] == [*c.argv()[:3], "migrate"]
+            assert init["command"] == c.migrate_argv()
 
 
 def test_a_release_naming_a_component_the_catalogue_lacks_is_refused_with_the_fix(
@@ -327,10 +328,7 @@ def test_a_release_naming_a_component_the_catalogue_lacks_is_refused_with_the_fi
     """A typo in values (``orders-wroker``) would otherwise be ignored silently."""
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({"components": {"orders-wroker": {"replicas": 3}}}))
-    refused = subprocess.run(
-        [helm(), "template", "flotilla", str(ROOT / "charts" / "flotilla"), "-f", str(values)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    refused = template("-f", str(values))
     assert refused.returncode != 0
     assert "components.orders-wroker: no such component in the catalogue" in refused.stderr
     assert "docs/extending.md" in refused.stderr
@@ -345,9 +343,7 @@ def test_the_packaged_chart_carries_its_catalogue(tmp_path: Path) -> None:
     )  # fmt: skip
     assert packaged.returncode == 0, packaged.stderr
     (archive,) = tmp_path.glob("flotilla-*.tgz")
-    rendered = subprocess.run(
-        [helm(), "template", "flotilla", str(archive)], capture_output=True, text=True, check=False
-    )
+    rendered = template(chart=archive)
     assert rendered.returncode == 0, rendered.stderr
     docs = tuple(d for d in yaml.safe_load_all(rendered.stdout) if d)
     assert {f"flotilla-{c.name}" for c in DEPLOYED} <= set(of_kind(docs, "Deployment"))
@@ -357,10 +353,7 @@ def test_a_worker_can_run_at_fixed_replicas_without_an_autoscaler(tmp_path: Path
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump({"components": {"notifications-worker": {
         "autoscaling": {"enabled": False}, "replicas": 3}}}))  # fmt: skip
-    rendered = subprocess.run(
-        [helm(), "template", "flotilla", str(ROOT / "charts" / "flotilla"), "-f", str(values)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    rendered = template("-f", str(values))
     assert rendered.returncode == 0, rendered.stderr
     docs = tuple(d for d in yaml.safe_load_all(rendered.stdout) if d)
     assert set(of_kind(docs, "WorkerAutoscaler")) == {"flotilla-orders-worker"}
@@ -433,10 +426,7 @@ def test_a_component_added_as_the_guide_says_is_deployed_by_the_chart(tmp_path: 
     assert set(written) == {generator.CHART_FILE, Path("docs/contracts.md"), Path("README.md")}
     assert "| recommendations-api | api |" in (tmp_path / "docs" / "contracts.md").read_text()
     assert "| recommendations-api | 8004 |" in (tmp_path / "README.md").read_text()
-    rendered = subprocess.run(
-        [helm(), "template", "flotilla", str(tmp_path / "charts" / "flotilla"), "-n", "shop"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    rendered = template(chart=tmp_path / "charts" / "flotilla")
     assert rendered.returncode == 0, rendered.stderr
     docs = tuple(d for d in yaml.safe_load_all(rendered.stdout) if d)
     deployment = of_kind(docs, "Deployment")["flotilla-recommendations-api"]

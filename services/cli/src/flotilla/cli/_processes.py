@@ -186,7 +186,7 @@ def platform_specs(
     specs = [
         ProcessSpec(
             f"{c.member}-migrate",
-            [py, "-m", c.module, "migrate"],
+            c.migrate_argv(py),
             {c.env_name("database_url"): database_url(database)},
             oneshot=True,
         )

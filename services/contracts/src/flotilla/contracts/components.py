@@ -140,6 +140,15 @@ class Component:
         """Its command line with ``python`` as the interpreter."""
         return [python, "-m", self.module, *self.command]
 
+    def migrate_argv(self, python: str = "python") -> list[str]:
+        """The command that brings its database's schema to head."""
+        return [python, "-m", self.module, "migrate"]
+
+    @property
+    def peers(self) -> set[str]:
+        """The components whose base URL its settings hold (``urls`` and ``url_maps``)."""
+        return {*self.urls.values(), *(name for names in self.url_maps.values() for name in names)}
+
     def env_name(self, field_name: str) -> str:
         """The variable that sets one of its settings fields."""
         return f"FLOTILLA_{self.settings_prefix}_{field_name.upper()}"
@@ -169,10 +178,9 @@ class Catalogue:
             raise ValueError(f"a name is used twice in the catalogue: {sorted(names)}")
         known = {*names, "broker", "smtp"}
         for c in self.components:
-            wanted = {*c.calls, *c.urls.values(), *(n for v in c.url_maps.values() for n in v)}
-            if unknown := sorted(wanted - known):
+            if unknown := sorted({*c.calls, *c.peers} - known):
                 raise ValueError(f"{c.name} calls {', '.join(unknown)}: not in the catalogue")
-            for peer in {*c.urls.values(), *(n for v in c.url_maps.values() for n in v)}:
+            for peer in c.peers:
                 if self.component(peer).port is None:
                     raise ValueError(f"{c.name} holds the URL of {peer}, which serves no HTTP")
             if c.kind == "worker" and not c.consumes:
@@ -247,7 +255,7 @@ def document(catalogue: Catalogue) -> dict[str, Any]:
             "port": c.port,
             "adminPort": c.admin_port,
             "database": c.database,
-            "migrate": [*c.argv()[:3], "migrate"] if c.migrate else None,
+            "migrate": c.migrate_argv() if c.migrate else None,
             "broker": c.broker or None,
             "consumes": list(c.consumes) or None,
             "produces": list(c.produces) or None,
